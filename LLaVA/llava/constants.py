@@ -1,0 +1,10 @@
+"""Constants shared with upstream LLaVA."""
+
+IGNORE_INDEX = -100
+IMAGE_TOKEN_INDEX = -200
+"""Placeholder id spliced into ``input_ids`` where the image features go (never a vocabulary id)."""
+
+DEFAULT_IMAGE_TOKEN = "<image>"
+DEFAULT_IMAGE_PATCH_TOKEN = "<im_patch>"
+DEFAULT_IM_START_TOKEN = "<im_start>"
+DEFAULT_IM_END_TOKEN = "<im_end>"

@@ -1,0 +1,215 @@
+"""``load_pretrained_model``: original LLaVA checkpoints, ``llava-hf/*`` checkpoints and InstructBLIP on
+transformers' native classes.
+
+Original checkpoints (``liuhaotian/llava-v1.5-7b``, ``liuhaotian/llava-v1.6-vicuna-7b`` or a local folder in that
+layout) are converted on load: their config becomes a ``LlavaConfig`` / ``LlavaNextConfig``, their keys are renamed
+(``model.mm_projector.0/2`` -> projector ``linear_1/2``, ``model.*`` -> language model), and the CLIP tower named by
+``mm_vision_tower`` is loaded from its own folder or hub id. The 32000-row ``lm_head`` is kept as it is: prompts are
+embedded by the family (``llava.model.families``), never through an ``<image>`` vocabulary id.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+import transformers
+from transformers import (
+    AutoTokenizer,
+    CLIPVisionConfig,
+    CLIPVisionModel,
+    InstructBlipForConditionalGeneration,
+    InstructBlipProcessor,
+    LlamaConfig,
+    LlavaConfig,
+    LlavaForConditionalGeneration,
+    LlavaNextConfig,
+    LlavaNextForConditionalGeneration,
+)
+from transformers.models.blip.image_processing_pil_blip import BlipImageProcessorPil
+from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+from transformers.utils import cached_file
+
+from llava.attention import hooked_name
+from llava.model.families import family_of
+
+ORIGINAL_KEY_MAPPING = {
+    r"^model\.vision_tower\.vision_tower\.vision_model\.": "model.vision_tower.",
+    r"^model\.mm_projector\.0\.": "model.multi_modal_projector.linear_1.",
+    r"^model\.mm_projector\.2\.": "model.multi_modal_projector.linear_2.",
+    r"^model\.(embed_tokens|layers|norm)\.": r"model.language_model.\1.",
+}
+LLAMA_KEYS = (
+    "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+    "num_key_value_heads", "head_dim", "hidden_act", "max_position_embeddings", "rms_norm_eps", "rope_theta",
+    "rope_scaling", "attention_bias", "attention_dropout", "mlp_bias", "pretraining_tp", "bos_token_id",
+    "eos_token_id", "pad_token_id", "tie_word_embeddings", "initializer_range",
+)
+ORIGINAL_SETTINGS = ("image_aspect_ratio", "mm_patch_merge_type", "mm_use_im_start_end", "image_grid_pinpoints")
+
+
+class CheckpointError(ValueError):
+    """A model path that is not a loadable checkpoint; the message says why."""
+
+
+def default_dtype() -> torch.dtype:
+    """float16 on a GPU (as the official code), float32 on the CPU."""
+    return torch.float16 if torch.cuda.is_available() else torch.float32
+
+
+def read_config(model_path: str) -> dict[str, Any]:
+    """The raw ``config.json`` of a local folder or hub id, with a clear error when there is none."""
+    if Path(model_path).exists() and not Path(model_path, "config.json").is_file():
+        raise CheckpointError(f"{model_path}: not a model checkpoint (no config.json)")
+    try:
+        path = cached_file(model_path, "config.json")
+    except OSError as e:
+        raise CheckpointError(f"{model_path}: cannot read config.json ({e})") from e
+    if path is None:
+        raise CheckpointError(f"{model_path}: not a model checkpoint (no config.json)")
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def resolve_vision_tower(model_path: str, name: str) -> str:
+    """``mm_vision_tower`` as a folder relative to the checkpoint, then to the working directory, else a hub id."""
+    for base in (Path(model_path), Path.cwd()):
+        candidate = base / name
+        if base.exists() and (candidate / "config.json").is_file():
+            return str(candidate)
+    if Path(name).is_dir():
+        return name
+    return name
+
+
+def original_llava_config(raw: dict[str, Any], tower_config: CLIPVisionConfig) -> LlavaConfig | LlavaNextConfig:
+    """Convert an original LLaVA config to transformers' LLaVA / LLaVA-NeXT config."""
+    projector = raw.get("mm_projector_type", "linear")
+    if projector != "mlp2x_gelu":
+        raise CheckpointError(f"unsupported mm_projector_type {projector!r} (only mlp2x_gelu, as LLaVA-1.5 and 1.6)")
+    text = LlamaConfig(**{k: raw[k] for k in LLAMA_KEYS if k in raw})
+    common = dict(
+        vision_config=tower_config.to_dict(),
+        text_config=text.to_dict(),
+        projector_hidden_act="gelu",
+        vision_feature_layer=raw.get("mm_vision_select_layer", -2),
+        vision_feature_select_strategy="default" if raw.get("mm_vision_select_feature", "patch") == "patch" else "full",
+        multimodal_projector_bias=True,
+        tie_word_embeddings=raw.get("tie_word_embeddings", False),
+        image_token_index=raw.get("vocab_size", 32000),
+    )
+    if raw.get("image_aspect_ratio") == "anyres" or str(raw.get("mm_patch_merge_type", "flat")).startswith("spatial"):
+        config = LlavaNextConfig(image_grid_pinpoints=raw.get("image_grid_pinpoints"), **common)
+    else:
+        config = LlavaConfig(**common)
+    for key in ORIGINAL_SETTINGS:
+        if raw.get(key) is not None:
+            setattr(config, key, raw[key])
+    return config
+
+
+def _check_loading(info: dict[str, list[str]], model_path: str, allowed_missing: str) -> bool:
+    """Fail on keys that did not load (except ``allowed_missing``); return whether those were missing."""
+    missing = info.get("missing_keys", [])
+    unexpected = [k for k in info.get("unexpected_keys", []) if "rotary_emb.inv_freq" not in k]
+    bad = [k for k in missing if not k.startswith(allowed_missing)]
+    if bad or unexpected:
+        raise CheckpointError(f"{model_path}: checkpoint keys do not match (missing {bad[:5]}, unexpected {unexpected[:5]})")
+    return any(k.startswith(allowed_missing) for k in missing)
+
+
+def load_original_llava(model_path: str, raw: dict[str, Any], dtype: torch.dtype, device_map: Any, vision_tower: str | None):
+    tower_path = resolve_vision_tower(model_path, vision_tower or raw["mm_vision_tower"])
+    config = original_llava_config(raw, CLIPVisionConfig.from_pretrained(tower_path))
+    model_class = LlavaNextForConditionalGeneration if isinstance(config, LlavaNextConfig) else LlavaForConditionalGeneration
+    verbosity = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()  # the tower lives outside the checkpoint: its keys are "missing"
+    try:
+        model, info = model_class.from_pretrained(
+            model_path, config=config, key_mapping=ORIGINAL_KEY_MAPPING, dtype=dtype, device_map=device_map,
+            output_loading_info=True,
+        )
+    finally:
+        transformers.logging.set_verbosity(verbosity)
+    if _check_loading(info, model_path, "model.vision_tower."):
+        device = model.model.multi_modal_projector.linear_1.weight.device
+        model.model.vision_tower = CLIPVisionModel.from_pretrained(tower_path, dtype=dtype).to(device)
+        model.config.vision_config = model.model.vision_tower.config
+    return model, CLIPImageProcessorPil.from_pretrained(tower_path)
+
+
+def load_hf_llava(model_path: str, raw: dict[str, Any], dtype: torch.dtype, device_map: Any):
+    model_class = LlavaNextForConditionalGeneration if raw["model_type"] == "llava_next" else LlavaForConditionalGeneration
+    model = model_class.from_pretrained(model_path, dtype=dtype, device_map=device_map)
+    return model, CLIPImageProcessorPil.from_pretrained(model_path)
+
+
+def load_instructblip(model_path: str, dtype: torch.dtype, device_map: Any, tokenizer: Any):
+    model = InstructBlipForConditionalGeneration.from_pretrained(model_path, dtype=dtype, device_map=device_map)
+    processor = InstructBlipProcessor(
+        image_processor=BlipImageProcessorPil.from_pretrained(model_path),
+        tokenizer=tokenizer,
+        qformer_tokenizer=AutoTokenizer.from_pretrained(model_path, subfolder="qformer_tokenizer"),
+        num_query_tokens=model.config.num_query_tokens,
+    )
+    return model, processor
+
+
+def attention_settings(model: Any, attn_implementation: str) -> dict[str, str]:
+    """The hooked attention for the language model; eager for the vision side (CLIP, ViT, Q-Former), whose
+    official versions (transformers 4.31 / 4.37) had no SDPA: it runs once per image, so exactness costs little."""
+    settings = {name: "eager" for name in model.config.sub_configs if name != "text_config"}
+    settings["text_config"] = hooked_name(attn_implementation)
+    return settings
+
+
+def load_pretrained_model(
+    model_path: str | os.PathLike,
+    model_base: str | None = None,
+    model_name: str | None = None,
+    device_map: Any = "auto",
+    dtype: torch.dtype | str | None = None,
+    *,
+    vision_tower: str | None = None,
+    attn_implementation: str | None = None,
+) -> tuple[Any, torch.nn.Module, Any, int]:
+    """Load a checkpoint; return ``(tokenizer, model, image_processor, context_len)`` as upstream LLaVA does.
+
+    ``model_name`` is accepted for upstream compatibility; the family is read from the config. ``vision_tower``
+    overrides the config's ``mm_vision_tower`` (folder or hub id) for original checkpoints. ``attn_implementation``
+    is ``"sdpa"`` or ``"eager"``, both through the hook point of ``llava.attention``; by default SDPA on a GPU (fast)
+    and eager on the CPU (the official arithmetic, which the golden tests check token for token). For InstructBLIP the
+    returned ``image_processor`` is an ``InstructBlipProcessor`` (image processor plus Q-Former tokenizer).
+    """
+    if model_base is not None:
+        raise CheckpointError("model_base (LoRA or projector-only checkpoints) is not supported: merge the weights first")
+    model_path = str(model_path)
+    dtype = getattr(torch, dtype) if isinstance(dtype, str) else (dtype or default_dtype())
+    raw = read_config(model_path)
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    if "mm_vision_tower" in raw:
+        model, image_processor = load_original_llava(model_path, raw, dtype, device_map, vision_tower)
+    elif raw.get("model_type") in ("llava", "llava_next"):
+        model, image_processor = load_hf_llava(model_path, raw, dtype, device_map)
+    elif raw.get("model_type") == "instructblip":
+        model, image_processor = load_instructblip(model_path, dtype, device_map, tokenizer)
+    else:
+        raise CheckpointError(f"{model_path}: unsupported model (model_type {raw.get('model_type')!r})")
+    prepare_model(model, tokenizer, attn_implementation)
+    return tokenizer, model, image_processor, raw.get("max_sequence_length", 2048)
+
+
+def prepare_model(model: torch.nn.Module, tokenizer: Any, attn_implementation: str | None = None) -> None:
+    """Route the language model's attention through the hook point, set the real vocabulary size, eval mode.
+
+    ``attn_implementation=None`` picks SDPA when the language model is on a GPU and eager on the CPU.
+    """
+    family = family_of(model)
+    if attn_implementation is None:
+        on_gpu = next(family.decoder(model).parameters()).device.type == "cuda"
+        attn_implementation = "sdpa" if on_gpu else "eager"
+    model.set_attn_implementation(attention_settings(model, attn_implementation))
+    model.config.output_vocab_size = family.output_vocab_size(model, tokenizer)
+    model.eval().requires_grad_(False)

@@ -1,0 +1,558 @@
+"""AMBER hallucination benchmark scores, reproducing upstream AMBER ``inference.py`` (junyangwang0410/AMBER).
+
+Generative answers (ids 1-1004): the lemmatised nouns of the answer that are in the ``relation.json`` vocabulary are
+matched against the image's true objects and hallucination targets (exactly, then by word similarity > 0.8);
+CHAIR = flagged nouns / kept nouns, Cover = covered true objects / true objects, Hal = % answers with a flagged noun,
+Cog = hit hallucination targets / targets. Discriminative answers are read as Yes/No with the AvisC NEG_WORDS rule
+and scored with "No" as the positive class, per dimension (existence; attribute = state + number + action;
+relation). All numbers are percentages rounded to 0.1 as upstream, counters start from ``metrics.txt`` (0.001 in the
+denominators). For ``--evaluation_type a`` the AMBER score = (100 - CHAIR + F1) / 2 is added.
+
+Usage: ``python -m eval.amber --inference_data answers.jsonl --evaluation_type a [--save_path out.json]``.
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import gzip
+import json
+import sys
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping, Protocol, Sequence
+
+import nltk
+from nltk.stem import WordNetLemmatizer
+
+from eval.files import InputError, Problem, read_records, write_json_atomic
+from eval.nltk_setup import ensure_nltk_data
+from eval.yesno import is_no
+
+DATA_DIR = Path(__file__).resolve().parent / "data" / "amber"
+ANNOTATION_FILE = DATA_DIR / "annotations.json.gz"
+QUERY_FILE = DATA_DIR / "query_all.json.gz"  # the 15,220 AMBER queries (id, image, query), for the runner
+WORD_ASSOCIATION_FILE = DATA_DIR / "relation.json"
+SAFE_WORDS_FILE = DATA_DIR / "safe_words.txt"
+METRICS_FILE = DATA_DIR / "metrics.txt"
+SPACY_MODEL = "en_core_web_lg"
+
+EVALUATION_TYPES = {"a": ("g", "de", "da", "dr"), "g": ("g",), "d": ("de", "da", "dr"),
+                    "de": ("de",), "da": ("da",), "dr": ("dr",)}
+# annotation type -> counter prefix of metrics.txt (anything else discriminative is "asso", the relation dimension)
+_TYPE_PREFIX = {"discriminative-attribute-state": "as", "discriminative-attribute-number": "an",
+                "discriminative-attribute-action": "aa", "discriminative-hallucination": "ha"}
+_PREFIX_DIMENSION = {"as": "da", "an": "da", "aa": "da", "ha": "de", "asso": "dr"}
+# printed blocks: (name, counter prefixes, F1 epsilon, dimensions that must all be evaluated)
+_DISCRIMINATIVE_BLOCKS = (
+    ("all", ("",), 1e-4, ("de", "da", "dr")),
+    ("existence", ("ha_",), 1e-3, ("de",)),
+    ("attribute", ("as_", "an_", "aa_"), 1e-4, ("da",)),
+    ("state", ("as_",), 1e-4, ("da",)),
+    ("number", ("an_",), 1e-4, ("da",)),
+    ("action", ("aa_",), 1e-4, ("da",)),
+    ("relation", ("asso_",), 1e-4, ("dr",)),
+)
+_GENERATIVE_NAMES = ("CHAIR", "Cover", "Hal", "Cog")
+_DISCRIMINATIVE_NAMES = ("Accuracy", "Precision", "Recall", "F1")
+_LEMMATIZER = WordNetLemmatizer()
+_SHOWN_PROBLEMS = 20
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Data
+
+
+def read_json(path: str | Path) -> Any:
+    """Read ``.json`` or ``.json.gz``."""
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            return json.loads(f.read())
+    except (OSError, json.JSONDecodeError, EOFError) as e:
+        raise InputError(f"{path}: cannot read JSON ({e})") from e
+
+
+def read_metrics_template(path: str | Path) -> dict[str, float]:
+    """Upstream's ``metrics.txt``: ``name=value`` lines giving every counter's start value."""
+    template = {}
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        parts = line.strip().split("=")
+        if len(parts) == 2:
+            template[parts[0].strip()] = float(parts[1].strip())
+    return template
+
+
+@dataclass(frozen=True)
+class AmberData:
+    """Annotations by id, the word-association table, global safe words and the counter template."""
+
+    annotations: dict[int, dict[str, Any]]
+    association: dict[str, list[str]]
+    safe_words: tuple[str, ...]
+    template: dict[str, float]
+
+
+def load_amber_data(annotation_file: str | Path | None = None, word_association: str | Path | None = None,
+                    safe_words: str | Path | None = None, metrics: str | Path | None = None) -> AmberData:
+    """Load the AMBER tables (the shipped copies by default)."""
+    annotations = read_json(annotation_file or ANNOTATION_FILE)
+    try:
+        safe = Path(safe_words or SAFE_WORDS_FILE).read_text(encoding="utf-8").split("\n")
+        template = read_metrics_template(metrics or METRICS_FILE)
+    except OSError as e:
+        raise InputError(str(e)) from e
+    return AmberData(
+        annotations={int(item["id"]): item for item in annotations},
+        association=read_json(word_association or WORD_ASSOCIATION_FILE),
+        safe_words=tuple(safe),
+        template=template,
+    )
+
+
+def _prefix(annotation: Mapping[str, Any]) -> str:
+    return _TYPE_PREFIX.get(annotation["type"], "asso")
+
+
+def dimension_of(annotation: Mapping[str, Any]) -> str:
+    """``g`` for generative queries, else ``de``, ``da`` or ``dr``."""
+    return "g" if annotation["type"] == "generative" else _PREFIX_DIMENSION[_prefix(annotation)]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Word similarity
+
+
+class WordSimilarity(Protocol):
+    """A similarity backend: ``similarity(a, b)`` in [0, 1] (spaCy: cosine of word vectors)."""
+
+    def similarity(self, a: str, b: str) -> float: ...
+
+
+class ExactSimilarity:
+    """Fallback without word vectors: 1 for identical words, else 0 (only exact matches count)."""
+
+    name = "exact-only"
+
+    def similarity(self, a: str, b: str) -> float:
+        return 1.0 if a == b else 0.0
+
+
+class DocSimilarity:
+    """Adapts an ``nlp(word)`` callable whose results have ``.similarity`` (a spaCy pipeline); caches docs."""
+
+    def __init__(self, nlp: Callable[[str], Any], name: str) -> None:
+        self.name = name
+        self._doc = functools.lru_cache(maxsize=None)(nlp)
+        self._cache: dict[tuple[str, str], float] = {}
+
+    def similarity(self, a: str, b: str) -> float:
+        if (a, b) not in self._cache:
+            with warnings.catch_warnings():  # spaCy warns about words without a vector; upstream ignores it too
+                warnings.simplefilter("ignore", UserWarning)
+                self._cache[(a, b)] = float(self._doc(a).similarity(self._doc(b)))
+        return self._cache[(a, b)]
+
+
+def as_similarity(backend: Any) -> WordSimilarity:
+    """Accept a backend with ``similarity(a, b)`` or an ``nlp(word)`` callable (spaCy style)."""
+    if hasattr(backend, "similarity"):
+        return backend
+    if callable(backend):
+        return DocSimilarity(backend, getattr(backend, "name", type(backend).__name__))
+    raise TypeError(f"{backend!r} is neither a similarity backend nor an nlp(word) callable")
+
+
+def similarity_name(backend: Any) -> str:
+    return getattr(backend, "name", type(backend).__name__)
+
+
+def exact_only_warning(reason: str) -> str:
+    """The banner printed whenever the generative metrics run without spaCy."""
+    bar = "!" * 100
+    return (f"{bar}\n!! WARNING: AMBER generative metrics use EXACT word matching only ({reason}).\n"
+            f"!! Upstream AMBER also accepts words whose spaCy {SPACY_MODEL} similarity is > 0.8, so CHAIR and Hal\n"
+            "!! may come out higher and Cover and Cog lower than the official scorer's. For official numbers run\n"
+            f"!! `pip install spacy && python -m spacy download {SPACY_MODEL}`, then --similarity auto or spacy.\n"
+            f"{bar}")
+
+
+def load_similarity(mode: str, model: str = SPACY_MODEL) -> tuple[WordSimilarity, str | None]:
+    """The backend for ``--similarity`` (auto, spacy, exact) and the warning to print, if any."""
+    if mode == "exact":
+        return ExactSimilarity(), exact_only_warning("--similarity exact")
+    try:
+        import spacy
+
+        nlp = spacy.load(model)
+    except (ImportError, OSError) as e:
+        if mode == "spacy":
+            raise InputError(f"--similarity spacy: cannot load spaCy model {model} ({e})") from e
+        return ExactSimilarity(), exact_only_warning(f"spaCy model {model} not available: {type(e).__name__}: {e}")
+    return DocSimilarity(nlp, f"spacy:{model}"), None
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Scoring
+
+
+@functools.lru_cache(maxsize=None)
+def _noun_lemma(word: str) -> str:
+    return _LEMMATIZER.lemmatize(word)
+
+
+def extract_nouns(texts: Sequence[str]) -> list[list[str]]:
+    """Upstream's ``extract_nouns`` for many texts: tokens tagged NN* (no lower-casing), lemmatised as nouns."""
+    ensure_nltk_data()
+    tagged = nltk.pos_tag_sents([nltk.word_tokenize(text) for text in texts])
+    return [[_noun_lemma(word) for word, pos in sentence if pos.startswith("NN")] for sentence in tagged]
+
+
+@dataclass
+class GenerativeOutcome:
+    """One generative answer: kept nouns, flagged (hallucinated) nouns, covered truths, hit hallucination targets."""
+
+    kept: list[str]
+    flagged: list[str]
+    covered: list[bool]
+    hit: list[bool]
+
+
+class GenerativeScorer:
+    """Upstream's per-answer matching of nouns against ``truth`` and ``hallu`` objects."""
+
+    def __init__(self, data: AmberData, similarity: WordSimilarity, threshold: float = 0.8) -> None:
+        self.association = data.association
+        self.vocabulary = frozenset(data.association) | {w for words in data.association.values() for w in words}
+        self.global_safe = frozenset(data.safe_words)
+        self.similarity = similarity
+        self.threshold = threshold
+
+    def _candidates(self, objects: Sequence[str]) -> list[tuple[str, int]]:
+        """(word, owner) in upstream order: every object's associated words first, then the objects themselves."""
+        associated = [(word, owner) for owner, obj in enumerate(objects) for word in self.association[obj]]
+        return associated + [(obj, owner) for owner, obj in enumerate(objects)]
+
+    def _first_similar(self, noun: str, candidates: Sequence[tuple[str, int]]) -> int | None:
+        for word, owner in candidates:
+            if self.similarity.similarity(noun, word) > self.threshold:
+                return owner
+        return None
+
+    def score(self, nouns: Sequence[str], truth: Sequence[str], hallu: Sequence[str]) -> GenerativeOutcome:
+        safe, targets = self._candidates(truth), self._candidates(hallu)
+        safe_exact = {word: owner for word, owner in reversed(safe)}  # first occurrence wins
+        target_exact = {word: owner for word, owner in reversed(targets)}
+        out = GenerativeOutcome([n for n in nouns if n in self.vocabulary], [], [False] * len(truth),
+                                [False] * len(hallu))
+        for noun in out.kept:
+            if noun in self.global_safe:
+                continue
+            if noun in safe_exact:
+                out.covered[safe_exact[noun]] = True
+                continue
+            if noun in target_exact:
+                out.hit[target_exact[noun]] = True
+            owner = self._first_similar(noun, targets)
+            if owner is not None:
+                out.hit[owner] = True
+            owner = self._first_similar(noun, safe)
+            if owner is not None:
+                out.covered[owner] = True
+                continue
+            out.flagged.append(noun)
+        return out
+
+
+def _add_generative(counters: dict[str, float], outcome: GenerativeOutcome) -> None:
+    counters["chair_score"] += len(outcome.flagged)
+    counters["chair_num"] += len(outcome.kept)
+    counters["safe_cover_score"] += sum(outcome.covered)
+    counters["safe_cover_num"] += len(outcome.covered)
+    counters["hallu_cover_score"] += sum(outcome.hit)
+    counters["hallu_cover_num"] += len(outcome.hit)
+    counters["non_hallu_score"] += not outcome.flagged
+    counters["non_hallu_num"] += 1
+
+
+def _add_discriminative(counters: dict[str, float], annotation: Mapping[str, Any], answer_no: bool) -> None:
+    """Upstream's counters for one yes/no answer, overall (``qa_*``) and for its type (``<prefix>_qa_*``)."""
+    prefixes = ("", _prefix(annotation) + "_")
+
+    def bump(name: str) -> None:
+        for prefix in prefixes:
+            counters[f"{prefix}qa_{name}"] += 1
+
+    truth = annotation["truth"]
+    bump("correct_num")
+    if truth == "yes":
+        if not answer_no:
+            bump("correct_score")
+    else:
+        bump("no_num")
+        if answer_no:
+            bump("correct_score")
+            bump("no_score")
+    if answer_no:
+        bump("ans_no_num")
+        if truth == "no":
+            bump("ans_no_score")
+
+
+def _pct(score: float, num: float) -> float:
+    return round(score / num * 100, 1)
+
+
+def _f1(precision: float, recall: float, eps: float) -> float:
+    """Upstream's F1 from the rounded percentages."""
+    p, r = precision / 100, recall / 100
+    return round(2 * p * r / (p + r + eps) * 100, 1)
+
+
+def amber_score(chair: float, f1: float) -> float:
+    """AMBER score = (100 - CHAIR + F1) / 2, from the generative CHAIR and the discriminative F1 (percentages)."""
+    return round((100 - chair + f1) / 2, 2)
+
+
+def compute_metrics(counters: Mapping[str, float], evaluation_type: str) -> dict[str, float]:
+    """The numbers upstream prints for ``evaluation_type``; discriminative blocks are named ``<block>_<metric>``
+    except the overall one (plain ``Accuracy``, ``Precision``, ``Recall``, ``F1``)."""
+    dims = EVALUATION_TYPES[evaluation_type]
+    metrics: dict[str, float] = {}
+    if "g" in dims:
+        metrics["CHAIR"] = _pct(counters["chair_score"], counters["chair_num"])
+        metrics["Cover"] = _pct(counters["safe_cover_score"], counters["safe_cover_num"])
+        metrics["Hal"] = round(100 - counters["non_hallu_score"] / counters["non_hallu_num"] * 100, 1)
+        metrics["Cog"] = _pct(counters["hallu_cover_score"], counters["hallu_cover_num"])
+    for block, prefixes, eps, needed in _DISCRIMINATIVE_BLOCKS:
+        if not all(d in dims for d in needed):
+            continue
+
+        def total(name: str) -> float:
+            return sum(counters[f"{prefix}qa_{name}"] for prefix in prefixes)
+
+        accuracy = _pct(total("correct_score"), total("correct_num"))
+        precision = _pct(total("ans_no_score"), total("ans_no_num"))
+        recall = _pct(total("no_score"), total("no_num"))
+        key = "" if block == "all" else f"{block}_"
+        metrics.update({f"{key}Accuracy": accuracy, f"{key}Precision": precision, f"{key}Recall": recall,
+                        f"{key}F1": _f1(precision, recall, eps)})
+    if evaluation_type == "a":
+        metrics["AMBER"] = amber_score(metrics["CHAIR"], metrics["F1"])
+    return metrics
+
+
+def evaluate(answers: Mapping[int, str], evaluation_type: str = "a", data: AmberData | None = None,
+             similarity: Any = "auto", threshold: float = 0.8, spacy_model: str = SPACY_MODEL) -> dict[str, Any]:
+    """Score ``{id: response}`` (ids must be in the annotations; others outside the evaluation type are ignored).
+
+    ``similarity`` is ``"auto"``, ``"spacy"``, ``"exact"`` (see :func:`load_similarity`) or a backend (see
+    :func:`as_similarity`); it is loaded only when there are generative answers to score. Returns
+    ``metrics``, the raw ``counters``, ``non_literal_yes_no`` (discriminative answers that were not exactly "Yes" or
+    "No" before the NEG_WORDS mapping), ``similarity`` (backend name, or "unused") and ``warnings``.
+    """
+    data = data or load_amber_data()
+    dims = EVALUATION_TYPES[evaluation_type]
+    selected = {i: text for i, text in answers.items() if dimension_of(data.annotations[i]) in dims}
+    generative = {i: text for i, text in selected.items() if data.annotations[i]["type"] == "generative"}
+    counters = dict(data.template)
+    result: dict[str, Any] = {"similarity": "unused", "warnings": []}
+    if generative:
+        backend, warning = (load_similarity(similarity, spacy_model) if isinstance(similarity, str)
+                            else (as_similarity(similarity), None))
+        result["similarity"] = similarity_name(backend)
+        result["warnings"] += [warning] if warning else []
+        scorer = GenerativeScorer(data, backend, threshold)
+        for i, nouns in zip(generative, extract_nouns(list(generative.values()))):
+            annotation = data.annotations[i]
+            _add_generative(counters, scorer.score(nouns, annotation["truth"], annotation["hallu"]))
+    non_literal = 0
+    for i, text in selected.items():
+        if i not in generative:
+            non_literal += text not in ("Yes", "No")
+            _add_discriminative(counters, data.annotations[i], is_no(text))
+    result.update(metrics=compute_metrics(counters, evaluation_type), counters=counters,
+                  non_literal_yes_no=non_literal)
+    return result
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Command line
+
+
+@dataclass
+class _Answers:
+    by_id: dict[int, str]
+    unparsable: int = 0
+    unknown_ids: int = 0
+    duplicate_ids: int = 0
+    empty_generative: int = 0
+
+
+def _answer_id(value: Any) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    raise ValueError(f"id {value!r} is not an integer")
+
+
+def _first_field(record: Mapping[str, Any], names: Sequence[str]) -> tuple[str | None, Any]:
+    for name in names:
+        if name in record:
+            return name, record[name]
+    return None, None
+
+
+def collect_answers(path: str, records: list[tuple[int | None, dict[str, Any]]], data: AmberData,
+                    problems: list[Problem]) -> _Answers:
+    """Read ``{"id", "response"}`` (AMBER) or ``{"question_id", "text"}`` (answer files); report what is unusable."""
+    out = _Answers(by_id={})
+    for index, (line, record) in enumerate(records, start=1):
+        where = "" if line is not None else f"item {index}: "
+        id_field, raw_id = _first_field(record, ("id", "question_id"))
+        text_field, text = _first_field(record, ("response", "text"))
+        shown = None if raw_id is None else str(raw_id)
+
+        def report(reason: str) -> None:
+            problems.append(Problem(path, line, shown, where + reason))
+
+        if id_field is None or text_field is None:
+            report("missing field 'id' (or 'question_id'); skipped" if id_field is None
+                   else "missing field 'response' (or 'text'); skipped")
+            out.unparsable += 1
+            continue
+        try:
+            qid = _answer_id(raw_id)
+        except ValueError as e:
+            report(f"{e}; skipped")
+            out.unparsable += 1
+            continue
+        if not isinstance(text, str):
+            report(f"field {text_field!r} is not a string ({type(text).__name__}); skipped")
+            out.unparsable += 1
+        elif qid not in data.annotations:
+            report(f"id {qid} is not an AMBER query id (1-{len(data.annotations)}); skipped")
+            out.unknown_ids += 1
+        elif qid in out.by_id:
+            report(f"duplicate answer for id {qid}; the first one is kept")
+            out.duplicate_ids += 1
+        else:
+            if data.annotations[qid]["type"] == "generative" and not text.strip():
+                report("empty answer to a generative query; scored as mentioning no object")
+                out.empty_generative += 1
+            out.by_id[qid] = text
+    return out
+
+
+def format_table(metrics: Mapping[str, float]) -> str:
+    """A readable table of whatever blocks ``metrics`` holds."""
+    lines = []
+    if "CHAIR" in metrics:
+        lines += ["Generative     " + "".join(f"{n:>10}" for n in _GENERATIVE_NAMES),
+                  " " * 15 + "".join(f"{metrics[n]:>10.1f}" for n in _GENERATIVE_NAMES), ""]
+    blocks = [(block, "" if block == "all" else f"{block}_") for block, *_ in _DISCRIMINATIVE_BLOCKS]
+    rows = [(block, key) for block, key in blocks if f"{key}F1" in metrics]
+    if rows:
+        lines.append("Discriminative " + "".join(f"{n:>10}" for n in _DISCRIMINATIVE_NAMES))
+        for block, key in rows:
+            label = f"  {block}" if block in ("state", "number", "action") else block
+            lines.append(f"{label:<15}" + "".join(f"{metrics[key + n]:>10.1f}" for n in _DISCRIMINATIVE_NAMES))
+        lines.append("")
+    if "AMBER" in metrics:
+        lines.append(f"AMBER score = (100 - CHAIR + F1) / 2 = {metrics['AMBER']:.2f}")
+    return "\n".join(lines).rstrip()
+
+
+def _report_problems(problems: Sequence[Problem]) -> None:
+    for problem in problems[:_SHOWN_PROBLEMS]:
+        print(f"warning: {problem}", file=sys.stderr)
+    if len(problems) > _SHOWN_PROBLEMS:
+        print(f"warning: ... and {len(problems) - _SHOWN_PROBLEMS} more problems (all listed in the saved json)",
+              file=sys.stderr)
+
+
+def _missing_ids(data: AmberData, evaluation_type: str, answered: Mapping[int, str]) -> list[int]:
+    dims = EVALUATION_TYPES[evaluation_type]
+    return [i for i, ann in sorted(data.annotations.items()) if dimension_of(ann) in dims and i not in answered]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m eval.amber", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--inference_data", "--inference-data", required=True,
+                        help='AMBER results (.json list of {"id", "response"}) or an answers .jsonl '
+                             '({"question_id", "text"} per line)')
+    parser.add_argument("--evaluation_type", "--evaluation-type", required=True, choices=list(EVALUATION_TYPES),
+                        help="a: all; g: generative; d: discriminative; de, da, dr: existence, attribute, relation")
+    parser.add_argument("--save_path", "--save-path", default=None, help="write metrics, counts and problems here")
+    parser.add_argument("--annotation_file", "--annotation-file", "--annotation", default=None,
+                        help="AMBER annotations.json (default: the shipped copy)")
+    parser.add_argument("--word_association", "--word-association", default=None, help="relation.json")
+    parser.add_argument("--safe_words", "--safe-words", default=None, help="safe_words.txt")
+    parser.add_argument("--metrics", default=None, help="metrics.txt (counter start values)")
+    parser.add_argument("--similarity", choices=("auto", "spacy", "exact"), default="auto",
+                        help=f"word similarity: spaCy {SPACY_MODEL} if it loads (auto), required (spacy), "
+                             "or exact matching only (exact)")
+    parser.add_argument("--similarity_score", "--similarity-score", type=float, default=0.8,
+                        help="similarity threshold (upstream 0.8)")
+    parser.add_argument("--spacy_model", "--spacy-model", default=SPACY_MODEL,
+                        help=f"spaCy model for the similarity (upstream {SPACY_MODEL})")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    problems: list[Problem] = []
+    try:
+        data = load_amber_data(args.annotation_file, args.word_association, args.safe_words, args.metrics)
+        records = read_records(args.inference_data, problems)
+        unreadable = len(problems)
+        answers = collect_answers(args.inference_data, records, data, problems)
+        missing = _missing_ids(data, args.evaluation_type, answers.by_id)
+        result = evaluate(answers.by_id, args.evaluation_type, data, args.similarity, args.similarity_score,
+                          args.spacy_model)
+    except (InputError, RuntimeError) as e:  # RuntimeError: NLTK data missing and not downloadable
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if missing:
+        shown = ", ".join(map(str, missing[:10])) + (", ..." if len(missing) > 10 else "")
+        problems.append(Problem(args.inference_data, None, None, f"{len(missing)} AMBER queries of evaluation type "
+                                f"{args.evaluation_type!r} have no answer (ids {shown}); metrics cover the answered "
+                                "ones only"))
+    dims = EVALUATION_TYPES[args.evaluation_type]
+    scored = sum(1 for i in answers.by_id if dimension_of(data.annotations[i]) in dims)
+    counts = {"scored": scored, "missing_ids": len(missing), "unparsable": answers.unparsable + unreadable,
+              "unknown_ids": answers.unknown_ids, "duplicate_ids": answers.duplicate_ids,
+              "other_dimension": len(answers.by_id) - scored, "empty_generative": answers.empty_generative,
+              "non_literal_yes_no": result["non_literal_yes_no"]}
+    _report_problems(problems)
+    for warning in result["warnings"]:
+        print(warning)
+    print(f"{args.inference_data}: evaluation type {args.evaluation_type}: scored {scored} answers; "
+          f"{counts['missing_ids']} missing, {counts['unparsable']} unparsable, {counts['unknown_ids']} unknown ids, "
+          f"{counts['duplicate_ids']} duplicates, {counts['other_dimension']} outside this evaluation type; "
+          f"{counts['non_literal_yes_no']} yes/no answers were not a literal Yes/No (read with the NEG_WORDS rule); "
+          f"similarity: {result['similarity']}")
+    print(format_table(result["metrics"]))
+    if args.save_path:
+        write_json_atomic(args.save_path, {
+            "scorer": "amber",
+            "answers_file": args.inference_data,
+            "evaluation_type": args.evaluation_type,
+            "similarity": result["similarity"],
+            "warnings": result["warnings"],
+            "metrics": result["metrics"],
+            "counts": counts,
+            "problems": [p.to_dict() for p in problems],
+            "missing_ids": missing,
+            "counters": result["counters"],
+        })
+    if not scored:
+        print(f"error: {args.inference_data}: no answer could be scored", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,108 @@
+"""Reading and writing the files that runners and scorers exchange.
+
+Every reader reports bad input as a :class:`Problem` naming the file, the line, the sample id and what is wrong, so a
+long run can skip one bad record, count it and go on. Every writer of a final artifact writes atomically (temporary
+file in the same folder, then rename), so a crash never leaves a half-written results file behind.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+
+class InputError(ValueError):
+    """Input that cannot be used at all (missing file, wrong format); the message names the file and the reason."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One bad record: where it is and why it was skipped."""
+
+    file: str
+    line: int | None
+    id: str | None
+    reason: str
+
+    def __str__(self) -> str:
+        where = self.file if self.line is None else f"{self.file}:{self.line}"
+        who = "" if self.id is None else f" (id {self.id})"
+        return f"{where}{who}: {self.reason}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"file": self.file, "line": self.line, "id": self.id, "reason": self.reason}
+
+
+def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any] | Problem]]:
+    """Yield ``(line_number, record)`` for each non-blank line; a line that is not a JSON object yields a Problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    with path.open(encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as e:
+                yield number, Problem(str(path), number, None, f"not valid JSON ({e.msg} at column {e.colno})")
+                continue
+            if not isinstance(record, dict):
+                yield number, Problem(str(path), number, None, f"expected a JSON object, got {type(record).__name__}")
+                continue
+            yield number, record
+
+
+def read_records(path: str | Path, problems: list[Problem]) -> list[tuple[int | None, dict[str, Any]]]:
+    """Read a ``.jsonl`` file (one object per line) or a ``.json`` file (a list of objects).
+
+    Returns ``(line_number, record)`` pairs (line numbers are ``None`` for ``.json`` lists, whose items are numbered
+    from 1 in problem messages instead); bad records are appended to ``problems`` and skipped.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    text_start = path.read_text(encoding="utf-8", errors="replace")[:4096].lstrip()
+    if path.suffix == ".json" and text_start.startswith("["):
+        try:
+            items = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise InputError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from e
+        records: list[tuple[int | None, dict[str, Any]]] = []
+        for index, item in enumerate(items, start=1):
+            if isinstance(item, dict):
+                records.append((None, item))
+            else:
+                problems.append(Problem(str(path), None, None, f"item {index}: expected an object"))
+        return records
+    records = []
+    for number, record in iter_jsonl(path):
+        if isinstance(record, Problem):
+            problems.append(record)
+        else:
+            records.append((number, record))
+    return records
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (temporary file in the same folder, fsync, rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json_atomic(path: str | Path, obj: Any, indent: int | None = 2) -> None:
+    """Write ``obj`` as JSON to ``path`` atomically."""
+    write_text_atomic(path, json.dumps(obj, indent=indent, ensure_ascii=False) + "\n")

@@ -1,0 +1,372 @@
+"""MME scorer: the official task score (100 * acc + 100 * acc+), Perception / Cognition, the hallucination subset.
+
+Two inputs:
+
+* ``--results_dir D``: the official eval-tool format, one ``{task}.txt`` per task with lines
+  ``image<TAB>question<TAB>ground truth<TAB>prediction`` (what ``convert_answer_to_mme.py`` writes).
+* ``--answers F --gt_dir G``: our answers jsonl, one line per question. The task is the ``category`` field (else the
+  part of ``question_id`` before the first ``/``), the image the ``image`` field (else the part of ``question_id``
+  after the last ``/``; only the name up to its first dot is used), the question the ``question`` field (else
+  ``prompt``) and the prediction ``text``. The question is matched to the ground truth as
+  ``convert_answer_to_mme.py`` does: "Answer the question using a single word or phrase." is removed, and
+  " Please answer yes or no." is appended unless present (with two spaces if the one-space key is unknown).
+  ``--gt_dir`` holds the ground truth, either in the eval-tool format (``{task}.txt``: image, question, Yes/No) or
+  as the MME release folder (``{task}/{image}.txt`` or ``{task}/questions_answers_YN/{image}.txt``: question,
+  answer). No ground truth is shipped (its licence is unclear).
+
+Predictions are first collapsed to yes/no with the POPE NEG_WORDS rule, as AvisC's runners do (``--parse pope``,
+default); ``--parse official`` applies only the official ``parse_pred_ans`` (exactly yes/no, else yes/no within the
+first 4 characters, else "other"). acc+ counts the images whose questions (two per image) are all correct.
+Several result sets (one per seed: ``--results_dir D1 D2 ...`` or ``--answers F1 F2 ...``) give mean +- std, where
+std is the **sample** standard deviation (ddof = 1), which is what the AvisC tables are consistent with.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+from eval.files import InputError, Problem, read_records, write_json_atomic
+from eval.pope import report_problems
+from eval.yesno import to_yes_no
+
+PERCEPTION = ("existence", "count", "position", "color", "posters", "celebrity", "scene", "landmark", "artwork", "OCR")
+COGNITION = ("commonsense_reasoning", "numerical_calculation", "text_translation", "code_reasoning")
+HALLUCINATION = ("existence", "count", "position", "color")
+TASKS = PERCEPTION + COGNITION
+TOTALS = {"perception": PERCEPTION, "cognition": COGNITION, "hallucination": HALLUCINATION}
+SUFFIX = " Please answer yes or no."
+ONE_WORD = "Answer the question using a single word or phrase."
+STD_DDOF = 1
+
+
+@dataclass
+class Item:
+    """One question of one task: the ground truth and the raw prediction (None when unanswered)."""
+
+    image: str
+    question: str
+    gt: str
+    prediction: str | None
+
+
+def image_stem(name: str) -> str:
+    """``color/000000338560.jpg`` -> ``000000338560`` (file name up to its first dot, as the official code keys it)."""
+    return name.replace("\\", "/").rsplit("/", 1)[-1].split(".")[0]
+
+
+def parse_official(prediction: str) -> str:
+    """The official ``parse_pred_ans`` on a lower-cased prediction: ``yes``, ``no`` or ``other``."""
+    if prediction in ("yes", "no"):
+        return prediction
+    prefix = prediction[:4]
+    if "yes" in prefix:
+        return "yes"
+    if "no" in prefix:
+        return "no"
+    return "other"
+
+
+def read_label(prediction: str | None, parse: str) -> str | None:
+    """The yes / no / other reading of a prediction; None for an unanswered question."""
+    if prediction is None:
+        return None
+    if parse == "pope":
+        prediction = to_yes_no(prediction)
+    return parse_official(prediction.lower())
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Reading
+
+
+def read_results_dir(folder: Path, problems: list[Problem]) -> dict[str, list[Item]]:
+    """Items per task from the eval-tool results folder (``{task}.txt``: image, question, gt, prediction)."""
+    if not folder.is_dir():
+        raise InputError(f"{folder}: no such folder")
+    items: dict[str, list[Item]] = {}
+    for task in TASKS:
+        path = folder / f"{task}.txt"
+        if not path.is_file():
+            continue
+        items[task] = []
+        for number, fields in _tab_lines(path, 4, problems):
+            gt = fields[2].strip().lower()
+            if gt not in ("yes", "no"):
+                problems.append(Problem(str(path), number, fields[0],
+                                        f"ground truth {fields[2]!r} is not Yes/No; skipped"))
+                continue
+            items[task].append(Item(fields[0], fields[1], gt, fields[3]))
+    if not items:
+        raise InputError(f"{folder}: no task files ({', '.join(t + '.txt' for t in TASKS[:3])}, ...)")
+    return items
+
+
+def _tab_lines(path: Path, n_fields: int, problems: list[Problem]) -> Iterable[tuple[int, list[str]]]:
+    """Non-blank lines of a tab-separated file split into ``n_fields`` fields (the last one keeps any tabs)."""
+    with path.open(encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            line = line.rstrip("\r\n")
+            if not line.strip():
+                continue
+            fields = line.split("\t", n_fields - 1)
+            if len(fields) != n_fields:
+                problems.append(Problem(str(path), number, None,
+                                        f"expected {n_fields} tab-separated fields, got {len(fields)}"))
+                continue
+            yield number, fields
+
+
+GroundTruth = dict[str, dict[tuple[str, str], tuple[str, str]]]
+"""task -> (image stem, question) -> (image name, "yes"/"no"), in file order."""
+
+
+def read_gt(gt_dir: Path, problems: list[Problem]) -> GroundTruth:
+    """Ground truth from the eval-tool format or the MME release folder."""
+    if not gt_dir.is_dir():
+        raise InputError(f"{gt_dir}: no such folder (pass the MME ground truth with --gt_dir)")
+    if any((gt_dir / f"{task}.txt").is_file() for task in TASKS):
+        gt = _read_gt_tool(gt_dir, problems)
+    elif any((gt_dir / task).is_dir() for task in TASKS):
+        gt = _read_gt_release(gt_dir, problems)
+    else:
+        raise InputError(f"{gt_dir}: neither {{task}}.txt files nor MME task folders (existence/, count/, ...)")
+    return gt
+
+
+def _add_gt(gt: GroundTruth, task: str, image: str, question: str, answer: str,
+            where: tuple[Path, int], problems: list[Problem]) -> None:
+    label = answer.strip().lower()
+    if label not in ("yes", "no"):
+        problems.append(Problem(str(where[0]), where[1], image, f"ground truth {answer!r} is not Yes/No; skipped"))
+        return
+    gt.setdefault(task, {})[(image_stem(image), question)] = (image, label)
+
+
+def _read_gt_tool(gt_dir: Path, problems: list[Problem]) -> GroundTruth:
+    gt: GroundTruth = {}
+    for task in TASKS:
+        path = gt_dir / f"{task}.txt"
+        if path.is_file():
+            for number, (image, question, answer) in _tab_lines(path, 3, problems):
+                _add_gt(gt, task, image, question, answer, (path, number), problems)
+    return gt
+
+
+def _read_gt_release(gt_dir: Path, problems: list[Problem]) -> GroundTruth:
+    gt: GroundTruth = {}
+    for task in TASKS:
+        qa_dir = gt_dir / task / "questions_answers_YN"
+        if not qa_dir.is_dir():
+            qa_dir = gt_dir / task
+        if not qa_dir.is_dir():
+            continue
+        for path in sorted(qa_dir.glob("*.txt")):
+            for number, (question, answer) in _tab_lines(path, 2, problems):
+                _add_gt(gt, task, path.stem, question.strip(), answer, (path, number), problems)
+    return gt
+
+
+def gt_question(question: str, task: str, stem: str, gt: GroundTruth) -> str:
+    """The ground-truth spelling of ``question``, by the rules of ``convert_answer_to_mme.py``."""
+    if ONE_WORD in question:
+        question = question.replace(ONE_WORD, "").strip()
+    if SUFFIX.strip() not in question:
+        question += SUFFIX
+        if (stem, question) not in gt.get(task, {}):
+            question = question.replace(SUFFIX, " " + SUFFIX)
+    return question
+
+
+def read_answers(answers_file: Path, gt: GroundTruth, problems: list[Problem]) -> dict[str, list[Item]]:
+    """Items per task: every ground-truth question of each task that has at least one answer."""
+    predictions: dict[str, dict[tuple[str, str], str]] = defaultdict(dict)
+    for line, record in read_records(answers_file, problems):
+        qid = record.get("question_id")
+        sid = None if qid is None else str(qid)
+        task = record.get("category") or (sid.split("/")[0] if sid and "/" in sid else None)
+        image = record.get("image") or (sid.rsplit("/", 1)[-1] if sid and "/" in sid else None)
+        question = record.get("question") or record.get("prompt")
+        text = record.get("text")
+        if not (isinstance(task, str) and isinstance(image, str) and isinstance(question, str)):
+            problems.append(Problem(str(answers_file), line, sid, "cannot tell task, image and question; skipped"))
+            continue
+        if task not in gt:
+            problems.append(Problem(str(answers_file), line, sid, f"task {task!r} not in the ground truth; skipped"))
+            continue
+        stem = image_stem(image)
+        key = (stem, gt_question(question, task, stem, gt))
+        if key not in gt[task]:
+            problems.append(Problem(str(answers_file), line, sid,
+                                    f"no ground truth for {task}/{stem}: {key[1]!r}; skipped"))
+            continue
+        if not isinstance(text, str):
+            problems.append(Problem(str(answers_file), line, sid, "no string 'text' field; counted as unanswered"))
+            continue
+        if key in predictions[task]:
+            problems.append(Problem(str(answers_file), line, sid, "duplicate answer; first one kept"))
+            continue
+        if not text.strip():
+            problems.append(Problem(str(answers_file), line, sid, "empty answer; read by the parse rule"))
+        predictions[task][key] = text
+    items: dict[str, list[Item]] = {}
+    for task, answered in predictions.items():
+        items[task] = [Item(image, q, label, answered.get((stem, q))) for (stem, q), (image, label) in gt[task].items()]
+        for item in items[task]:
+            if item.prediction is None:
+                problems.append(Problem(str(answers_file), None, f"{task}/{item.image}",
+                                        f"no answer to {item.question!r}; counted as wrong"))
+    if not items:
+        raise InputError(f"{answers_file}: no answer matched the ground truth")
+    return items
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Scoring
+
+
+def score_task(items: list[Item], parse: str, source: str, problems: list[Problem]) -> dict[str, Any]:
+    """acc, acc+ and score (100 * acc + 100 * acc+) of one task; unanswered questions count as wrong."""
+    by_image: dict[str, list[bool]] = {}
+    other = 0
+    for item in items:
+        label = read_label(item.prediction, parse)
+        other += label == "other"
+        by_image.setdefault(item.image, []).append(label == item.gt)
+    for image, results in by_image.items():
+        if len(results) != 2:
+            problems.append(Problem(source, None, image, f"{len(results)} questions for this image (MME has 2)"))
+    correct = sum(sum(results) for results in by_image.values())
+    acc = correct / len(items)
+    acc_plus = sum(all(results) for results in by_image.values()) / len(by_image)
+    return {
+        "score": 100 * acc + 100 * acc_plus,
+        "acc": 100 * acc,
+        "acc_plus": 100 * acc_plus,
+        "questions": len(items),
+        "images": len(by_image),
+        "other": other,
+        "unanswered": sum(item.prediction is None for item in items),
+    }
+
+
+def score_run(items: dict[str, list[Item]], parse: str, source: str, problems: list[Problem]) -> dict[str, Any]:
+    """Task scores and the totals that are complete (Perception, Cognition, hallucination) of one result set."""
+    tasks = {task: score_task(items[task], parse, source, problems) for task in TASKS if task in items}
+    totals = {name: sum(tasks[t]["score"] for t in members) if all(t in tasks for t in members) else None
+              for name, members in TOTALS.items()}
+    return {"source": source, "tasks": tasks, "totals": totals}
+
+
+def flat_scores(run: dict[str, Any]) -> dict[str, float | None]:
+    """Task scores and totals of one run as one flat mapping."""
+    return {**{task: info["score"] for task, info in run["tasks"].items()}, **run["totals"]}
+
+
+def mean_std(runs: list[dict[str, Any]]) -> tuple[dict[str, float | None], dict[str, float | None]]:
+    """Mean and sample std (ddof 1; None for one run) of every score present in all runs."""
+    flats = [flat_scores(run) for run in runs]
+    names = [name for name in flats[0] if all(flat.get(name) is not None for flat in flats)]
+    mean = {name: statistics.fmean(flat[name] for flat in flats) for name in names}
+    std = {name: statistics.stdev([flat[name] for flat in flats]) if len(flats) > 1 else None for name in names}
+    return mean, std
+
+
+def format_table(runs: list[dict[str, Any]], mean: dict[str, float | None], std: dict[str, float | None]) -> str:
+    """Markdown: one row per task and total, one column per run, plus mean +- std when there are several runs."""
+    header = ["Task"] + [f"run {i + 1}" for i in range(len(runs))]
+    if len(runs) > 1:
+        header.append(f"mean ± std (sample, n={len(runs)})")
+    rows = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name in [t for t in TASKS if t in mean] + [t for t in TOTALS if t in mean]:
+        cells = [_fmt(flat_scores(run).get(name)) for run in runs]
+        if len(runs) > 1:
+            cells.append(f"{mean[name]:.2f} ± {std[name]:.2f}")
+        label = f"**{name}**" if name in TOTALS else name
+        rows.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m eval.mme", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--results_dir", "--results-dir", nargs="+",
+                        help="official results folder(s): {task}.txt with image, question, gt, prediction; "
+                             "one per run")
+    source.add_argument("--answers", "--answers_file", "--answers-file", "--output_path", nargs="+",
+                        help="answers jsonl file(s) (question_id/category/image/prompt/text); one per run")
+    parser.add_argument("--gt_dir", "--gt-dir",
+                        help="MME ground truth (eval-tool {task}.txt files or the release folder)")
+    parser.add_argument("--parse", choices=("pope", "official"), default="pope",
+                        help="pope: NEG_WORDS yes/no first, as AvisC (default); official: parse_pred_ans only")
+    parser.add_argument("--save_path", "--save-path",
+                        help="metrics json (default: <answers>_mme.json or <results_dir>/mme_metrics.json)")
+    return parser
+
+
+def load_runs(args: argparse.Namespace, problems: list[Problem]) -> list[dict[str, Any]]:
+    """Score every result set named on the command line."""
+    if args.results_dir:
+        return [score_run(read_results_dir(Path(d), problems), args.parse, d, problems) for d in args.results_dir]
+    if not args.gt_dir:
+        raise InputError("--answers needs --gt_dir: the MME ground truth is not shipped "
+                         "(eval-tool {task}.txt files or MME_Benchmark_release_version)")
+    gt = read_gt(Path(args.gt_dir), problems)
+    return [score_run(read_answers(Path(f), gt, problems), args.parse, f, problems) for f in args.answers]
+
+
+def default_save_path(args: argparse.Namespace) -> Path:
+    if args.results_dir:
+        return Path(args.results_dir[0]) / "mme_metrics.json"
+    first = Path(args.answers[0])
+    return first.with_name(first.name.removesuffix(".jsonl") + "_mme.json")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    problems: list[Problem] = []
+    try:
+        runs = load_runs(args, problems)
+    except InputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    mean, std = mean_std(runs)
+    sources = [run["source"] for run in runs]
+    counts = {
+        "runs": len(runs),
+        "questions": sum(t["questions"] for run in runs for t in run["tasks"].values()),
+        "unanswered": sum(t["unanswered"] for run in runs for t in run["tasks"].values()),
+        "other": sum(t["other"] for run in runs for t in run["tasks"].values()),
+        "problems": len(problems),
+    }
+    save_path = Path(args.save_path) if args.save_path else default_save_path(args)
+    write_json_atomic(save_path, {
+        "scorer": "mme",
+        "answers_file": sources[0] if len(sources) == 1 else sources,
+        "metrics": mean,
+        "std": std,
+        "std_ddof": STD_DDOF,
+        "counts": counts,
+        "problems": [p.to_dict() for p in problems],
+        "parse": args.parse,
+        "runs": runs,
+    })
+    print(format_table(runs, mean, std))
+    if any(value is None for run in runs for value in run["totals"].values()):
+        print("(totals over incomplete task sets are left out)")
+    report_problems(problems)
+    print(f"metrics written to {save_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,304 @@
+"""POPE scorer: yes/no answers against the POPE labels, as AvisC scores them.
+
+Each answer (LLaVA answer-file line ``{"question_id", "text", ...}``) is read as yes or no with the official
+NEG_WORDS rule (:mod:`eval.yesno`) and paired with its question **by question_id**. Labels come from the question
+file (``'no'`` -> 0, anything else -> 1). Yes is the positive class; accuracy, precision, recall, F1 and the yes
+ratio are reported x100.
+
+Usage::
+
+    python -m eval.pope --answers results/coco_pope_random.jsonl                  # question file from the name
+    python -m eval.pope --answers A.jsonl --question_file Q.json
+    python -m eval.pope --answers_dir results/pope --question_dir eval/data/pope/vcd   # up to 9 settings
+
+Without ``--question_file`` the dataset (coco, aokvqa, gqa) and setting (random, popular, adversarial) are read
+from the answers file name (e.g. ``llava_avisc_coco_pope_random.jsonl``) and the question file is looked up in
+``--question_dir`` (default: the VCD copies shipped in ``eval/data/pope/vcd``, the files AvisC used).
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from eval.files import InputError, Problem, read_records, write_json_atomic
+from eval.yesno import to_yes_no
+
+DATASETS = ("coco", "aokvqa", "gqa")
+SETTINGS = ("random", "popular", "adversarial")
+DEFAULT_QUESTION_DIR = Path(__file__).resolve().parent / "data" / "pope" / "vcd"
+METRIC_NAMES = ("accuracy", "precision", "recall", "f1", "yes_ratio")
+_NAME_PATTERN = re.compile(rf"({'|'.join(DATASETS)}).*?({'|'.join(SETTINGS)})", re.IGNORECASE)
+
+
+@dataclass
+class SettingResult:
+    """The confusion counts of one answers file against one question file."""
+
+    key: str
+    dataset: str | None
+    setting: str | None
+    answers_file: str
+    question_file: str
+    tp: int = 0
+    fp: int = 0
+    tn: int = 0
+    fn: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def metrics(self) -> dict[str, float | None]:
+        """Accuracy, precision, recall, F1 and yes ratio, x100 (None where a denominator is 0)."""
+        return confusion_metrics(self.tp, self.fp, self.tn, self.fn)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "dataset": self.dataset,
+            "setting": self.setting,
+            "answers_file": self.answers_file,
+            "question_file": self.question_file,
+            "confusion": {"TP": self.tp, "FP": self.fp, "TN": self.tn, "FN": self.fn},
+            "metrics": self.metrics(),
+            "counts": self.counts,
+        }
+
+
+def _ratio(numerator: float, denominator: float) -> float | None:
+    return 100.0 * numerator / denominator if denominator else None
+
+
+def confusion_metrics(tp: int, fp: int, tn: int, fn: int) -> dict[str, float | None]:
+    """POPE metrics x100 from the confusion counts (yes is positive), as ``print_acc`` computes them."""
+    precision = _ratio(tp, tp + fp)
+    recall = _ratio(tp, tp + fn)
+    f1 = None
+    if precision is not None and recall is not None and precision + recall > 0:
+        f1 = 2 * precision * recall / (precision + recall)
+    total = tp + fp + tn + fn
+    return {
+        "accuracy": _ratio(tp + tn, total),
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "yes_ratio": _ratio(tp + fp, total),
+    }
+
+
+def infer_setting(name: str) -> tuple[str | None, str | None]:
+    """``(dataset, setting)`` named in a file name such as ``coco_pope_random.jsonl``, or ``(None, None)``."""
+    match = _NAME_PATTERN.search(Path(name).name)
+    if match is None:
+        return None, None
+    return match.group(1).lower(), match.group(2).lower()
+
+
+def find_question_file(question_dir: Path, dataset: str, setting: str) -> Path:
+    """The question file of ``dataset``/``setting`` in the VCD layout (``{ds}/{ds}_pope_{s}.json``) or a flat one."""
+    stem = f"{dataset}_pope_{setting}"
+    candidates = [question_dir / dataset / f"{stem}{ext}" for ext in (".json", ".jsonl")]
+    candidates += [question_dir / f"{stem}{ext}" for ext in (".json", ".jsonl")]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise InputError(f"{question_dir}: no question file for {dataset}/{setting} (looked for {stem}.json[l])")
+
+
+def read_labels(question_file: Path, label_key: str, problems: list[Problem]) -> dict[str, int]:
+    """``question_id -> 0/1`` from a POPE question file (jsonl, CRLF or not, or a JSON array)."""
+    labels: dict[str, int] = {}
+    for index, (line, record) in enumerate(read_records(question_file, problems), start=1):
+        where = line if line is not None else index
+        qid = record.get("question_id")
+        label = record.get(label_key)
+        if qid is None or not isinstance(label, str):
+            problems.append(Problem(str(question_file), where, None if qid is None else str(qid),
+                                    f"question without 'question_id' or string '{label_key}'; skipped"))
+            continue
+        if str(qid) in labels:
+            problems.append(Problem(str(question_file), where, str(qid), "duplicate question_id; first one kept"))
+            continue
+        if label not in ("yes", "no"):
+            problems.append(Problem(str(question_file), where, str(qid),
+                                    f"label {label!r} is read as yes (official rule)"))
+        labels[str(qid)] = 0 if label == "no" else 1
+    if not labels:
+        raise InputError(f"{question_file}: no usable questions (need 'question_id' and '{label_key}')")
+    return labels
+
+
+def score_file(answers_file: Path, question_file: Path, label_key: str, problems: list[Problem]) -> SettingResult:
+    """Pair the answers with the labels by question_id and count TP/FP/TN/FN."""
+    dataset, setting = infer_setting(answers_file.name)
+    if dataset is None:
+        dataset, setting = infer_setting(question_file.name)
+    key = f"{dataset}/{setting}" if dataset else answers_file.stem
+    result = SettingResult(key, dataset, setting, str(answers_file), str(question_file))
+    labels = read_labels(question_file, label_key, problems)
+    counts = {"questions": len(labels), "answers": 0, "scored": 0, "missing": 0, "extra": 0, "duplicate": 0,
+              "unparsable": 0, "empty": 0}
+    seen: set[str] = set()
+    for line, record in read_records(answers_file, problems):
+        counts["answers"] += 1
+        qid = record.get("question_id")
+        text = record.get("text")
+        sid = None if qid is None else str(qid)
+        if sid is None or sid not in labels:
+            counts["extra"] += 1
+            reason = "no 'question_id'" if sid is None else "question_id not in the question file"
+            problems.append(Problem(str(answers_file), line, sid, f"{reason}; skipped"))
+            continue
+        if sid in seen:
+            counts["duplicate"] += 1
+            problems.append(Problem(str(answers_file), line, sid, "duplicate answer; first one kept"))
+            continue
+        if not isinstance(text, str):
+            counts["unparsable"] += 1
+            problems.append(Problem(str(answers_file), line, sid, "no string 'text' field; not scored"))
+            continue
+        seen.add(sid)
+        if not text.strip():
+            counts["empty"] += 1
+            problems.append(Problem(str(answers_file), line, sid, "empty answer; read as yes (official rule)"))
+        _count(result, predicted_yes=to_yes_no(text) == "yes", label_yes=labels[sid] == 1)
+        counts["scored"] += 1
+    for qid in (q for q in labels if q not in seen):
+        counts["missing"] += 1
+        problems.append(Problem(str(answers_file), None, qid, "no answer for this question; not scored"))
+    result.counts = counts
+    return result
+
+
+def _count(result: SettingResult, predicted_yes: bool, label_yes: bool) -> None:
+    if predicted_yes:
+        if label_yes:
+            result.tp += 1
+        else:
+            result.fp += 1
+    elif label_yes:
+        result.fn += 1
+    else:
+        result.tn += 1
+
+
+def collect_pairs(args: argparse.Namespace, problems: list[Problem]) -> list[tuple[Path, Path]]:
+    """``(answers_file, question_file)`` pairs from the command line."""
+    question_dir = Path(args.question_dir)
+    if args.answers_dir:
+        folder = Path(args.answers_dir)
+        if not folder.is_dir():
+            raise InputError(f"{folder}: no such folder")
+        answers = sorted(folder.glob("*.jsonl"))
+    else:
+        answers = [Path(a) for a in args.answers]
+    if args.question_file:
+        if len(args.question_file) != len(answers):
+            raise InputError(f"{len(args.question_file)} --question_file for {len(answers)} answers files")
+        return list(zip(answers, (Path(q) for q in args.question_file)))
+    pairs = []
+    for answers_file in answers:
+        dataset, setting = infer_setting(answers_file.name)
+        if dataset is None:
+            if args.answers_dir:
+                problems.append(Problem(str(answers_file), None, None, "no dataset/setting in the name; skipped"))
+                continue
+            raise InputError(f"{answers_file}: cannot tell dataset and setting from the name; pass --question_file")
+        pairs.append((answers_file, find_question_file(question_dir, dataset, setting)))
+    if not pairs:
+        raise InputError(f"{args.answers_dir}: no answers files named like '<dataset>_pope_<setting>.jsonl'")
+    return pairs
+
+
+def format_table(results: list[SettingResult]) -> str:
+    """A markdown table: one row per dataset/setting, in the paper's order."""
+    def order(result: SettingResult) -> tuple[int, int, str]:
+        ds = DATASETS.index(result.dataset) if result.dataset in DATASETS else len(DATASETS)
+        st = SETTINGS.index(result.setting) if result.setting in SETTINGS else len(SETTINGS)
+        return ds, st, result.key
+
+    rows = ["| Dataset | Setting | Acc | Prec | Rec | F1 | Yes % | Scored | Missing |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    for result in sorted(results, key=order):
+        m = result.metrics()
+        cells = [_fmt(m[name]) for name in METRIC_NAMES]
+        rows.append(f"| {result.dataset or result.key} | {result.setting or '-'} | " + " | ".join(cells)
+                    + f" | {result.counts['scored']} | {result.counts['missing']} |")
+    return "\n".join(rows)
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m eval.pope", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--answers", "--answers_file", "--answers-file", nargs="+",
+                        help="answers jsonl file(s) ({question_id, text} per line)")
+    source.add_argument("--answers_dir", "--answers-dir", help="a folder of answers files, one per dataset/setting")
+    parser.add_argument("--question_file", "--question-file", "--pope_path", nargs="+",
+                        help="question file(s), one per answers file (default: found from the answers file name)")
+    parser.add_argument("--question_dir", "--question-dir", default=str(DEFAULT_QUESTION_DIR),
+                        help="where to look for {dataset}/{dataset}_pope_{setting}.json (default: shipped VCD copies)")
+    parser.add_argument("--label_key", "--label-key", default="label", help="label field of the question file")
+    parser.add_argument("--save_path", "--save-path",
+                        help="metrics json (default: <answers>_pope.json, or pope_metrics.json beside several files)")
+    return parser
+
+
+def default_save_path(pairs: list[tuple[Path, Path]]) -> Path:
+    first = pairs[0][0]
+    if len(pairs) == 1:
+        return first.with_name(first.name.removesuffix(".jsonl") + "_pope.json")
+    return first.parent / "pope_metrics.json"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    problems: list[Problem] = []
+    try:
+        pairs = collect_pairs(args, problems)
+        results = [score_file(a, q, args.label_key, problems) for a, q in pairs]
+    except InputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    keys = [r.key for r in results]
+    if len(set(keys)) != len(keys):
+        print(f"error: two answers files map to the same setting: {sorted(keys)}", file=sys.stderr)
+        return 2
+    totals: dict[str, int] = {}
+    for result in results:
+        for name, value in result.counts.items():
+            totals[name] = totals.get(name, 0) + value
+    save_path = Path(args.save_path) if args.save_path else default_save_path(pairs)
+    write_json_atomic(save_path, {
+        "scorer": "pope",
+        "answers_file": [str(a) for a, _ in pairs] if len(pairs) > 1 else str(pairs[0][0]),
+        "metrics": {r.key: r.metrics() for r in results},
+        "counts": totals,
+        "problems": [p.to_dict() for p in problems],
+        "settings": {r.key: r.to_dict() for r in results},
+        "parse": "NEG_WORDS (eval.yesno, official AvisC recorder)",
+        "label_key": args.label_key,
+    })
+    print(format_table(results))
+    report_problems(problems)
+    print(f"metrics written to {save_path}")
+    return 0 if totals.get("scored") else 1
+
+
+def report_problems(problems: list[Problem], limit: int = 20) -> None:
+    """Print the first ``limit`` problems to stderr, and how many there were."""
+    if not problems:
+        return
+    print(f"{len(problems)} problem(s):", file=sys.stderr)
+    for problem in problems[:limit]:
+        print(f"  {problem}", file=sys.stderr)
+    if len(problems) > limit:
+        print(f"  ... {len(problems) - limit} more in the metrics json", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+"""SPARC as a plug-in of the decoding loop: selective, progressive attention recalibration.
+
+Per sequence and decode step ``t`` (the official timeline, ``attn_util.py``):
+
+1. the selected layer's last-query attention over the image span, ``a_t`` (mean over heads), is compared with the
+   EMA of earlier steps: tokens with ``(a_t - ema) / ema >= tau`` are selected;
+2. the EMA is updated after the selection: ``ema = (1 - beta) * a_t + beta * ema`` (initialised at the prefill
+   from the last prompt token's row);
+3. at step ``t + 1`` (one-step lag) the cached value vectors of the selected image tokens are multiplied by
+   ``alpha`` in place, in layers ``start_layer..end_layer``, before attention; the cache keeps the product, so a
+   token selected ``c`` times carries ``alpha ** c``.
+
+State is per sequence (tensors of shape ``(B, N)``, ``N`` the longest image span of the batch), so batches with left
+padding and different image lengths (LLaVA-NeXT) give each sequence its own selections. Arithmetic stays in the
+model dtype, as the official fp16 code.
+
+>>> generate(batch, GenerationConfig(), Sparc(PRESETS["llava-1.5"]))   # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import torch
+
+from llava.attention import AttentionHook
+from llava.generation import DecodingContext, DecodingMethod
+from sparc.config import PRESETS, SparcConfig
+
+
+class SparcHook(AttentionHook):
+    """Selection at one layer, amplification of cached values in a layer range, one EMA per sequence."""
+
+    def __init__(self, config: SparcConfig, image_start: torch.Tensor, image_len: torch.Tensor, record: bool = False):
+        self.config = config
+        width = int(image_len.max()) if image_len.numel() else 0
+        offsets = torch.arange(width, device=image_start.device)
+        self.positions = image_start[:, None] + offsets  # (B, N) cache positions of the image tokens
+        self.valid = offsets < image_len[:, None]
+        self.positions = torch.where(self.valid, self.positions, image_start[:, None])
+        self.ema: torch.Tensor | None = None
+        self.pending: torch.Tensor | None = None  # (B, N) bool: selected at this step, used from the next one
+        self.active: tuple[torch.Tensor, torch.Tensor] | None = None  # (rows, cache positions) to amplify now
+        self.counts = torch.zeros_like(self.valid, dtype=torch.long)
+        self.step = 0
+        self.record = record
+        self.selections: list[list[list[int]]] = [[] for _ in range(image_start.shape[0])]
+
+    def begin_forward(self, step: int) -> None:
+        self.step = step
+        self.active = None
+        if self.pending is not None:
+            rows, columns = self.pending.nonzero(as_tuple=True)
+            if rows.numel():
+                self.active = rows, self.positions[rows, columns]
+        self.pending = None
+
+    def edit_values(self, layer_idx: int, value: torch.Tensor) -> None:
+        if self.active is None or not self.config.start_layer <= layer_idx <= self.config.end_layer:
+            return
+        rows, positions = self.active
+        value[rows, :, positions] = value[rows, :, positions] * self.config.alpha
+
+    def wants_attention(self, layer_idx: int) -> bool:
+        return layer_idx == self.config.selected_layer
+
+    def on_attention(self, layer_idx: int, row: torch.Tensor) -> None:
+        attention = row.gather(1, self.positions)
+        if self.step == 0 or self.ema is None:
+            self.ema = attention
+            return
+        selected = ((attention - self.ema) / self.ema >= self.config.tau) & self.valid
+        self.ema = (1 - self.config.beta) * attention + self.config.beta * self.ema
+        self.pending = selected
+        self.counts += selected
+        if self.record:
+            for index, mask in enumerate(selected.tolist()):
+                self.selections[index].append([j for j, chosen in enumerate(mask) if chosen])
+
+
+class Sparc(DecodingMethod):
+    """SPARC decoding; ``alpha == 1.0`` is plain decoding (the official code leaves the model unpatched then).
+
+    With ``record=True`` the hook keeps, per sequence and decode step, the image-token indices (0-based within the
+    image span) selected at that step; they are amplified from the next step on.
+    """
+
+    def __init__(self, config: SparcConfig = PRESETS["llava-1.5"], record: bool = False):
+        self.config = config
+        self.record = record
+        self.hook: SparcHook | None = None
+
+    def begin(self, context: DecodingContext) -> None:
+        self.config.validate(context.family.num_layers(context.model))
+        prefill = context.prefill
+        self.hook = SparcHook(self.config, prefill.image_start, prefill.image_len, self.record) if self.config.enabled else None

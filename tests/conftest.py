@@ -1,0 +1,26 @@
+"""Shared test fixtures: where the reference data lives (``../shared/reference``, never copied into the project)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+REFERENCE = (PROJECT_ROOT / ".." / "shared" / "reference").resolve()
+GOLDEN = REFERENCE / "golden"
+
+# CHAIR and AMBER need NLTK data; CI has no route to the NLTK download site.
+os.environ.setdefault("NLTK_DATA", str(REFERENCE / "nltk_data"))
+
+
+@pytest.fixture(scope="session")
+def reference_dir() -> Path:
+    if not REFERENCE.is_dir():
+        pytest.fail(f"reference data not found at {REFERENCE} (expected ../shared/reference beside the project)")
+    return REFERENCE
+
+
+@pytest.fixture(scope="session")
+def golden_dir(reference_dir: Path) -> Path:
+    return reference_dir / "golden"
