@@ -25,7 +25,7 @@ from typing import Any, Callable, Mapping, Protocol, Sequence
 import nltk
 from nltk.stem import WordNetLemmatizer
 
-from eval.files import InputError, Problem, read_records, write_json_atomic
+from eval.files import InputError, Problem, read_records, report_problems, write_json_atomic
 from eval.nltk_setup import ensure_nltk_data
 from eval.yesno import is_no
 
@@ -56,7 +56,6 @@ _DISCRIMINATIVE_BLOCKS = (
 _GENERATIVE_NAMES = ("CHAIR", "Cover", "Hal", "Cog")
 _DISCRIMINATIVE_NAMES = ("Accuracy", "Precision", "Recall", "F1")
 _LEMMATIZER = WordNetLemmatizer()
-_SHOWN_PROBLEMS = 20
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -465,14 +464,6 @@ def format_table(metrics: Mapping[str, float]) -> str:
     return "\n".join(lines).rstrip()
 
 
-def _report_problems(problems: Sequence[Problem]) -> None:
-    for problem in problems[:_SHOWN_PROBLEMS]:
-        print(f"warning: {problem}", file=sys.stderr)
-    if len(problems) > _SHOWN_PROBLEMS:
-        print(f"warning: ... and {len(problems) - _SHOWN_PROBLEMS} more problems (all listed in the saved json)",
-              file=sys.stderr)
-
-
 def _missing_ids(data: AmberData, evaluation_type: str, answered: Mapping[int, str]) -> list[int]:
     dims = EVALUATION_TYPES[evaluation_type]
     return [i for i, ann in sorted(data.annotations.items()) if dimension_of(ann) in dims and i not in answered]
@@ -526,7 +517,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               "unknown_ids": answers.unknown_ids, "duplicate_ids": answers.duplicate_ids,
               "other_dimension": len(answers.by_id) - scored, "empty_generative": answers.empty_generative,
               "non_literal_yes_no": result["non_literal_yes_no"]}
-    _report_problems(problems)
+    report_problems(problems)
     for warning in result["warnings"]:
         print(warning)
     print(f"{args.inference_data}: evaluation type {args.evaluation_type}: scored {scored} answers; "

@@ -30,7 +30,7 @@ from typing import Any, Iterable, Iterator, Mapping, NamedTuple, Sequence
 import nltk
 from nltk.stem import WordNetLemmatizer
 
-from eval.files import InputError, Problem, read_records, write_json_atomic
+from eval.files import InputError, Problem, read_records, report_problems, write_json_atomic
 from eval.nltk_setup import ensure_nltk_data
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -39,7 +39,6 @@ DEFAULT_CACHE = Path.home() / ".cache" / "sparc_avisc" / "chair_gt_coco2014.json
 METRIC_NAMES = ("CHAIRs", "CHAIRi", "Recall", "Len", "Precision", "F1")
 _WORDNET_POS = {"J": "a", "V": "v", "N": "n", "R": "r"}  # first letter of the Penn tag -> WordNet POS; else noun
 _LEMMATIZER = WordNetLemmatizer()
-_SHOWN_PROBLEMS = 20
 _GT_CHUNK = 20000
 
 
@@ -401,14 +400,6 @@ def format_metrics(metrics: Mapping[str, float]) -> str:
     return "\n".join(f"{name.ljust(10)}: {metrics[name] * 100:.03f}" for name in METRIC_NAMES)
 
 
-def _report_problems(problems: Sequence[Problem]) -> None:
-    for problem in problems[:_SHOWN_PROBLEMS]:
-        print(f"warning: {problem}", file=sys.stderr)
-    if len(problems) > _SHOWN_PROBLEMS:
-        print(f"warning: ... and {len(problems) - _SHOWN_PROBLEMS} more problems (all listed in the saved json)",
-              file=sys.stderr)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m eval.chair", description=__doc__.split("\n\n")[0])
     parser.add_argument("--cap_file", "--cap-file", required=True,
@@ -443,7 +434,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     metrics = result["overall_metrics"]
     counts = {"scored": len(collected.items), "unknown_image_ids": collected.unknown,
               "skipped": collected.skipped + unreadable, "empty_captions": collected.empty}
-    _report_problems(problems)
+    report_problems(problems)
     print(f"{args.cap_file}: scored {counts['scored']} captions, skipped {counts['skipped']}, "
           f"{counts['unknown_image_ids']} unknown image ids, {counts['empty_captions']} empty captions "
           f"(ground truth: {gt_source})")

@@ -36,8 +36,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, NoReturn
 
-from eval.files import InputError, Problem, read_records, write_json_atomic, write_text_atomic
-from eval.pope import report_problems
+from eval.files import InputError, Problem, read_records, report_problems, write_json_atomic, write_text_atomic
 
 PROMPT_FILE = Path(__file__).resolve().parent / "data" / "clair_prompt.txt"
 REFERENCE_FIELDS = {"iiw": ("image/key", "IIW"), "docci": ("image_file", "description")}

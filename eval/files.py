@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,17 @@ class Problem:
 
     def to_dict(self) -> dict[str, Any]:
         return {"file": self.file, "line": self.line, "id": self.id, "reason": self.reason}
+
+
+def report_problems(problems: list[Problem], limit: int = 20) -> None:
+    """Print the first ``limit`` problems to stderr, and how many there were (all go into the output json)."""
+    if not problems:
+        return
+    print(f"{len(problems)} problem(s):", file=sys.stderr)
+    for problem in problems[:limit]:
+        print(f"  {problem}", file=sys.stderr)
+    if len(problems) > limit:
+        print(f"  ... {len(problems) - limit} more in the output json", file=sys.stderr)
 
 
 def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any] | Problem]]:
@@ -93,6 +105,7 @@ def write_text_atomic(path: str | Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file the permissions open() would
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
@@ -101,6 +114,12 @@ def write_text_atomic(path: str | Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_json_atomic(path: str | Path, obj: Any, indent: int | None = 2) -> None:

@@ -30,8 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from eval.files import InputError, Problem, read_records, write_json_atomic
-from eval.pope import report_problems
+from eval.files import InputError, Problem, read_records, report_problems, write_json_atomic
 from eval.yesno import to_yes_no
 
 PERCEPTION = ("existence", "count", "position", "color", "posters", "celebrity", "scene", "landmark", "artwork", "OCR")

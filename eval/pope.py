@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from eval.files import InputError, Problem, read_records, write_json_atomic
+from eval.files import InputError, Problem, read_records, report_problems, write_json_atomic
 from eval.yesno import to_yes_no
 
 DATASETS = ("coco", "aokvqa", "gqa")
@@ -287,17 +287,6 @@ def main(argv: list[str] | None = None) -> int:
     report_problems(problems)
     print(f"metrics written to {save_path}")
     return 0 if totals.get("scored") else 1
-
-
-def report_problems(problems: list[Problem], limit: int = 20) -> None:
-    """Print the first ``limit`` problems to stderr, and how many there were."""
-    if not problems:
-        return
-    print(f"{len(problems)} problem(s):", file=sys.stderr)
-    for problem in problems[:limit]:
-        print(f"  {problem}", file=sys.stderr)
-    if len(problems) > limit:
-        print(f"  ... {len(problems) - limit} more in the metrics json", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -24,3 +24,15 @@ def reference_dir() -> Path:
 @pytest.fixture(scope="session")
 def golden_dir(reference_dir: Path) -> Path:
     return reference_dir / "golden"
+
+
+@pytest.fixture(scope="session")
+def tiny_instructblip(tmp_path_factory) -> str:
+    """A random tiny InstructBLIP saved in the Hugging Face layout (model, tokenizers, processor)."""
+    from llava.model.synthetic import synthetic_model
+
+    _, model, processor, _ = synthetic_model("instructblip")
+    folder = tmp_path_factory.mktemp("tiny-instructblip")
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return str(folder)

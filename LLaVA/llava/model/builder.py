@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 import transformers
@@ -54,6 +56,20 @@ class CheckpointError(ValueError):
     """A model path that is not a loadable checkpoint; the message says why."""
 
 
+@contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """Silence transformers' warnings about original configs (``llava_llama`` type, null ``rope_scaling``) and the
+    vision tower keys that original checkpoints keep elsewhere; loading errors are checked explicitly instead."""
+    verbosity = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            yield
+    finally:
+        transformers.logging.set_verbosity(verbosity)
+
+
 def default_dtype() -> torch.dtype:
     """float16 on a GPU (as the official code), float32 on the CPU."""
     return torch.float16 if torch.cuda.is_available() else torch.float32
@@ -89,7 +105,7 @@ def original_llava_config(raw: dict[str, Any], tower_config: CLIPVisionConfig) -
     projector = raw.get("mm_projector_type", "linear")
     if projector != "mlp2x_gelu":
         raise CheckpointError(f"unsupported mm_projector_type {projector!r} (only mlp2x_gelu, as LLaVA-1.5 and 1.6)")
-    text = LlamaConfig(**{k: raw[k] for k in LLAMA_KEYS if k in raw})
+    text = LlamaConfig(**{k: raw[k] for k in LLAMA_KEYS if raw.get(k) is not None})
     common = dict(
         vision_config=tower_config.to_dict(),
         text_config=text.to_dict(),
@@ -124,15 +140,11 @@ def load_original_llava(model_path: str, raw: dict[str, Any], dtype: torch.dtype
     tower_path = resolve_vision_tower(model_path, vision_tower or raw["mm_vision_tower"])
     config = original_llava_config(raw, CLIPVisionConfig.from_pretrained(tower_path))
     model_class = LlavaNextForConditionalGeneration if isinstance(config, LlavaNextConfig) else LlavaForConditionalGeneration
-    verbosity = transformers.logging.get_verbosity()
-    transformers.logging.set_verbosity_error()  # the tower lives outside the checkpoint: its keys are "missing"
-    try:
+    with quiet_transformers():  # the tower lives outside the checkpoint: its keys are reported "missing"
         model, info = model_class.from_pretrained(
             model_path, config=config, key_mapping=ORIGINAL_KEY_MAPPING, dtype=dtype, device_map=device_map,
             output_loading_info=True,
         )
-    finally:
-        transformers.logging.set_verbosity(verbosity)
     if _check_loading(info, model_path, "model.vision_tower."):
         device = model.model.multi_modal_projector.linear_1.weight.device
         model.model.vision_tower = CLIPVisionModel.from_pretrained(tower_path, dtype=dtype).to(device)
@@ -188,7 +200,8 @@ def load_pretrained_model(
     model_path = str(model_path)
     dtype = getattr(torch, dtype) if isinstance(dtype, str) else (dtype or default_dtype())
     raw = read_config(model_path)
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    with quiet_transformers():
+        tokenizer = AutoTokenizer.from_pretrained(model_path)
     if "mm_vision_tower" in raw:
         model, image_processor = load_original_llava(model_path, raw, dtype, device_map, vision_tower)
     elif raw.get("model_type") in ("llava", "llava_next"):

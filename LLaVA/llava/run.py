@@ -1,0 +1,73 @@
+"""Ask one question about one image: ``python -m llava.run --model-path P --image-file I --query Q``.
+
+Like upstream's ``llava.eval.run_llava``: prints the answer. Bad input (a missing or unreadable image, a folder
+that is not a checkpoint, an unknown conversation mode) is one clear line on stderr and a non-zero exit.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+import torch
+
+from llava.conversation import get_conv_template
+from llava.generation import GenerationConfig, generate
+from llava.inputs import PromptBatch
+from llava.mm_utils import ASPECT_MODES, ImageLoadError, load_image
+from llava.model.builder import CheckpointError, load_pretrained_model
+from llava.model.families import family_of
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m llava.run", description=__doc__)
+    parser.add_argument("--model-path", "--model_path", required=True, help="checkpoint folder or hub id")
+    parser.add_argument("--image-file", "--image_file", required=True)
+    parser.add_argument("--query", required=True)
+    parser.add_argument("--conv-mode", "--conv_mode", default=None, help="default: vicuna_v1 (LLaVA); none for InstructBLIP")
+    parser.add_argument("--image-aspect", "--image_aspect", choices=ASPECT_MODES, default=None,
+                        help="default: the checkpoint's own (pad for LLaVA-1.5, anyres for LLaVA-NeXT)")
+    parser.add_argument("--max-new-tokens", "--max_new_tokens", type=int, default=512)
+    parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
+    parser.add_argument("--top-p", "--top_p", type=float, default=None)
+    parser.add_argument("--seed", type=int, default=0, help="for sampling")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--dtype", choices=sorted(DTYPES), default=None, help="default: float16 on GPU, float32 on CPU")
+    parser.add_argument("--attn", choices=("sdpa", "eager"), default=None, help="default: sdpa on GPU, eager on CPU")
+    return parser
+
+
+def answer(args: argparse.Namespace) -> str:
+    if args.conv_mode is not None:
+        get_conv_template(args.conv_mode)  # fail before loading the model
+    image = load_image(args.image_file)
+    dtype = DTYPES[args.dtype] if args.dtype else (torch.float16 if args.device.startswith("cuda") else torch.float32)
+    tokenizer, model, processor, _ = load_pretrained_model(
+        args.model_path, device_map={"": args.device}, dtype=dtype, attn_implementation=args.attn
+    )
+    family = family_of(model)
+    prompt = family.format_prompt(model, args.query, args.conv_mode)
+    batch = PromptBatch(model, tokenizer, processor, [prompt], family.pixel_values(model, processor, [image], args.image_aspect))
+    sampling = args.temperature > 0
+    config = GenerationConfig(
+        max_new_tokens=args.max_new_tokens, do_sample=sampling, temperature=args.temperature if sampling else 1.0,
+        top_p=args.top_p, eos_token_ids=(tokenizer.eos_token_id,),
+    )
+    generator = torch.Generator(device=args.device).manual_seed(args.seed)
+    output = generate(batch, config, generators=[generator])
+    return tokenizer.decode(output.sequences[0], skip_special_tokens=True).strip()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        print(answer(args))
+    except (ImageLoadError, CheckpointError, ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
