@@ -158,6 +158,7 @@ class RunReport:
     samples: int = 0
     answered_before: int = 0
     answered_now: int = 0
+    answered: int = 0
     errors: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
     oom_halvings: int = 0
@@ -178,6 +179,8 @@ class Runner:
         distributed: Distributed | None = None,
         description: str = "generating",
     ):
+        if not samples:
+            raise InputError("no samples to run (empty dataset, or --limit 0)")
         keys = [s.key for s in samples]
         duplicates = sorted({k for k in keys if keys.count(k) > 1}) if len(set(keys)) != len(keys) else []
         if duplicates:
@@ -197,19 +200,24 @@ class Runner:
 
     # -- setup -----------------------------------------------------------------------------------------------
     def prepare(self, about: dict[str, Any]) -> None:
-        """Check (or reset, with ``--overwrite``) the outputs of an earlier run; write config and manifest."""
-        if self.dist.rank == 0:
-            self.paths.folder.mkdir(parents=True, exist_ok=True)
-            if self.overwrite:
-                for path in self.paths.all_outputs():
-                    path.unlink(missing_ok=True)
-            elif self.paths.config.is_file():
+        """Check (or reset, with ``--overwrite``) the outputs of an earlier run; write config and manifest.
+
+        Every process checks (so all stop with the same error); process 0 writes.
+        """
+        if not self.overwrite:
+            if self.paths.config.is_file():
                 self._check_identity(json.loads(self.paths.config.read_text(encoding="utf-8")))
             elif self.paths.answers.is_file() and self.paths.answers.stat().st_size:
                 raise ConfigMismatch(
                     f"{self.paths.answers} exists but has no {self.paths.config.name}: its settings are unknown; "
                     "use another --experiment-name or --overwrite"
                 )
+        self.dist.barrier()
+        if self.dist.rank == 0:
+            self.paths.folder.mkdir(parents=True, exist_ok=True)
+            if self.overwrite:
+                for path in self.paths.all_outputs():
+                    path.unlink(missing_ok=True)
             write_json_atomic(self.paths.config, self.identity)
             write_json_atomic(self.paths.manifest, manifest(self.samples, **about))
         self.dist.barrier()
@@ -329,11 +337,12 @@ class Runner:
         order = {s.key: i for i, s in enumerate(self.samples)}
         ordered = sorted(done.values(), key=lambda r: order.get(self.key_of(r), len(order)))
         write_text_atomic(self.paths.answers, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in ordered))
-        errors: dict[str, dict[str, Any]] = {}
+        errors = read_log(self.paths.errors, lambda r: str(r["key"]))  # earlier runs' failures not retried now
         for shard in self.paths.shards("errors"):
             errors.update(read_log(shard, lambda r: str(r["key"])))
-        unresolved = [e for k, e in errors.items() if k not in done]
+        unresolved = [e for k, e in errors.items() if k not in done and k in order]
         self.report.answered_now = len(done) - self.report.answered_before  # all processes together
+        self.report.answered = sum(1 for key in done if key in order)
         write_text_atomic(self.paths.errors, "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in unresolved))
         for shard in self.paths.shards("answers") + self.paths.shards("errors"):
             shard.unlink(missing_ok=True)
@@ -346,7 +355,7 @@ def write_results(
 ) -> None:
     """``_results.json`` (resolved config, environment, seed, manifest hash, counts, timing) and a summary line."""
     manifest_sha = json.loads(paths.manifest.read_text(encoding="utf-8"))["sha256"]
-    answered = report.samples - len(report.errors)
+    answered = report.answered
     write_json_atomic(paths.results, {
         "config": {**identity, **runtime, "device": str(device)},
         "environment": environment(device),
@@ -363,8 +372,8 @@ def write_results(
 
 
 def exit_code(report: RunReport, strict: bool) -> int:
-    """0, unless samples were skipped under ``--strict`` or every sample failed."""
-    if report.samples and len(report.errors) == report.samples:
+    """0, unless samples were skipped under ``--strict`` or no sample has an answer."""
+    if report.answered == 0:
         return 1
     return 1 if strict and report.errors else 0
 

@@ -12,6 +12,9 @@ GOLDEN = REFERENCE / "golden"
 
 # CHAIR and AMBER need NLTK data; CI has no route to the NLTK download site.
 os.environ.setdefault("NLTK_DATA", str(REFERENCE / "nltk_data"))
+# One intra-op thread (also for the runners the tests start as subprocesses): the tiny models run thousands of small
+# ops, which two threads slow down, by 10x when other work shares the cores. Set OMP_NUM_THREADS to override.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture(scope="session")

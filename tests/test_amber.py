@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import PROJECT_ROOT
 from eval import amber as A
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_shipped_data_are_the_reference_files(reference_dir: Path) -> None:

@@ -10,10 +10,10 @@ from pathlib import Path
 import nltk
 import pytest
 
+from conftest import PROJECT_ROOT
 from eval import chair as C
 from eval import nltk_setup
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_cli(module: str, *args: str) -> subprocess.CompletedProcess:

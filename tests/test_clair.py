@@ -15,9 +15,9 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
+from conftest import PROJECT_ROOT
 from eval import clair
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 KEY_ENV = "CLAIR_TEST_KEY"
 SENTINEL = "sk-SENTINEL-7f3a9c0e1b2d4c6a8e0f"
 _CANDIDATE = re.compile(r"Candidate set:\n- (.*)\n")

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import torch
-from transformers import DynamicCache
+from transformers import Cache
+from transformers.cache_utils import DynamicLayer
 
 from llava.attention import AttentionHook
 from llava.inputs import Prefill, PromptBatch
@@ -109,6 +110,52 @@ def choose_tokens(logits: torch.Tensor, config: GenerationConfig, generators: Se
     return torch.cat([torch.multinomial(p, 1, generator=g) for p, g in zip(probs, generators)])
 
 
+class PreallocatedLayer(DynamicLayer):
+    """A KV-cache layer whose keys and values live in buffers sized for the whole generation.
+
+    ``update`` writes the new positions in place and returns views of the filled part, instead of concatenating
+    (``DynamicLayer`` copies the whole cache at every step, which at batch 16 moves as many bytes as the weights).
+    The views are what attention receives, so in-place edits of cached values (SPARC) persist, as with
+    ``DynamicLayer``. The buffers grow by doubling if ``capacity`` is ever exceeded.
+    """
+
+    def __init__(self, capacity: int):
+        super().__init__()
+        self.capacity = capacity
+        self.length = 0
+
+    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+        self.dtype, self.device = key_states.dtype, key_states.device
+        self._keys = key_states.new_empty(*key_states.shape[:2], self.capacity, key_states.shape[-1])
+        self._values = value_states.new_empty(*value_states.shape[:2], self.capacity, value_states.shape[-1])
+        self.is_initialized = True
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        start, end = self.length, self.length + key_states.shape[-2]
+        if end > self.capacity:
+            self._grow(max(end, 2 * self.capacity))
+        self._keys[:, :, start:end] = key_states
+        self._values[:, :, start:end] = value_states
+        self.length = end
+        self.keys, self.values = self._keys[:, :, :end], self._values[:, :, :end]
+        return self.keys, self.values
+
+    def _grow(self, capacity: int) -> None:
+        keys, values = self._keys, self._values
+        self._keys = keys.new_empty(*keys.shape[:2], capacity, keys.shape[-1])
+        self._values = values.new_empty(*values.shape[:2], capacity, values.shape[-1])
+        self._keys[:, :, : self.length] = keys[:, :, : self.length]
+        self._values[:, :, : self.length] = values[:, :, : self.length]
+        self.capacity = capacity
+
+
+def new_cache(num_layers: int, capacity: int) -> Cache:
+    """An empty KV cache of :class:`PreallocatedLayer` with room for ``capacity`` positions."""
+    return Cache(layers=[PreallocatedLayer(capacity) for _ in range(num_layers)])
+
+
 def _left_pad(tensor: torch.Tensor, length: int, dim: int) -> torch.Tensor:
     missing = length - tensor.shape[dim]
     if missing == 0:
@@ -118,12 +165,13 @@ def _left_pad(tensor: torch.Tensor, length: int, dim: int) -> torch.Tensor:
     return torch.cat([tensor.new_zeros(shape), tensor], dim=dim)
 
 
-def merge_caches(caches: list[DynamicCache], masks: list[torch.Tensor], config: Any) -> tuple[DynamicCache, torch.Tensor]:
-    """Stack caches along the batch (left-padding the shorter ones) into one cache and one attention mask."""
+def merge_caches(caches: list[Cache], masks: list[torch.Tensor], room: int) -> tuple[Cache, torch.Tensor]:
+    """Stack caches along the batch (left-padding the shorter ones) into one cache, with ``room`` more positions,
+    and one attention mask."""
     if len(caches) == 1:
         return caches[0], masks[0]
     length = max(m.shape[1] for m in masks)
-    merged = DynamicCache(config=config)
+    merged = new_cache(len(caches[0].layers), length + room)
     for layer_idx in range(len(caches[0].layers)):
         keys = torch.cat([_left_pad(c.layers[layer_idx].keys, length, 2) for c in caches])
         values = torch.cat([_left_pad(c.layers[layer_idx].values, length, 2) for c in caches])
@@ -147,8 +195,11 @@ def _forward(model: Any, family: ModelFamily, embeds, mask, positions, cache, ho
     return family.logits(model, out.last_hidden_state[:, -1])
 
 
-def _prefill(model: Any, family: ModelFamily, prefill: Prefill, hook: AttentionHook | None) -> tuple[DynamicCache, torch.Tensor]:
-    cache = DynamicCache(config=family.decoder(model).config)
+def _prefill(
+    model: Any, family: ModelFamily, prefill: Prefill, hook: AttentionHook | None, room: int
+) -> tuple[Cache, torch.Tensor]:
+    """Run the prompt through the model into a new cache with ``room`` positions to spare; last-position logits."""
+    cache = new_cache(family.num_layers(model), prefill.inputs_embeds.shape[1] + room)
     logits = _forward(model, family, prefill.inputs_embeds, prefill.attention_mask, prefill.position_ids, cache, hook)
     return cache, logits
 
@@ -180,17 +231,18 @@ def generate(
     hook = method.hook
     if hook is not None:
         hook.begin_forward(0)
-    cache, logits = _prefill(model, family, prefill, hook)
+    room = config.max_new_tokens
+    cache, logits = _prefill(model, family, prefill, hook, room)
     caches, masks, lengths = [cache], [prefill.attention_mask], [prefill.lengths]
     branch_inputs = method.branches(context)
     if branch_inputs:
         branches = _stack(branch_inputs)
-        branch_cache, branch_logits = _prefill(model, family, branches, None)
+        branch_cache, branch_logits = _prefill(model, family, branches, None, 0)
         logits = torch.cat([logits, branch_logits])
         caches.append(branch_cache)
         masks.append(branches.attention_mask)
         lengths.append(branches.lengths)
-    cache, mask = merge_caches(caches, masks, family.decoder(model).config)
+    cache, mask = merge_caches(caches, masks, room)
     positions = torch.cat(lengths).to(mask.device)
     copies = mask.shape[0] // rows
 

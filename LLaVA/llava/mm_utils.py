@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import math
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -33,10 +34,12 @@ def load_image(path: str | Path, min_side: int = 2, max_pixels: int = 178_956_97
     if not path.is_file():
         raise ImageLoadError(f"{path}: no such image file")
     try:
-        with Image.open(path) as image:
-            if image.width * image.height > max_pixels:
-                raise ImageLoadError(f"{path}: image too large ({image.width}x{image.height})")
-            rgb = image.convert("RGB")
+        with warnings.catch_warnings():  # the size is checked here; Pillow's bomb warning would only be noise
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                if image.width * image.height > max_pixels:
+                    raise ImageLoadError(f"{path}: image too large ({image.width}x{image.height})")
+                rgb = image.convert("RGB")
     except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as e:
         raise ImageLoadError(f"{path}: not a readable image ({e})") from e
     if min(rgb.size) < min_side:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# SPARC, COCO val2014 (CHAIR): the baseline (alpha 1.0) and SPARC with the paper's LLaVA-NeXT parameters, then CHAIR.
+# SPARC, COCO val2014, LLaVA-NeXT: the baseline (alpha 1.0) and SPARC with the paper's parameters, then CHAIR.
 # Every variable can be overridden from the environment, e.g. `COCO_IMAGES=/data/coco/val2014 bash scripts/llava_next/captioning_coco.sh`.
 set -euo pipefail
 
@@ -16,15 +16,7 @@ ALPHA=${ALPHA:-1.1}; BETA=${BETA:-0.1}; TAU=${TAU:-4.0}
 SELECTED_LAYER=${SELECTED_LAYER:-20}; START_LAYER=${START_LAYER:-0}; END_LAYER=${END_LAYER:-31}
 LAUNCH=${LAUNCH:-python -m}           # several GPUs: LAUNCH="accelerate launch -m"
 
-for RUN in baseline sparc; do
-  RUN_ALPHA=$([ "$RUN" = baseline ] && echo 1.0 || echo "$ALPHA")
-  $LAUNCH eval.caption --model-path "$MODEL_PATH" --dataset-type coco --image-folder "$COCO_IMAGES" \
-    --num-samples "$NUM_SAMPLES" --seed "$SEED" --batch-size "$BATCH_SIZE" --max-new-tokens "$MAX_NEW_TOKENS" \
-    --alpha "$RUN_ALPHA" --beta "$BETA" --tau "$TAU" \
-    --selected-layer "$SELECTED_LAYER" --start-layer "$START_LAYER" --end-layer "$END_LAYER" \
-    --save-path "$SAVE_PATH" --experiment-name "$RUN"
-  python -m eval.chair --cap_file "$SAVE_PATH/$RUN.jsonl" --save_path "$SAVE_PATH/${RUN}_chair.json" \
-    ${COCO_ANNOTATIONS:+--coco_path "$COCO_ANNOTATIONS"}
-done
-
+source "$(dirname "$0")/../lib/sparc.sh"
+score() { python -m eval.chair --cap_file "$SAVE_PATH/$1.jsonl" --save_path "$SAVE_PATH/$1_chair.json" ${COCO_ANNOTATIONS:+--coco_path "$COCO_ANNOTATIONS"}; }
+caption_baseline_and_sparc --dataset-type coco --image-folder "$COCO_IMAGES"
 python -m eval.report "$SAVE_PATH"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# SPARC, IIW-400 (CLAIR): the baseline (alpha 1.0) and SPARC with the paper's LLaVA-NeXT parameters, then CLAIR.
+# SPARC, IIW-400, LLaVA-NeXT: the baseline (alpha 1.0) and SPARC with the paper's parameters, then CLAIR.
 # Every variable can be overridden from the environment, e.g. `IMAGE_FOLDER=/data/DOCCI/images_aar ANNOTATION_FILE=/data/IIW-400/data.jsonl bash scripts/llava_next/captioning_iiw400.sh`.
 set -euo pipefail
 
@@ -20,20 +20,7 @@ JUDGE_MODEL=${JUDGE_MODEL:-gpt-4o}
 JUDGE_URL=${JUDGE_URL:-}                # e.g. http://localhost:8000/v1 for a local OpenAI-compatible judge
 API_KEY_ENV=${API_KEY_ENV:-OPENAI_API_KEY}
 
-for RUN in baseline sparc; do
-  RUN_ALPHA=$([ "$RUN" = baseline ] && echo 1.0 || echo "$ALPHA")
-  $LAUNCH eval.caption --model-path "$MODEL_PATH" --dataset-type iiw --image-folder "$IMAGE_FOLDER" --annotation-file "$ANNOTATION_FILE" \
-    --num-samples "$NUM_SAMPLES" --seed "$SEED" --batch-size "$BATCH_SIZE" --max-new-tokens "$MAX_NEW_TOKENS" \
-    --alpha "$RUN_ALPHA" --beta "$BETA" --tau "$TAU" \
-    --selected-layer "$SELECTED_LAYER" --start-layer "$START_LAYER" --end-layer "$END_LAYER" \
-    --save-path "$SAVE_PATH" --experiment-name "$RUN"
-  if [ -n "${!API_KEY_ENV:-}" ]; then
-    python -m eval.clair --annotation_file "$ANNOTATION_FILE" --answer_file "$SAVE_PATH/$RUN.jsonl" --data_type iiw \
-      --model "$JUDGE_MODEL" --api_key_env "$API_KEY_ENV" ${JUDGE_URL:+--base_url "$JUDGE_URL"} \
-      --seed "$SEED" --save_path "$SAVE_PATH/${RUN}_clair.json"
-  else
-    echo "CLAIR skipped for $RUN: set $API_KEY_ENV (the judge's API key) to score" >&2
-  fi
-done
-
+source "$(dirname "$0")/../lib/sparc.sh"
+score() { score_clair "$1" iiw; }
+caption_baseline_and_sparc --dataset-type iiw --image-folder "$IMAGE_FOLDER" --annotation-file "$ANNOTATION_FILE"
 python -m eval.report "$SAVE_PATH"

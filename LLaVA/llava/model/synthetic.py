@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from tokenizers import Tokenizer, models, pre_tokenizers, processors
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
 from transformers import (
     BertTokenizerFast,
     CLIPVisionConfig,
@@ -82,6 +82,7 @@ def toy_qformer_tokenizer(vocab_size: int) -> BertTokenizerFast:
     for index in range(len(vocab), vocab_size):
         vocab[f"q{index}"] = index
     backend = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    backend.normalizer = normalizers.BertNormalizer(lowercase=True)  # as BERT's uncased tokenizer, saved or not
     backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     backend.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]

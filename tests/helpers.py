@@ -1,0 +1,208 @@
+"""Shared test utilities: the golden reference data, golden models and synthetic models loaded once per session.
+
+Every loader here is cached for the whole test session (``functools.lru_cache`` on a module that pytest imports
+once), so each golden checkpoint is read from disk once. Cached models are shared between tests: never modify them
+(deep-copy one first, e.g. to switch its attention implementation).
+"""
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import GOLDEN
+
+CLIP_MEAN = np.array([0.48145466, 0.4578275, 0.40821073])
+CLIP_STD = np.array([0.26862954, 0.26130258, 0.27577711])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# golden json files
+
+
+@functools.lru_cache(maxsize=None)
+def golden_json(name: str) -> dict[str, Any]:
+    """``sparc_golden.json`` etc., parsed once."""
+    path = GOLDEN / name
+    if not path.is_file():
+        pytest.fail(f"golden file not found: {path}")
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def golden_params(name: str, case_filter=None) -> list[Any]:
+    """``pytest.param(case, output)`` for every case and image of a golden file (read at collection time, so cases or
+    images added to the file are picked up without touching the tests)."""
+    data = golden_json(name)
+    params = []
+    for case in data["cases"]:
+        if case_filter is not None and not case_filter(case):
+            continue
+        for output in case["outputs"]:
+            params.append(pytest.param(case, output, id=f"{case['name']}-{Path(output['image']).stem}"))
+    return params
+
+
+def golden_outputs(name: str) -> list[dict[str, Any]]:
+    """Every output record of a golden file, all cases together."""
+    return [output for case in golden_json(name)["cases"] for output in case["outputs"]]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# models
+
+
+@functools.lru_cache(maxsize=None)
+def golden_model(checkpoint: str, attn_implementation: str | None = None) -> tuple[Any, Any, Any]:
+    """``(tokenizer, model, image_processor)`` of a golden checkpoint, fp32 on the CPU, loaded once per session."""
+    from llava.model.builder import load_pretrained_model
+
+    tokenizer, model, processor, _ = load_pretrained_model(
+        GOLDEN / checkpoint, device_map="cpu", dtype=torch.float32, attn_implementation=attn_implementation
+    )
+    return tokenizer, model, processor
+
+
+@functools.lru_cache(maxsize=None)
+def synthetic(family: str, num_layers: int | None = None, seed: int = 0, attn_implementation: str | None = None):
+    """``(tokenizer, model, processor)`` of a random tiny model, built once per session."""
+    from llava.model.synthetic import synthetic_model
+
+    tokenizer, model, processor, _ = synthetic_model(
+        family, "tiny", seed=seed, num_layers=num_layers, attn_implementation=attn_implementation
+    )
+    return tokenizer, model, processor
+
+
+@functools.lru_cache(maxsize=None)
+def sharpened(family: str, num_layers: int | None = None, scale: float = 10.0):
+    """A random tiny model whose language-model attention is sharp, as the golden checkpoints' is: a copy of
+    :func:`synthetic` with the query and key projections times ``scale`` (scores times ``scale ** 2``). With the
+    default initialisation attention is nearly uniform, so SPARC would select nothing and AvisC's contrast would
+    be tiny."""
+    import copy
+
+    tokenizer, model, processor = synthetic(family, num_layers)
+    model = copy.deepcopy(model)
+    decoder = model.language_model.model if family == "instructblip" else model.model.language_model
+    with torch.no_grad():
+        for layer in decoder.layers:
+            layer.self_attn.q_proj.weight *= scale
+            layer.self_attn.k_proj.weight *= scale
+    return tokenizer, model, processor
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# images
+
+
+@functools.lru_cache(maxsize=None)
+def golden_image(name: str) -> Image.Image:
+    from llava.mm_utils import load_image
+
+    return load_image(GOLDEN / "images" / name)
+
+
+def golden_image_names() -> list[str]:
+    return sorted(p.name for p in (GOLDEN / "images").iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+
+
+def random_image(width: int, height: int, seed: int = 0) -> Image.Image:
+    """A deterministic noise image (smooth enough that resizing keeps structure)."""
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 256, (max(2, height // 8), max(2, width // 8), 3), dtype=np.uint8)
+    return Image.fromarray(small).resize((width, height), Image.BILINEAR)
+
+
+def clip_normalise(image: Image.Image) -> torch.Tensor:
+    """Hand-written CLIP normalisation of an RGB PIL image: ``(x / 255 - mean) / std`` as ``(3, H, W)`` float64."""
+    array = np.asarray(image, dtype=np.float64) / 255.0
+    return torch.from_numpy(((array - CLIP_MEAN) / CLIP_STD).transpose(2, 0, 1).copy())
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# batches and runs
+
+
+def make_batch(tokenizer, model, processor, questions: Sequence[str], images: Sequence[Image.Image] | None,
+               conv_mode: str | None = "vicuna_v1", aspect: str | None = None):
+    """A :class:`~llava.inputs.PromptBatch` of one question per image, formatted by the model's family."""
+    from llava.inputs import PromptBatch
+    from llava.model.families import family_of
+
+    family = family_of(model)
+    prompts = [family.format_prompt(model, q, conv_mode) for q in questions]
+    pixels = family.pixel_values(model, processor, list(images), aspect) if images is not None else None
+    return PromptBatch(model, tokenizer, processor, prompts, pixels)
+
+
+def seeded_generators(seeds: Sequence[int]) -> list[torch.Generator]:
+    return [torch.Generator().manual_seed(int(s)) for s in seeds]
+
+
+def sparc_config_from(params: dict[str, Any]):
+    """A :class:`~sparc.SparcConfig` from the ``params`` of a golden SPARC case (missing fields keep defaults)."""
+    from sparc import SparcConfig
+
+    fields = ("alpha", "beta", "tau", "selected_layer", "start_layer", "end_layer")
+    return SparcConfig(**{k: params[k] for k in fields if k in params})
+
+
+def contrast_config_from(params: dict[str, Any]):
+    """A :class:`~avisc.ContrastConfig` from the ``params`` of a golden AvisC case."""
+    from avisc import ContrastConfig
+
+    if params.get("use_avisc"):
+        method = "avisc"
+    elif params.get("use_m3id"):
+        method = "m3id"
+    else:
+        method = "base"
+    fields = ("layer_gamma", "lamb", "cd_alpha", "cd_beta", "masking_scheme")
+    return ContrastConfig(method=method, **{k: params[k] for k in fields if k in params})
+
+
+@functools.lru_cache(maxsize=None)
+def sparc_golden_run(golden_file: str, case_name: str, image: str) -> tuple[list[int], list[list[int]]]:
+    """Our SPARC run of one golden case and image, at batch size 1 with the default (eager) attention:
+    ``(generated ids, selected absolute positions per decode step)``; the positions are the golden file's
+    ``image_token_start`` plus our image-token indices (no selections when the method installs no hook)."""
+    from llava.generation import GenerationConfig, generate
+    from sparc import Sparc
+
+    data = golden_json(golden_file)
+    case = next(c for c in data["cases"] if c["name"] == case_name)
+    tokenizer, model, processor = golden_model(data["checkpoint"])
+    batch = make_batch(tokenizer, model, processor, [data["question"]], [golden_image(image)], data["conv_mode"])
+    method = Sparc(sparc_config_from(case["params"]), record=True)
+    out = generate(batch, GenerationConfig(max_new_tokens=data["max_new_tokens"]), method)
+    start = data["image_token_start"]
+    selections = [] if method.hook is None else [[start + j for j in step] for step in method.hook.selections[0]]
+    return out.sequences[0], selections
+
+
+@functools.lru_cache(maxsize=None)
+def avisc_golden_run(case_name: str, image: str):
+    """Our run of one ``avisc_golden.json`` case and image (batch 1, default attention, greedy):
+    ``(generated ids, per-step final log-probabilities (V,), masked indices or None)``."""
+    from avisc import Avisc, build_method
+    from llava.generation import GenerationConfig, generate
+
+    data = golden_json("avisc_golden.json")
+    case = next(c for c in data["cases"] if c["name"] == case_name)
+    tokenizer, model, processor = golden_model(data["checkpoint"])
+    batch = make_batch(tokenizer, model, processor, [data["question"]], [golden_image(image)], data["conv_mode"], "crop")
+    method = build_method(contrast_config_from(case["params"]))
+    logs: list[torch.Tensor] = []
+    out = generate(
+        batch, GenerationConfig(max_new_tokens=data["max_new_tokens"]), method,
+        step_callback=lambda step, final, chosen: logs.append(final[0].log_softmax(-1).clone()),
+    )
+    masked = method.found[0].masked.tolist() if isinstance(method, Avisc) else None
+    return out.sequences[0], logs, masked
