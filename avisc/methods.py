@@ -39,7 +39,8 @@ def diffusion_schedule(num_steps: int = DIFFUSION_STEPS) -> tuple[torch.Tensor, 
 def add_diffusion_noise(pixels: torch.Tensor, noise_step: int, generator: torch.Generator | None = None) -> torch.Tensor:
     """``sqrt(a_t) * x + sqrt(1 - a_t) * noise`` on normalised pixels (VCD's forward diffusion at ``noise_step``)."""
     signal, noise_scale = diffusion_schedule()
-    noise = torch.randn(pixels.shape, generator=generator, dtype=pixels.dtype, device=pixels.device)
+    device = generator.device if generator is not None else pixels.device  # a generator draws on its own device
+    noise = torch.randn(pixels.shape, generator=generator, dtype=pixels.dtype, device=device).to(pixels.device)
     return signal[noise_step] * pixels + noise_scale[noise_step] * noise
 
 
@@ -48,6 +49,7 @@ class ContrastiveDecoding(DecodingMethod):
 
     def __init__(self, config: ContrastConfig):
         self.config = config
+        self.log_beta = float(torch.log(torch.tensor(config.cd_beta)))  # float32, as the official cutoff
 
     def contrast(self, step: int, logits: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
         alpha = self.config.cd_alpha
@@ -55,8 +57,8 @@ class ContrastiveDecoding(DecodingMethod):
 
     def combine(self, step: int, logits: torch.Tensor, branch_logits: list[torch.Tensor]) -> torch.Tensor:
         other = branch_logits[0]
-        other = torch.where(torch.isnan(other).any(dim=-1, keepdim=True), logits, other)
-        cutoff = torch.log(torch.tensor(self.config.cd_beta)).to(logits.device) + logits.max(dim=-1, keepdim=True).values
+        other = torch.where(other.amax(dim=-1, keepdim=True).isnan(), logits, other)  # a NaN row: plain logits
+        cutoff = self.log_beta + logits.amax(dim=-1, keepdim=True)
         return self.contrast(step, logits, other).masked_fill(logits < cutoff, float("-inf"))
 
 

@@ -25,6 +25,12 @@ from llava.generation import DecodingContext, DecodingMethod
 from sparc.config import PRESETS, SparcConfig
 
 
+DENSE_FRACTION = 16
+"""Above 1/16 of the batch's image tokens selected in a step, the amplification multiplies the whole image span by
+per-token factors (one kernel per layer) instead of indexing the selected rows (measured on CPU: 16-57 % faster
+there, the same below)."""
+
+
 class SparcHook(AttentionHook):
     """Selection at one layer, amplification of cached values in a layer range, one EMA per sequence."""
 
@@ -35,9 +41,12 @@ class SparcHook(AttentionHook):
         self.positions = image_start[:, None] + offsets  # (B, N) cache positions of the image tokens
         self.valid = offsets < image_len[:, None]
         self.positions = torch.where(self.valid, self.positions, image_start[:, None])
+        self.span = (int(self.positions.min()), int(self.positions.max()) + 1) if width else (0, 0)
+        self.dense_above = int(self.valid.sum()) // DENSE_FRACTION
         self.ema: torch.Tensor | None = None
         self.pending: torch.Tensor | None = None  # (B, N) bool: selected at this step, used from the next one
         self.active: tuple[torch.Tensor, torch.Tensor] | None = None  # (rows, cache positions) to amplify now
+        self.factor: torch.Tensor | None = None  # or, when many are selected, (B, 1, span, 1) factors of the span
         self.counts = torch.zeros_like(self.valid, dtype=torch.long)
         self.step = 0
         self.record = record
@@ -45,18 +54,28 @@ class SparcHook(AttentionHook):
 
     def begin_forward(self, step: int) -> None:
         self.step = step
-        self.active = None
+        self.active = self.factor = None
         if self.pending is not None:
             rows, columns = self.pending.nonzero(as_tuple=True)
-            if rows.numel():
-                self.active = rows, self.positions[rows, columns]
+            positions = self.positions[rows, columns]
+            if rows.numel() > self.dense_above:  # many tokens: one multiply over the image span beats indexing
+                start, end = self.span
+                factor = torch.ones(self.positions.shape[0], end - start, device=positions.device)
+                factor[rows, positions - start] = self.config.alpha
+                self.factor = factor[:, None, :, None]
+            elif rows.numel():
+                self.active = rows, positions
         self.pending = None
 
     def edit_values(self, layer_idx: int, value: torch.Tensor) -> None:
-        if self.active is None or not self.config.start_layer <= layer_idx <= self.config.end_layer:
+        if not self.config.start_layer <= layer_idx <= self.config.end_layer:
             return
-        rows, positions = self.active
-        value[rows, :, positions] = value[rows, :, positions] * self.config.alpha
+        if self.factor is not None:  # factors are exactly 1.0 off the selection: those values stay bit-identical
+            start, end = self.span
+            value[:, :, start:end].mul_(self.factor)
+        elif self.active is not None:
+            rows, positions = self.active
+            value[rows, :, positions] = value[rows, :, positions] * self.config.alpha
 
     def wants_attention(self, layer_idx: int) -> bool:
         return layer_idx == self.config.selected_layer

@@ -258,3 +258,31 @@ def test_per_sequence_state_survives_a_new_batch():
     fresh = generate(second, GenerationConfig(max_new_tokens=4), fresh_method).sequences, fresh_method.hook.selections
     assert reused == fresh
     assert any(fresh[1][0])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("count", [3, 40])
+def test_sparse_and_dense_amplification_scale_exactly_the_selected_values(count, dtype):
+    """Few selections are amplified by indexing, many by per-token factors over the image span (above 1/16 of the
+    88 image tokens here): both multiply exactly the selected cached values by alpha and leave the rest bit-equal."""
+    config = SparcConfig(alpha=1.1, beta=0.1, tau=1.0, selected_layer=0, start_layer=0, end_layer=0)
+    starts, lengths, length = [3, 5], [48, 40], 60
+    hook = SparcHook(config, image_start=torch.tensor(starts), image_len=torch.tensor(lengths))
+    hook.begin_forward(0)
+    hook.on_attention(0, torch.full((2, length), 0.01))
+    generator = torch.Generator().manual_seed(count)
+    pairs = [(0, j) for j in range(48)] + [(1, j) for j in range(40)]
+    chosen = [pairs[i] for i in torch.randperm(len(pairs), generator=generator)[:count].tolist()]
+    step = torch.full((2, length + 1), 0.01)
+    for row, index in chosen:
+        step[row, starts[row] + index] = 0.02  # relative change 1.0 >= tau
+    hook.begin_forward(1)
+    hook.on_attention(0, step)
+    value = torch.randn(2, 4, length + 2, 8, generator=generator).to(dtype)
+    expected = value.clone()
+    for row, index in chosen:
+        expected[row, :, starts[row] + index] = expected[row, :, starts[row] + index] * 1.1
+    hook.begin_forward(2)
+    assert (hook.factor is not None) == (count > 88 // 16)
+    hook.edit_values(0, value)
+    assert torch.equal(value, expected)

@@ -187,7 +187,8 @@ def _stack(prefills: list[Prefill]) -> Prefill:
 
 
 def _forward(model: Any, family: ModelFamily, embeds, mask, positions, cache, hook) -> torch.Tensor:
-    """One language-model forward; float32 logits of the last position only."""
+    """One language-model forward; float32 logits of the last position only. ``mask`` is None when nothing is
+    padded (causal attention needs no mask then, and transformers skips a host sync per forward)."""
     out = family.decoder(model)(
         inputs_embeds=embeds, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True,
         attn_hook=hook,
@@ -200,7 +201,8 @@ def _prefill(
 ) -> tuple[Cache, torch.Tensor]:
     """Run the prompt through the model into a new cache with ``room`` positions to spare; last-position logits."""
     cache = new_cache(family.num_layers(model), prefill.inputs_embeds.shape[1] + room)
-    logits = _forward(model, family, prefill.inputs_embeds, prefill.attention_mask, prefill.position_ids, cache, hook)
+    mask = prefill.attention_mask if prefill.padded else None
+    logits = _forward(model, family, prefill.inputs_embeds, mask, prefill.position_ids, cache, hook)
     return cache, logits
 
 
@@ -243,6 +245,7 @@ def generate(
         masks.append(branches.attention_mask)
         lengths.append(branches.lengths)
     cache, mask = merge_caches(caches, masks, room)
+    padded = not bool(mask.all())
     positions = torch.cat(lengths).to(mask.device)
     copies = mask.shape[0] // rows
 
@@ -264,7 +267,7 @@ def generate(
             hook.begin_forward(step)
         mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
         embeds = family.embed_tokens(model, chosen.repeat(copies)[:, None])
-        logits = _forward(model, family, embeds, mask, positions[:, None], cache, hook)
+        logits = _forward(model, family, embeds, mask if padded else None, positions[:, None], cache, hook)
         positions = positions + 1
 
     tokens = torch.stack(chosen_steps, dim=1) if chosen_steps else torch.empty(rows, 0, dtype=torch.long)

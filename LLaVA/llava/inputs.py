@@ -56,6 +56,11 @@ class Prefill:
         return self.inputs_embeds.shape[0]
 
     @property
+    def padded(self) -> bool:
+        """Whether any sequence is shorter than the batch (then the attention mask is needed)."""
+        return not bool(self.attention_mask.all())
+
+    @property
     def lengths(self) -> torch.Tensor:
         """Number of real (non-pad) tokens per sequence."""
         return self.attention_mask.sum(dim=1)

@@ -1,0 +1,534 @@
+"""Speed benchmark: prefill time, time per generated token, throughput and peak memory of every decoding method.
+
+Every method decodes the same fixed synthetic images with the same prompt for exactly ``--new-tokens`` tokens (EOS is
+ignored), at each batch size, through our decoding loop (``llava.generation.generate``) and the hook point of
+``llava.attention``. The ratio of each method's time per generated token to plain decoding (``vanilla``) at the same
+batch size is measured in the same run, with the methods interleaved inside each repeat so that background load
+spreads evenly over them.
+
+Models (``--model-path``):
+
+- ``tiny`` / ``7b``: a synthetic random model of that shape (``llava.model.synthetic``), family from ``--family``
+  (default ``llava``); ``tiny-llava``, ``tiny-llava_next``, ``7b-instructblip``, ... name shape and family at once.
+  Random weights decode at the same speed as trained ones with the same shapes; nothing is downloaded.
+- anything else: a checkpoint loaded with ``llava.model.builder.load_pretrained_model`` (original LLaVA, ``llava-hf``
+  or InstructBLIP; local folder or hub id). Write ``./tiny`` for a local folder that happens to be named ``tiny``.
+
+Timing: each timed repeat is one ``generate`` call of exactly N tokens whose ``step_callback`` reads a synchronised
+clock when each token has been chosen. ``prefill_ms`` is the time to the first token (image encoding, prompt
+embedding, the prefill forward(s) including a contrastive branch's, cache merge, first choice); ``ms_per_token`` is
+``(total - prefill) / (N - 1)`` of that same run, the cost of one decode step (one batched forward over all branches,
+the method's logit combination and the token choice), median over the repeats; ``tokens_per_s`` is
+``batch_size * 1000 / ms_per_token`` (generated tokens per second while decoding); ``ratio_to_vanilla`` is the ratio
+of the medians of ``ms_per_token``. ``step_ms_median`` (the median of all single decode steps of all repeats) and
+its ratio ``ratio_step_median`` are robust to short bursts of background load. Reading both phases from one run
+(rather than subtracting a separate 1-token run from an N-token run) keeps prefill jitter out of the per-token
+figure; the loop itself is unchanged (it already reads ``finished`` back from the device once per step, so the
+callback's synchronisation adds no new stall on CUDA). Methods are interleaved within each repeat (order rotated).
+Before timing, each method runs once for 2 tokens at each batch size (one-time costs of new shapes: up to seconds on
+the CPU) and then ``--warmup`` times at full length, untimed.
+
+Memory: on CUDA ``peak_mem_mb`` is ``torch.cuda.max_memory_allocated`` over the N-token run (after a reset; weights
+included) and ``peak_delta_mb`` the part above what was allocated before the run; on the CPU it is the growth of the
+process' resident set during the run (``VmHWM`` after resetting it via ``/proc/self/clear_refs``, minus ``VmRSS``
+before; memory the allocator reuses is not counted, so it is a lower bound).
+
+Decoding is greedy for every method by default, so the ratios isolate each method's own cost; ``--sample`` samples
+at temperature 1 with one seeded generator per row (the AvisC/VCD/M3ID paper setting; on the CPU ``torch.multinomial``
+over 32000 ids costs about 0.7 ms per row and step, the same for every method). ``--sparc-tau`` is a stress setting:
+random weights give near-uniform attention, so SPARC's paper tau selects nothing and its amplification path never
+runs; ``0`` selects about a third of the image tokens per step, ``-1`` all of them. The rows of SPARC report
+``sparc_selections_per_step``.
+
+On a shared CPU use ``--threads 1 --clock process``: with two OpenMP threads on two busy cores a decode step can stall
+for tenths of a second (spin-waiting threads), and the process clock (CPU time of this process) ignores the time other
+processes take. ``7b`` on the CPU needs about 30 GB of memory in float32; it is meant for ``--device cuda``.
+
+>>> main(["--model-path", "tiny", "--batch-sizes", "1,2", "--new-tokens", "4", "--out", "bench.json"])  # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import os
+import platform
+import re
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+import transformers
+from PIL import Image
+
+from eval.cli import DTYPES, git_commit
+from eval.files import write_json_atomic
+
+METHODS = ("vanilla", "sparc", "avisc", "vcd", "m3id")
+FAMILY_NAMES = ("llava", "llava_next", "instructblip")
+SYNTHETIC = re.compile(r"^(?P<shape>tiny|7b)(?:[-_:](?P<family>llava|llava[-_]next|instructblip))?$", re.IGNORECASE)
+PROMPT = "Please describe this image in detail."
+IMAGE_SIZES = ((640, 480), (480, 640), (500, 500), (800, 600))  # cycled over the rows of a batch
+
+
+class BenchError(ValueError):
+    """A benchmark that cannot run as asked; the message says why."""
+
+
+# ----------------------------------------------------------------------------------------------------------- inputs
+
+
+def parse_model_path(model_path: str, family: str | None) -> tuple[str | None, str | None]:
+    """``(shape, family)`` for a synthetic model name, ``(None, family)`` for a checkpoint path."""
+    match = SYNTHETIC.match(model_path.strip())
+    if match is None:
+        return None, family
+    named = match.group("family")
+    named = named.lower().replace("-", "_") if named else None
+    if named and family and named != family:
+        raise BenchError(f"--model-path {model_path!r} names family {named!r} but --family is {family!r}")
+    return match.group("shape").lower(), named or family or "llava"
+
+
+def synthetic_images(count: int, seed: int = 0) -> list[Image.Image]:
+    """``count`` fixed RGB images (smooth gradients plus seeded noise, non-square sizes so padding runs too)."""
+    images = []
+    for index in range(count):
+        width, height = IMAGE_SIZES[index % len(IMAGE_SIZES)]
+        rng = np.random.default_rng(seed + index)
+        y, x = np.mgrid[0:height, 0:width]
+        base = np.stack([x / width, y / height, (x + y) / (width + height)], axis=-1) * 200
+        pixels = np.clip(base + rng.normal(0, 25, size=(height, width, 3)), 0, 255).astype(np.uint8)
+        images.append(Image.fromarray(pixels, "RGB"))
+    return images
+
+
+def build_method(name: str, family: str, sparc_tau: float | None = None) -> Any:
+    """The decoding method benchmarked as ``name`` (paper presets; ``vanilla`` is plain decoding). ``sparc_tau``
+    overrides SPARC's threshold (a stress setting: random weights give near-uniform attention, so the paper's tau
+    selects nothing and the amplification path would never run)."""
+    from llava.generation import DecodingMethod
+
+    if name == "vanilla":
+        return DecodingMethod()
+    if name == "sparc":
+        from sparc import Sparc, get_preset
+
+        return Sparc(get_preset("llava-next" if family == "llava_next" else "llava-1.5", tau=sparc_tau))
+    from avisc import build_method as build_contrastive, preset
+
+    return build_contrastive(preset("paper", name, family))
+
+
+@dataclass
+class Loaded:
+    tokenizer: Any
+    model: Any
+    processor: Any
+    family: Any
+    description: str
+
+
+def load_model(args: argparse.Namespace, device: torch.device, dtype: torch.dtype) -> Loaded:
+    from llava.model.families import family_of
+
+    shape, family_name = parse_model_path(args.model_path, args.family)
+    if shape is not None:
+        from llava.model.synthetic import synthetic_model
+
+        tokenizer, model, processor, _ = synthetic_model(
+            family_name, shape, dtype=dtype, device=device, attn_implementation=args.attn
+        )
+        description = f"synthetic {shape} {family_name} (random weights)"
+    else:
+        from llava.model.builder import CheckpointError, load_pretrained_model
+
+        try:
+            tokenizer, model, processor, _ = load_pretrained_model(
+                args.model_path, device_map={"": str(device)}, dtype=dtype, attn_implementation=args.attn
+            )
+        except (CheckpointError, OSError) as e:
+            raise BenchError(f"cannot load --model-path {args.model_path!r}: {e}") from e
+        description = args.model_path
+    family = family_of(model)
+    if family_name is not None and family.name != family_name:
+        raise BenchError(f"--family {family_name!r} but {args.model_path} is a {family.name!r} model")
+    return Loaded(tokenizer, model, processor, family, description)
+
+
+def make_batch(loaded: Loaded, batch_size: int) -> Any:
+    from llava.inputs import PromptBatch
+
+    prompt = loaded.family.format_prompt(loaded.model, PROMPT, None)
+    images = loaded.family.pixel_values(loaded.model, loaded.processor, synthetic_images(batch_size))
+    return PromptBatch(loaded.model, loaded.tokenizer, loaded.processor, [prompt] * batch_size, images)
+
+
+# ---------------------------------------------------------------------------------------------------- measurement
+
+
+def _proc_status_kb(field: str) -> int | None:
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def _reset_peak_rss() -> bool:
+    """Reset the kernel's resident-set high-water mark (VmHWM) of this process; False where not allowed."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+class MemoryMeter:
+    """Peak memory of one run: CUDA allocator peak, or the growth of the CPU resident set."""
+
+    def __init__(self, device: torch.device):
+        self.cuda = device.type == "cuda"
+        self.device = device
+        self.kind = "cuda_max_memory_allocated" if self.cuda else "cpu_rss_growth"
+        self.before = 0
+
+    def start(self) -> None:
+        if self.cuda:
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self.before = torch.cuda.memory_allocated(self.device)
+        else:
+            self.resettable = _reset_peak_rss()
+            self.before = _proc_status_kb("VmRSS" if self.resettable else "VmHWM") or 0
+
+    def stop(self) -> tuple[float, float]:
+        """``(peak_mem_mb, peak_delta_mb)``."""
+        if self.cuda:
+            torch.cuda.synchronize(self.device)
+            peak = torch.cuda.max_memory_allocated(self.device)
+            return peak / 2**20, (peak - self.before) / 2**20
+        peak_kb = _proc_status_kb("VmHWM") or 0
+        delta = max(peak_kb - self.before, 0) / 1024
+        return delta, delta
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@dataclass
+class Sample:
+    """One timed run: time to the first token, the clock at every later token, the memory peak."""
+
+    prefill_ms: float
+    step_ms: list[float]  # duration of decode steps 2..N (one forward over all branches + combine + choice each)
+    total_ms: float
+    peak_mem_mb: float
+    peak_delta_mb: float
+    selections_per_step: float | None = None  # SPARC: image tokens selected per row and decode step
+
+    @property
+    def ms_per_token(self) -> float:
+        """``(total - prefill) / (N - 1)``, both read in this run."""
+        return sum(self.step_ms) / len(self.step_ms)
+
+
+CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "process": time.process_time}
+
+
+def run_once(batch: Any, method_name: str, family: str, new_tokens: int, device: torch.device, seed: int,
+             meter: MemoryMeter | None = None, clock: Callable[[], float] = time.perf_counter,
+             sparc_tau: float | None = None, sample: bool = False) -> Sample:
+    """One ``generate`` call of exactly ``new_tokens`` tokens (EOS ignored), with a synchronised timestamp at each
+    token (``step_callback``: it runs right after the token is chosen, where the loop reads ``finished`` back anyway,
+    so on CUDA the extra synchronisation costs nothing the loop does not already pay)."""
+    from llava.generation import GenerationConfig, generate
+
+    config = GenerationConfig(max_new_tokens=new_tokens, do_sample=sample, eos_token_ids=())
+    method = build_method(method_name, family, sparc_tau)
+    rows = len(batch.prompts)
+    # sampling: one seeded generator per row on the model's device, as the evaluation runners do
+    generators = [torch.Generator(device=device).manual_seed(seed + row) for row in range(rows)] if sample else None
+    stamps: list[float] = []
+
+    def stamp(step: int, logits: torch.Tensor, tokens: torch.Tensor) -> None:
+        _synchronize(device)
+        stamps.append(clock())
+
+    torch.manual_seed(seed)  # VCD's noise draws from the global generator when no per-row generators are given
+    if meter is not None:
+        meter.start()
+    _synchronize(device)
+    start = clock()
+    output = generate(batch, config, method, generators, step_callback=stamp)
+    _synchronize(device)
+    end = clock()
+    peak, delta = meter.stop() if meter is not None else (0.0, 0.0)
+    shortest = min(len(s) for s in output.sequences)
+    if output.steps != new_tokens or shortest != new_tokens or len(stamps) != new_tokens:
+        raise RuntimeError(
+            f"{method_name}: the loop ran {output.steps} steps / {shortest} tokens, expected {new_tokens}")
+    steps = [(b - a) * 1000 for a, b in zip(stamps, stamps[1:])]
+    hook = getattr(method, "hook", None)
+    selections = None
+    if method_name == "sparc" and hook is not None and new_tokens > 1:  # made at steps 1..N-1, applied at 2..N
+        selections = float(hook.counts.sum()) / (hook.counts.shape[0] * (new_tokens - 1))
+    return Sample((stamps[0] - start) * 1000, steps, (end - start) * 1000, peak, delta, selections)
+
+
+def measure(batch: Any, method_name: str, family: str, new_tokens: int, device: torch.device, seed: int,
+            clock: Callable[[], float] = time.perf_counter, sparc_tau: float | None = None,
+            sample: bool = False) -> Sample:
+    """One timed repeat of ``new_tokens`` tokens with its memory peak."""
+    return run_once(batch, method_name, family, new_tokens, device, seed, MemoryMeter(device), clock, sparc_tau,
+                    sample)
+
+
+def summarise(method: str, batch_size: int, samples: list[Sample]) -> dict[str, Any]:
+    per_token = [s.ms_per_token for s in samples]
+    ms_per_token = statistics.median(per_token)
+    step_median = statistics.median(t for s in samples for t in s.step_ms)
+    row = {
+        "method": method,
+        "batch_size": batch_size,
+        "prefill_ms": round(statistics.median(s.prefill_ms for s in samples), 3),
+        "ms_per_token": round(ms_per_token, 4),
+        "tokens_per_s": round(batch_size * 1000 / ms_per_token, 2),
+        "peak_mem_mb": round(max(s.peak_mem_mb for s in samples), 1),
+        "peak_delta_mb": round(max(s.peak_delta_mb for s in samples), 1),
+        "ratio_to_vanilla": None,
+        "step_ms_median": round(step_median, 4),
+        "ratio_step_median": None,
+        "ms_per_token_repeats": [round(v, 4) for v in per_token],
+        "prefill_ms_repeats": [round(s.prefill_ms, 3) for s in samples],
+        "spread": round((max(per_token) - min(per_token)) / ms_per_token, 4),
+    }
+    selections = [s.selections_per_step for s in samples if s.selections_per_step is not None]
+    if selections:
+        row["sparc_selections_per_step"] = round(statistics.mean(selections), 3)
+    return row
+
+
+def add_ratios(rows: list[dict[str, Any]]) -> None:
+    """``ratio_to_vanilla`` of every row, against the vanilla row of the same batch size."""
+    for key, ratio in (("ms_per_token", "ratio_to_vanilla"), ("step_ms_median", "ratio_step_median")):
+        vanilla = {r["batch_size"]: r[key] for r in rows if r["method"] == "vanilla"}
+        for row in rows:
+            base = vanilla.get(row["batch_size"])
+            row[ratio] = 1.0 if row["method"] == "vanilla" else (round(row[key] / base, 4) if base else None)
+
+
+def benchmark(loaded: Loaded, methods: Sequence[str], batch_sizes: Sequence[int], new_tokens: int, repeats: int,
+              warmup: int, device: torch.device, seed: int = 0, log: Callable[[str], None] = print,
+              clock: str = "wall", sparc_tau: float | None = None, sample: bool = False) -> list[dict[str, Any]]:
+    """Rows for every method and batch size; methods are interleaved within each repeat (order rotated)."""
+    family = loaded.family.name
+    rows = []
+    for batch_size in batch_sizes:
+        batch = make_batch(loaded, batch_size)
+        for method in methods:  # always: a short untimed run pays the one-time costs of new shapes
+            run_once(batch, method, family, 2, device, seed, sparc_tau=sparc_tau, sample=sample)
+        for _ in range(warmup):
+            for method in methods:
+                run_once(batch, method, family, new_tokens, device, seed, sparc_tau=sparc_tau, sample=sample)
+        samples: dict[str, list[Sample]] = {m: [] for m in methods}
+        for repeat in range(repeats):
+            shift = repeat % len(methods)
+            for method in list(methods[shift:]) + list(methods[:shift]):
+                samples[method].append(measure(batch, method, family, new_tokens, device, seed, CLOCKS[clock],
+                                               sparc_tau, sample))
+        for method in methods:
+            row = summarise(method, batch_size, samples[method])
+            rows.append(row)
+            log(f"batch {batch_size} {method}: {row['ms_per_token']:.3f} ms/token, prefill {row['prefill_ms']:.1f} ms")
+    add_ratios(rows)
+    return rows
+
+
+# ------------------------------------------------------------------------------------------------------- reporting
+
+
+def format_table(rows: Sequence[dict[str, Any]], mem_kind: str) -> str:
+    mem = "peak MB (CUDA alloc)" if mem_kind.startswith("cuda") else "peak MB (RSS growth)"
+    lines = [
+        f"| method | batch | prefill ms | ms / token | tokens/s | {mem} | x vanilla | step median ms | "
+        "x vanilla (step median) | spread |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        ratio = "n/a" if r["ratio_to_vanilla"] is None else f"{r['ratio_to_vanilla']:.2f}"
+        spread = "n/a" if r.get("spread") is None else f"{100 * r['spread']:.0f}%"
+        lines.append(
+            f"| {r['method']} | {r['batch_size']} | {r['prefill_ms']:.1f} | {r['ms_per_token']:.2f} | "
+            f"{_number(r['tokens_per_s'], 1)} | {r['peak_mem_mb']:.0f} | {ratio} | {r['step_ms_median']:.2f} | "
+            f"{_number(r['ratio_step_median'], 2)} | {spread} |"
+        )
+    selections = [f"batch {r['batch_size']}: {r['sparc_selections_per_step']:g}" for r in rows
+                  if r.get("sparc_selections_per_step") is not None]
+    if selections:
+        lines.append(f"\nSPARC image tokens selected per row and step: {', '.join(selections)}")
+    return "\n".join(lines)
+
+
+def _number(value: float | None, digits: int) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def device_description(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    cpu = platform.processor() or platform.machine()
+    return f"cpu ({cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"
+
+
+# ------------------------------------------------------------------------------------------------------------- CLI
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values
+
+
+def _method_list(text: str) -> list[str]:
+    values = [v.strip().lower() for v in text.split(",") if v.strip()]
+    unknown = [v for v in values if v not in METHODS]
+    if not values or unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown method(s) {', '.join(unknown) or repr(text)}; choose from {', '.join(METHODS)}")
+    return list(dict.fromkeys(values))
+
+
+def _positive(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m eval.bench", description=__doc__.split("\n\n")[0],
+        epilog="Synthetic models: tiny, 7b, or <shape>-<family> (tiny-llava_next, 7b-instructblip, ...). "
+               "Timing: one generate(N) per repeat with a timestamp per token; prefill = time to the first token, "
+               "ms/token = (total - prefill) / (N - 1); medians over --repeats; ratio = ms/token over vanilla's at "
+               "the same batch size, same run.",
+    )
+    parser.add_argument("--model-path", "--model_path", required=True,
+                        help="tiny | 7b | <shape>-<family> (synthetic random model) or a checkpoint folder / hub id")
+    parser.add_argument("--methods", type=_method_list, default=list(METHODS),
+                        help=f"comma-separated, from {','.join(METHODS)} (default: all; vanilla is always added)")
+    parser.add_argument("--batch-sizes", "--batch_sizes", type=_int_list, default=[1, 8, 16], help="default: 1,8,16")
+    parser.add_argument("--new-tokens", "--new_tokens", type=_positive(2), default=128,
+                        help="generated tokens per run, EOS ignored (>= 2; default 128)")
+    parser.add_argument("--repeats", type=_positive(1), default=3, help="timed repeats, medians reported (default 3)")
+    parser.add_argument("--warmup", type=_positive(0), default=1,
+                        help="untimed full-length runs per method and batch size, after one untimed 2-token run "
+                             "that is always done (default 1)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default=None,
+                        help="default: cuda when available, else cpu")
+    parser.add_argument("--dtype", choices=tuple(DTYPES), default=None,
+                        help="default: float16 on cuda, float32 on cpu")
+    parser.add_argument("--attn", choices=("sdpa", "eager"), default="sdpa",
+                        help="language-model attention behind the hook point (default sdpa)")
+    parser.add_argument("--family", choices=FAMILY_NAMES, default=None,
+                        help="family of a synthetic model (default llava); checked against a loaded checkpoint")
+    parser.add_argument("--threads", type=_positive(1), default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--clock", choices=tuple(CLOCKS), default="wall",
+                        help="wall: elapsed time (default); process: CPU time of this process (CPU only; with "
+                             "--threads 1 it ignores time lost to other processes on a shared machine)")
+    parser.add_argument("--sample", action="store_true",
+                        help="sample at temperature 1 with one seeded generator per row (the AvisC/VCD/M3ID paper "
+                             "setting) instead of greedy decoding for every method")
+    parser.add_argument("--sparc-tau", "--sparc_tau", type=float, default=None,
+                        help="override SPARC's tau (stress test: random weights have near-uniform attention and the "
+                             "paper's tau selects nothing; 0 selects about half the image tokens, -1 all of them)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=None, help="write the results as json here (atomically)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    device_name = args.device or ("cpu" if args.clock == "process" or not torch.cuda.is_available() else "cuda")
+    if args.clock == "process" and device_name != "cpu":
+        parser.error("--clock process measures CPU time and is only meaningful with --device cpu")
+    if device_name == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda but this torch build sees no CUDA device")
+    device = torch.device(device_name)
+    dtype = DTYPES[args.dtype] if args.dtype else (torch.float16 if device.type == "cuda" else torch.float32)
+    if device.type == "cpu" and dtype == torch.float16:
+        print("warning: float16 on the CPU is slow and not representative", file=sys.stderr)
+    try:
+        parse_model_path(args.model_path, args.family)
+    except BenchError as e:
+        parser.error(str(e))
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    methods = args.methods if "vanilla" in args.methods else ["vanilla", *args.methods]
+    if methods is not args.methods:
+        print("note: vanilla added (the ratios are measured against it in the same run)", file=sys.stderr)
+
+    try:
+        loaded = load_model(args, device, dtype)
+        rows = benchmark(loaded, methods, args.batch_sizes, args.new_tokens, args.repeats, args.warmup, device,
+                         args.seed, log=lambda line: print(line, file=sys.stderr), clock=args.clock,
+                         sparc_tau=args.sparc_tau, sample=args.sample)
+    except BenchError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    mem_kind = MemoryMeter(device).kind
+    result = {
+        "device": device_description(device),
+        "dtype": str(dtype).removeprefix("torch."),
+        "model": loaded.description,
+        "family": loaded.family.name,
+        "attn": args.attn,
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "git_commit": git_commit(),
+        "new_tokens": args.new_tokens,
+        "repeats": args.repeats,
+        "warmup": args.warmup,
+        "decoding": ("sampling (temperature 1, one generator per row)" if args.sample else "greedy") + ", EOS ignored",
+        "clock": args.clock,
+        "sparc_tau": args.sparc_tau,
+        "threads": torch.get_num_threads() if device.type == "cpu" else None,
+        "memory": mem_kind,
+        "timing": "per repeat one generate(N) with a synchronised timestamp per token: prefill_ms = time to the "
+                  "first token, ms_per_token = (total - prefill) / (N - 1); medians over repeats; tokens_per_s = "
+                  "batch_size * 1000 / ms_per_token; step_ms_median = median single decode step over all repeats",
+        "rows": rows,
+    }
+    sys.stderr.flush()
+    print(f"# {result['model']} on {result['device']}, {result['dtype']}, attn {args.attn}, "
+          f"{args.new_tokens} new tokens, median of {args.repeats}, {args.clock} clock\n")
+    print(format_table(rows, mem_kind))
+    if args.out:
+        write_json_atomic(args.out, result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
