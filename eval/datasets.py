@@ -122,21 +122,42 @@ def mme_image_path(root: Path, image: str) -> Path:
 
 
 def mme_samples(question_file: Path, image_folder: Path, problems: list[Problem]) -> list[Sample]:
-    """MME questions in LLaVA's jsonl format; the question is the first line of ``text`` (as the official runner).
+    """MME questions: LLaVA's jsonl format (the question is the first line of ``text``, as the official runner), or
+    a ground-truth folder (the eval tool's ``{task}.txt`` files or the MME release folder), every question of it.
 
     ``question_id`` repeats for the two questions of an image, so each sample's key adds its occurrence number.
     """
+    if question_file.is_dir():
+        records = _mme_questions_from_gt(question_file, image_folder, problems)
+    else:
+        records = [(r["question_id"], r["image"], r["text"].split("\n")[0], r.get("category"))
+                   for _, r in _jsonl_lines(question_file, problems, ["question_id", "image", "text"])]
     samples, seen = [], {}
-    for number, record in _jsonl_lines(question_file, problems, ["question_id", "image", "text"]):
-        question = record["text"].split("\n")[0]
-        occurrence = seen.get(record["question_id"], 0)
-        seen[record["question_id"]] = occurrence + 1
-        key = f"{record['question_id']}#{occurrence}"
-        category = record.get("category") or record["image"].split("/")[0]
-        fields = {"question_id": record["question_id"], "key": key, "prompt": question, "question": question,
-                  "category": category, "image": Path(record["image"]).name}
-        samples.append(Sample(key, mme_image_path(image_folder, record["image"]), question, fields))
+    for question_id, image, question, category in records:
+        occurrence = seen.get(question_id, 0)
+        seen[question_id] = occurrence + 1
+        key = f"{question_id}#{occurrence}"
+        fields = {"question_id": question_id, "key": key, "prompt": question, "question": question,
+                  "category": category or image.split("/")[0], "image": Path(image).name}
+        samples.append(Sample(key, mme_image_path(image_folder, image), question, fields))
     return samples
+
+
+def _mme_questions_from_gt(gt_dir: Path, image_folder: Path, problems: list[Problem]) -> list[tuple[str, str, str, str]]:
+    """``(question_id, task/image, question, task)`` for every ground-truth question, its "Please answer yes or no."
+    removed (LLaVA's MME questions, which the official runs used, do not have it)."""
+    from eval.mme import SUFFIX, read_gt
+
+    records = []
+    for task, entries in read_gt(gt_dir, problems).items():
+        for (stem, question), (image, _) in entries.items():
+            if not Path(image).suffix:  # the release folder names questions by image stem: find the image file
+                found = sorted(p.name for d in (image_folder / task, image_folder / task / "images") if d.is_dir()
+                               for p in d.glob(f"{stem}.*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+                image = found[0] if found else f"{stem}.jpg"
+            bare = question.replace(SUFFIX, "").strip()
+            records.append((f"{task}/{image}", f"{task}/{image}", bare, task))
+    return records
 
 
 def amber_samples(query_file: Path, image_folder: Path, problems: list[Problem]) -> list[Sample]:

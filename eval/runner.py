@@ -18,6 +18,7 @@ import json
 import os
 import sys
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -181,8 +182,7 @@ class Runner:
     ):
         if not samples:
             raise InputError("no samples to run (empty dataset, or --limit 0)")
-        keys = [s.key for s in samples]
-        duplicates = sorted({k for k in keys if keys.count(k) > 1}) if len(set(keys)) != len(keys) else []
+        duplicates = sorted(k for k, n in Counter(s.key for s in samples).items() if n > 1)
         if duplicates:
             raise InputError(f"duplicate sample ids: {duplicates[:5]}")
         if batch_size < 1:

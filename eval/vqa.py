@@ -41,8 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     add(data, "--benchmark", choices=sorted(READERS), required=True)
     add(data, "--image-folder", required=True, help="COCO val2014 / GQA images (POPE), MME release folder, AMBER images")
     add(data, "--question-file", default=None,
-        help="POPE question file; MME jsonl (default: the shipped 240-question hallucination subset); "
-             "AMBER query file (default: the shipped query_all.json, 15,220 queries)")
+        help="POPE question file; MME: a jsonl (default: the shipped 240-question hallucination subset) or a "
+             "ground-truth folder (all its questions); AMBER query file (default: the shipped query_all.json)")
     add(data, "--pope-split", choices=POPE_SPLITS, default=None,
         help="use the shipped POPE question file of this dataset/setting (the VCD copies AvisC used)")
     method = parser.add_argument_group("method (unset values come from --preset)")
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     dist = Distributed.current()
     problems: list[Problem] = []
     questions = question_file(args)
-    if not questions.is_file():
+    if not questions.exists():
         raise InputError(f"{questions}: no such question file")
     samples = READERS[args.benchmark](questions, Path(args.image_folder), problems)
     if args.limit is not None:

@@ -206,6 +206,23 @@ def _prefill(
     return cache, logits
 
 
+def _prefill_branches(
+    context: DecodingContext, method: DecodingMethod, hook: AttentionHook | None, room: int
+) -> tuple[Cache, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Prefill the main input, then the method's branches; one cache for all rows (main rows first), its attention
+    mask, each row's next position, and the first logits of every row."""
+    model, family, prefill = context.model, context.family, context.prefill
+    cache, logits = _prefill(model, family, prefill, hook, room)
+    branch_inputs = method.branches(context)
+    if not branch_inputs:
+        return cache, prefill.attention_mask, prefill.lengths, logits
+    branches = _stack(branch_inputs)
+    branch_cache, branch_logits = _prefill(model, family, branches, None, 0)
+    merged, mask = merge_caches([cache, branch_cache], [prefill.attention_mask, branches.attention_mask], room)
+    positions = torch.cat([prefill.lengths, branches.lengths]).to(mask.device)
+    return merged, mask, positions, torch.cat([logits, branch_logits])
+
+
 @torch.inference_mode()
 def generate(
     batch: PromptBatch,
@@ -233,20 +250,8 @@ def generate(
     hook = method.hook
     if hook is not None:
         hook.begin_forward(0)
-    room = config.max_new_tokens
-    cache, logits = _prefill(model, family, prefill, hook, room)
-    caches, masks, lengths = [cache], [prefill.attention_mask], [prefill.lengths]
-    branch_inputs = method.branches(context)
-    if branch_inputs:
-        branches = _stack(branch_inputs)
-        branch_cache, branch_logits = _prefill(model, family, branches, None, 0)
-        logits = torch.cat([logits, branch_logits])
-        caches.append(branch_cache)
-        masks.append(branches.attention_mask)
-        lengths.append(branches.lengths)
-    cache, mask = merge_caches(caches, masks, room)
+    cache, mask, positions, logits = _prefill_branches(context, method, hook, config.max_new_tokens)
     padded = not bool(mask.all())
-    positions = torch.cat(lengths).to(mask.device)
     copies = mask.shape[0] // rows
 
     chosen_steps: list[torch.Tensor] = []
