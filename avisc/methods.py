@@ -51,9 +51,12 @@ class ContrastiveDecoding(DecodingMethod):
         self.config = config
         self.log_beta = float(torch.log(torch.tensor(config.cd_beta)))  # float32, as the official cutoff
 
+    @property
+    def alpha(self) -> float:
+        return self.config.cd_alpha
+
     def contrast(self, step: int, logits: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
-        alpha = self.config.cd_alpha
-        return (1 + alpha) * logits - alpha * other
+        return (1 + self.alpha) * logits - self.alpha * other
 
     def combine(self, step: int, logits: torch.Tensor, branch_logits: list[torch.Tensor]) -> torch.Tensor:
         other = branch_logits[0]
@@ -65,9 +68,9 @@ class ContrastiveDecoding(DecodingMethod):
 class Vcd(ContrastiveDecoding):
     """Visual contrastive decoding: the second branch sees the image with diffusion noise."""
 
-    def contrast(self, step: int, logits: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
-        alpha = self.config.vcd_alpha
-        return (1 + alpha) * logits - alpha * other
+    @property
+    def alpha(self) -> float:
+        return self.config.vcd_alpha  # 1.0 under the official override
 
     def branches(self, context: DecodingContext) -> list[Prefill]:
         images = context.batch.images

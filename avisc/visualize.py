@@ -45,6 +45,7 @@ from eval.plotting import (
     shorten,
     style_axes,
 )
+from llava.model.builder import DTYPES
 
 DEFAULT_QUERY = "Describe this image."
 LEFT, RIGHT = 0.5, 0.4
@@ -401,7 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--greedy", action="store_true", help="decode greedily instead of sampling (temperature 1)")
     parser.add_argument("--device", default=None, help="default: cuda when available, else cpu")
-    parser.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default=None)
+    parser.add_argument("--dtype", choices=sorted(DTYPES), default=None)
     parser.add_argument("--out", default=None, help="PNG path (default: avisc_<image name>.png)")
     parser.add_argument("--json", default=None, help="also write the shares, layers, attention and masked tokens here")
     parser.add_argument("--dpi", type=int, default=100)

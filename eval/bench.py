@@ -52,7 +52,6 @@ import argparse
 import datetime as _dt
 import os
 import platform
-import re
 import statistics
 import sys
 import time
@@ -64,12 +63,13 @@ import torch
 import transformers
 from PIL import Image
 
-from eval.cli import DTYPES, git_commit
+from eval.cli import git_commit
 from eval.files import write_json_atomic
+from llava.model.builder import DTYPES, resolve_dtype
+from llava.model.synthetic import parse_synthetic_name
 
 METHODS = ("vanilla", "sparc", "avisc", "vcd", "m3id")
 FAMILY_NAMES = ("llava", "llava_next", "instructblip")
-SYNTHETIC = re.compile(r"^(?P<shape>tiny|7b)(?:[-_:](?P<family>llava|llava[-_]next|instructblip))?$", re.IGNORECASE)
 PROMPT = "Please describe this image in detail."
 IMAGE_SIZES = ((640, 480), (480, 640), (500, 500), (800, 600))  # cycled over the rows of a batch
 
@@ -83,14 +83,13 @@ class BenchError(ValueError):
 
 def parse_model_path(model_path: str, family: str | None) -> tuple[str | None, str | None]:
     """``(shape, family)`` for a synthetic model name, ``(None, family)`` for a checkpoint path."""
-    match = SYNTHETIC.match(model_path.strip())
-    if match is None:
+    parsed = parse_synthetic_name(model_path)
+    if parsed is None:
         return None, family
-    named = match.group("family")
-    named = named.lower().replace("-", "_") if named else None
+    shape, named = parsed
     if named and family and named != family:
         raise BenchError(f"--model-path {model_path!r} names family {named!r} but --family is {family!r}")
-    return match.group("shape").lower(), named or family or "llava"
+    return shape, named or family or "llava"
 
 
 def synthetic_images(count: int, seed: int = 0) -> list[Image.Image]:
@@ -476,7 +475,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if device_name == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda but this torch build sees no CUDA device")
     device = torch.device(device_name)
-    dtype = DTYPES[args.dtype] if args.dtype else (torch.float16 if device.type == "cuda" else torch.float32)
+    dtype = resolve_dtype(args.dtype, device)
     if device.type == "cpu" and dtype == torch.float16:
         print("warning: float16 on the CPU is slow and not representative", file=sys.stderr)
     try:

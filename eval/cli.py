@@ -13,9 +13,9 @@ from typing import Any, Callable
 import torch
 
 from eval.files import InputError
+from llava.model.builder import DTYPES, resolve_dtype
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
 def add(parser: argparse.ArgumentParser | Any, name: str, *aliases: str, **kwargs: Any) -> None:
@@ -73,7 +73,7 @@ def load_model(args: argparse.Namespace, rank: int = 0) -> LoadedModel:
     from llava.model.families import family_of
 
     device = resolve_device(args.device, rank)
-    dtype = DTYPES[args.dtype] if args.dtype else (torch.float16 if device.type == "cuda" else torch.float32)
+    dtype = resolve_dtype(args.dtype, device)
     tokenizer, model, processor, _ = load_pretrained_model(
         args.model_path, device_map={"": str(device)}, dtype=dtype, vision_tower=args.vision_tower,
         attn_implementation=args.attn,

@@ -501,7 +501,6 @@ def shorten(text: str, limit: int) -> str:
 # ----------------------------------------------------------------------------------------------------------------
 # CLI plumbing
 # ----------------------------------------------------------------------------------------------------------------
-TINY_MODELS = {"tiny": "llava", "tiny-next": "llava_next", "tiny-instructblip": "instructblip"}
 
 
 class CliError(Exception):
@@ -519,22 +518,23 @@ def quiet_transformers() -> None:
 
 
 def load_model(model_path: str, device: str | None, dtype: str | None, tiny_families: Iterable[str]) -> tuple[Any, Any, Any]:
-    """``(tokenizer, model, image_processor)`` of a checkpoint, or of a random ``tiny`` model (see ``TINY_MODELS``)."""
+    """``(tokenizer, model, image_processor)`` of a checkpoint, or of a random model named like ``tiny``,
+    ``tiny-next`` or ``tiny-instructblip`` (``llava.model.synthetic.parse_synthetic_name``)."""
     import torch
 
-    from llava.model.builder import CheckpointError, default_dtype, load_pretrained_model
+    from llava.model.builder import CheckpointError, load_pretrained_model, resolve_dtype
+    from llava.model.synthetic import parse_synthetic_name, synthetic_model
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise CliError(f"--device {device}: no CUDA device is available")
-    torch_dtype = getattr(torch, dtype) if dtype else (default_dtype() if device != "cpu" else torch.float32)
-    if model_path in TINY_MODELS:
-        family = TINY_MODELS[model_path]
+    torch_dtype = resolve_dtype(dtype, device)
+    synthetic = parse_synthetic_name(model_path)
+    if synthetic is not None:
+        shape, family = synthetic[0], synthetic[1] or "llava"
         if family not in tiny_families:
-            raise CliError(f"{model_path}: not available here (choose among {', '.join(k for k, v in TINY_MODELS.items() if v in tiny_families)})")
-        from llava.model.synthetic import synthetic_model
-
-        tokenizer, model, processor, _ = synthetic_model(family, "tiny", dtype=torch_dtype, device=device)
+            raise CliError(f"{model_path}: {family} models are not supported here (only {', '.join(tiny_families)})")
+        tokenizer, model, processor, _ = synthetic_model(family, shape, dtype=torch_dtype, device=device)
         return tokenizer, model, processor
     path = Path(model_path)
     if path.exists() and not path.is_dir():

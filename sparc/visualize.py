@@ -53,6 +53,7 @@ from eval.plotting import (
     style_axes,
     token_pieces,
 )
+from llava.model.builder import DTYPES
 
 DEFAULT_QUERY = "Please describe this image in detail."
 LEFT, RIGHT, GAP = 0.5, 0.4, 0.3
@@ -399,7 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--conv-mode", default="vicuna_v1")
     parser.add_argument("--device", default=None, help="default: cuda when available, else cpu")
-    parser.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default=None,
+    parser.add_argument("--dtype", choices=sorted(DTYPES), default=None,
                         help="default: float16 on a GPU, float32 on the CPU")
     parser.add_argument("--out", default=None, help="PNG path (default: sparc_<image name>.png)")
     parser.add_argument("--steps", type=int, default=8, help="how many step panels (the steps with most selections)")

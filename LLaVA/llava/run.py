@@ -14,11 +14,8 @@ from llava.conversation import get_conv_template
 from llava.generation import GenerationConfig, generate
 from llava.inputs import PromptBatch
 from llava.mm_utils import ASPECT_MODES, ImageLoadError, load_image
-from llava.model.builder import CheckpointError, load_pretrained_model
+from llava.model.builder import DTYPES, CheckpointError, load_pretrained_model, resolve_dtype
 from llava.model.families import family_of
-
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m llava.run", description=__doc__)
@@ -42,9 +39,9 @@ def answer(args: argparse.Namespace) -> str:
     if args.conv_mode is not None:
         get_conv_template(args.conv_mode)  # fail before loading the model
     image = load_image(args.image_file)
-    dtype = DTYPES[args.dtype] if args.dtype else (torch.float16 if args.device.startswith("cuda") else torch.float32)
     tokenizer, model, processor, _ = load_pretrained_model(
-        args.model_path, device_map={"": args.device}, dtype=dtype, attn_implementation=args.attn
+        args.model_path, device_map={"": args.device}, dtype=resolve_dtype(args.dtype, args.device),
+        attn_implementation=args.attn,
     )
     family = family_of(model)
     prompt = family.format_prompt(model, args.query, args.conv_mode)

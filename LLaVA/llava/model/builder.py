@@ -70,9 +70,19 @@ def quiet_transformers() -> Iterator[None]:
         transformers.logging.set_verbosity(verbosity)
 
 
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def resolve_dtype(name: str | None, device: str | torch.device) -> torch.dtype:
+    """The dtype called ``name``, else float16 on a GPU (as the official code) and float32 on the CPU."""
+    if name:
+        return DTYPES[name]
+    return torch.float16 if torch.device(device).type == "cuda" else torch.float32
+
+
 def default_dtype() -> torch.dtype:
-    """float16 on a GPU (as the official code), float32 on the CPU."""
-    return torch.float16 if torch.cuda.is_available() else torch.float32
+    """float16 when a GPU is available (as the official code), float32 otherwise."""
+    return resolve_dtype(None, "cuda" if torch.cuda.is_available() else "cpu")
 
 
 def read_config(model_path: str) -> dict[str, Any]:

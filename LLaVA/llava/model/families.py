@@ -97,8 +97,12 @@ class LlavaFamily(ModelFamily):
         conv.append_message(conv.roles[1], None)
         return conv.get_prompt()
 
+    default_aspect = "pad"  # for configs without image_aspect_ratio (llava-hf)
+
     def aspect_mode(self, model: Any, aspect: str | None) -> str:
-        return aspect_mode_of(aspect if aspect is not None else getattr(model.config, "image_aspect_ratio", "pad"))
+        """``aspect`` when given, else the checkpoint's own preprocessing mode."""
+        own = getattr(model.config, "image_aspect_ratio", self.default_aspect)
+        return aspect_mode_of(aspect if aspect is not None else own)
 
     def pixel_values(self, model: Any, image_processor: Any, images: Sequence[Image.Image], aspect: str | None = None) -> Images:
         mode = self.aspect_mode(model, aspect)
@@ -158,9 +162,7 @@ class LlavaNextFamily(LlavaFamily):
 
     name = "llava_next"
     model_types = ("llava_next",)
-
-    def aspect_mode(self, model: Any, aspect: str | None) -> str:
-        return aspect_mode_of(aspect if aspect is not None else getattr(model.config, "image_aspect_ratio", "anyres"))
+    default_aspect = "anyres"
 
     def merge_tiles(self, model: Any, features: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
         """Base image features, then the unpadded tile grid with a newline embedding closing each row."""

@@ -9,6 +9,7 @@ code path that serves ``load_pretrained_model`` serves them too.
 """
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import torch
@@ -59,6 +60,21 @@ BLIP_SHAPES = {
         qformer=dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12, vocab_size=30523),
     ),
 }
+
+
+SYNTHETIC_NAME = re.compile(
+    r"^(?P<shape>tiny|7b)(?:[-_:](?P<family>llava|llava[-_]next|next|instructblip))?$", re.IGNORECASE
+)
+
+
+def parse_synthetic_name(name: str) -> tuple[str, str | None] | None:
+    """``(shape, family or None)`` for names like ``tiny``, ``7b``, ``tiny-next``, ``7b-instructblip``; None for
+    anything else (a checkpoint path)."""
+    match = SYNTHETIC_NAME.match(name.strip())
+    if match is None:
+        return None
+    family = (match.group("family") or "").lower().replace("-", "_") or None
+    return match.group("shape").lower(), "llava_next" if family == "next" else family
 
 
 def toy_tokenizer(vocab_size: int = VOCAB_SIZE) -> PreTrainedTokenizerFast:
