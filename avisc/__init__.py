@@ -1,9 +1,8 @@
-"""AvisC (Woo et al., ACL 2025) and the baselines it is compared with (VCD, M3ID), on the decoding loop of ``llava``."""
-from avisc.blind import BlindTokens, find_blind_tokens
-from avisc.config import ContrastConfig, preset
-from avisc.methods import Avisc, M3id, Vcd, add_diffusion_noise, build_method, diffusion_schedule
+"""AvisC (Woo et al., ACL 2025) and the baselines it is compared with (VCD, M3ID), on the decoding loop of ``llava``.
 
-__all__ = [
-    "Avisc", "BlindTokens", "ContrastConfig", "M3id", "Vcd", "add_diffusion_noise", "build_method",
-    "diffusion_schedule", "find_blind_tokens", "preset",
-]
+Importing the package registers the methods ``avisc``, ``vcd`` and ``m3id`` (:mod:`avisc.config`, light); the
+implementations live in :mod:`avisc.methods` and :mod:`avisc.blind`.
+"""
+from avisc.config import AVISC, M3ID, VCD, AviscConfig, ContrastConfig, M3idConfig, VcdConfig
+
+__all__ = ["AVISC", "M3ID", "VCD", "AviscConfig", "ContrastConfig", "M3idConfig", "VcdConfig"]

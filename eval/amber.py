@@ -3,10 +3,12 @@
 Generative answers (ids 1-1004): the lemmatised nouns of the answer that are in the ``relation.json`` vocabulary are
 matched against the image's true objects and hallucination targets (exactly, then by word similarity > 0.8);
 CHAIR = flagged nouns / kept nouns, Cover = covered true objects / true objects, Hal = % answers with a flagged noun,
-Cog = hit hallucination targets / targets. Discriminative answers are read as Yes/No with the AvisC NEG_WORDS rule
-and scored with "No" as the positive class, per dimension (existence; attribute = state + number + action;
-relation). All numbers are percentages rounded to 0.1 as upstream, counters start from ``metrics.txt`` (0.001 in the
-denominators). For ``--evaluation_type a`` the AMBER score = (100 - CHAIR + F1) / 2 is added.
+Cog = hit hallucination targets / targets. Discriminative answers are cleaned and read as Yes/No as AvisC's
+``amber_eval_*.py`` read them (:mod:`eval.yesno`: strip, cut ``</s>``, NEG_WORDS ``recorder``) and scored with "No"
+as the positive class, per dimension (existence; attribute = state + number + action; relation). All numbers are
+percentages rounded to 0.1 as upstream, counters start from ``metrics.txt`` (0.001 in the denominators); a metric
+whose denominator counted nothing is null (upstream prints 0.0). For ``--evaluation_type a`` the AMBER score =
+(100 - CHAIR + F1) / 2 is added.
 
 Usage: ``python -m eval.amber --inference_data answers.jsonl --evaluation_type a [--save_path out.json]``.
 """
@@ -25,9 +27,10 @@ from typing import Any, Callable, Mapping, Protocol, Sequence
 import nltk
 from nltk.stem import WordNetLemmatizer
 
+from eval.datasets import run_subset
 from eval.files import InputError, Problem, read_records, report_problems, write_json_atomic
 from eval.nltk_setup import ensure_nltk_data
-from eval.yesno import is_no
+from eval.yesno import READINGS, read_answer, require_fields
 
 DATA_DIR = Path(__file__).resolve().parent / "data" / "amber"
 ANNOTATION_FILE = DATA_DIR / "annotations.json.gz"
@@ -56,6 +59,7 @@ _DISCRIMINATIVE_BLOCKS = (
 _GENERATIVE_NAMES = ("CHAIR", "Cover", "Hal", "Cog")
 _DISCRIMINATIVE_NAMES = ("Accuracy", "Precision", "Recall", "F1")
 _LEMMATIZER = WordNetLemmatizer()
+READING = "avisc"  # yes/no answers are cleaned and read with AvisC's recorder, as amber_eval_*.py do
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -299,46 +303,96 @@ def _add_discriminative(counters: dict[str, float], annotation: Mapping[str, Any
             bump("ans_no_score")
 
 
-def _pct(score: float, num: float) -> float:
-    return round(score / num * 100, 1)
-
-
-def _f1(precision: float, recall: float, eps: float) -> float:
-    """Upstream's F1 from the rounded percentages."""
+def _f1(precision: float | None, recall: float | None, eps: float) -> float | None:
+    """Upstream's F1 from the rounded percentages; None when either is undefined."""
+    if precision is None or recall is None:
+        return None
     p, r = precision / 100, recall / 100
     return round(2 * p * r / (p + r + eps) * 100, 1)
 
 
-def amber_score(chair: float, f1: float) -> float:
-    """AMBER score = (100 - CHAIR + F1) / 2, from the generative CHAIR and the discriminative F1 (percentages)."""
+def amber_score(chair: float | None, f1: float | None) -> float | None:
+    """AMBER score = (100 - CHAIR + F1) / 2, from the generative CHAIR and the discriminative F1 (percentages);
+    None when either is undefined."""
+    if chair is None or f1 is None:
+        return None
     return round((100 - chair + f1) / 2, 2)
 
 
-def compute_metrics(counters: Mapping[str, float], evaluation_type: str) -> dict[str, float]:
+# metric -> (numerator counter, denominator counter, why the denominator can be 0)
+_GENERATIVE_RATIOS = {
+    "CHAIR": ("chair_score", "chair_num", "no noun of the AMBER vocabulary in the generative answers"),
+    "Cover": ("safe_cover_score", "safe_cover_num", "no annotated objects"),
+    "Hal": ("non_hallu_score", "non_hallu_num", "no generative answer"),
+    "Cog": ("hallu_cover_score", "hallu_cover_num", "no hallucination targets"),
+}
+_DISCRIMINATIVE_RATIOS = {
+    "Accuracy": ("correct_score", "correct_num", "no answer"),
+    "Precision": ("ans_no_score", "ans_no_num", "no answer read as No"),
+    "Recall": ("no_score", "no_num", "no question whose truth is no"),
+}
+
+
+@dataclass
+class Metrics:
+    """The metrics of one evaluation and, for every null one, why (its denominator counted nothing)."""
+
+    values: dict[str, float | None]
+    null_reasons: dict[str, str]
+
+    def empty_reason(self) -> str | None:
+        """One line naming the null metrics and why, or None."""
+        if self.values and all(value is None for value in self.values.values()):
+            return "no answer of this evaluation type could be scored"
+        by_reason: dict[str, list[str]] = {}
+        for name, reason in self.null_reasons.items():
+            by_reason.setdefault(reason, []).append(name)
+        return "; ".join(f"{', '.join(names)}: {reason}" for reason, names in by_reason.items()) or None
+
+
+def compute_metrics(counters: Mapping[str, float], evaluation_type: str,
+                    start: Mapping[str, float] | None = None) -> Metrics:
     """The numbers upstream prints for ``evaluation_type``; discriminative blocks are named ``<block>_<metric>``
-    except the overall one (plain ``Accuracy``, ``Precision``, ``Recall``, ``F1``)."""
+    except the overall one (plain ``Accuracy``, ``Precision``, ``Recall``, ``F1``).
+
+    ``start`` holds the counters' start values (``metrics.txt``: 0.001 in the denominators). Where a denominator
+    counted nothing (its counter still equals its start value), upstream prints 0.0 (x / 0.001); here the metric is
+    None (a ratio over zero samples), and so are the F1 and AMBER score built on it.
+    """
+    start = start or {}
     dims = EVALUATION_TYPES[evaluation_type]
-    metrics: dict[str, float] = {}
+    metrics = Metrics({}, {})
+
+    def counted(names: Sequence[str]) -> float:
+        return sum(counters[n] - start.get(n, 0.0) for n in names)
+
+    def ratio(name: str, scores: Sequence[str], nums: Sequence[str], why: str, complement: bool = False) -> None:
+        if counted(nums) == 0:
+            metrics.values[name], metrics.null_reasons[name] = None, why
+            return
+        share = sum(counters[n] for n in scores) / sum(counters[n] for n in nums) * 100
+        metrics.values[name] = round(100 - share, 1) if complement else round(share, 1)
+
     if "g" in dims:
-        metrics["CHAIR"] = _pct(counters["chair_score"], counters["chair_num"])
-        metrics["Cover"] = _pct(counters["safe_cover_score"], counters["safe_cover_num"])
-        metrics["Hal"] = round(100 - counters["non_hallu_score"] / counters["non_hallu_num"] * 100, 1)
-        metrics["Cog"] = _pct(counters["hallu_cover_score"], counters["hallu_cover_num"])
+        answered = counted(["non_hallu_num"]) > 0
+        for name, (score, num, why) in _GENERATIVE_RATIOS.items():
+            ratio(name, [score], [num], why if answered else "no generative answer", complement=name == "Hal")
     for block, prefixes, eps, needed in _DISCRIMINATIVE_BLOCKS:
         if not all(d in dims for d in needed):
             continue
-
-        def total(name: str) -> float:
-            return sum(counters[f"{prefix}qa_{name}"] for prefix in prefixes)
-
-        accuracy = _pct(total("correct_score"), total("correct_num"))
-        precision = _pct(total("ans_no_score"), total("ans_no_num"))
-        recall = _pct(total("no_score"), total("no_num"))
         key = "" if block == "all" else f"{block}_"
-        metrics.update({f"{key}Accuracy": accuracy, f"{key}Precision": precision, f"{key}Recall": recall,
-                        f"{key}F1": _f1(precision, recall, eps)})
+        answered = counted([f"{p}qa_correct_num" for p in prefixes]) > 0
+        for name, (score, num, why) in _DISCRIMINATIVE_RATIOS.items():
+            ratio(f"{key}{name}", [f"{p}qa_{score}" for p in prefixes], [f"{p}qa_{num}" for p in prefixes],
+                  why if answered else f"no yes/no answer ({block})")
+        metrics.values[f"{key}F1"] = _f1(metrics.values[f"{key}Precision"], metrics.values[f"{key}Recall"], eps)
+        if metrics.values[f"{key}F1"] is None:
+            metrics.null_reasons[f"{key}F1"] = metrics.null_reasons.get(f"{key}Accuracy",
+                                                                        "precision or recall undefined")
     if evaluation_type == "a":
-        metrics["AMBER"] = amber_score(metrics["CHAIR"], metrics["F1"])
+        metrics.values["AMBER"] = amber_score(metrics.values["CHAIR"], metrics.values["F1"])
+        if metrics.values["AMBER"] is None:
+            metrics.null_reasons["AMBER"] = "CHAIR or F1 undefined"
     return metrics
 
 
@@ -348,8 +402,9 @@ def evaluate(answers: Mapping[int, str], evaluation_type: str = "a", data: Amber
 
     ``similarity`` is ``"auto"``, ``"spacy"``, ``"exact"`` (see :func:`load_similarity`) or a backend (see
     :func:`as_similarity`); it is loaded only when there are generative answers to score. Returns
-    ``metrics``, the raw ``counters``, ``non_literal_yes_no`` (discriminative answers that were not exactly "Yes" or
-    "No" before the NEG_WORDS mapping), ``similarity`` (backend name, or "unused") and ``warnings``.
+    ``metrics`` (None where a denominator counted nothing), ``empty_reason`` (why, or None), the raw ``counters``,
+    ``non_literal_yes_no`` (discriminative answers that were not exactly "Yes" or "No" before the reading),
+    ``similarity`` (backend name, or "unused") and ``warnings``.
     """
     data = data or load_amber_data()
     dims = EVALUATION_TYPES[evaluation_type]
@@ -370,8 +425,9 @@ def evaluate(answers: Mapping[int, str], evaluation_type: str = "a", data: Amber
     for i, text in selected.items():
         if i not in generative:
             non_literal += text not in ("Yes", "No")
-            _add_discriminative(counters, data.annotations[i], is_no(text))
-    result.update(metrics=compute_metrics(counters, evaluation_type), counters=counters,
+            _add_discriminative(counters, data.annotations[i], read_answer(text, READING) == "no")
+    metrics = compute_metrics(counters, evaluation_type, data.template)
+    result.update(metrics=metrics.values, empty_reason=metrics.empty_reason(), counters=counters,
                   non_literal_yes_no=non_literal)
     return result
 
@@ -404,22 +460,30 @@ def _first_field(record: Mapping[str, Any], names: Sequence[str]) -> tuple[str |
     return None, None
 
 
+ID_FIELDS = ("id", "question_id")  # AMBER results, answer files
+TEXT_FIELDS = ("response", "text")
+
+
 def collect_answers(path: str, records: list[tuple[int | None, dict[str, Any]]], data: AmberData,
-                    problems: list[Problem]) -> _Answers:
-    """Read ``{"id", "response"}`` (AMBER) or ``{"question_id", "text"}`` (answer files); report what is unusable."""
+                    problems: list[Problem], id_fields: Sequence[str] = ID_FIELDS,
+                    text_fields: Sequence[str] = TEXT_FIELDS) -> _Answers:
+    """Read ``{"id", "response"}`` (AMBER) or ``{"question_id", "text"}`` (answer files), or the fields named;
+    report what is unusable. Raises :class:`InputError` first when no record has an id and a text field."""
+    require_fields(path, records, {"id": (tuple(id_fields), "--id_key"), "answer": (tuple(text_fields), "--text_key")})
     out = _Answers(by_id={})
     for index, (line, record) in enumerate(records, start=1):
         where = "" if line is not None else f"item {index}: "
-        id_field, raw_id = _first_field(record, ("id", "question_id"))
-        text_field, text = _first_field(record, ("response", "text"))
+        id_field, raw_id = _first_field(record, id_fields)
+        text_field, text = _first_field(record, text_fields)
         shown = None if raw_id is None else str(raw_id)
 
         def report(reason: str) -> None:
             problems.append(Problem(path, line, shown, where + reason))
 
         if id_field is None or text_field is None:
-            report("missing field 'id' (or 'question_id'); skipped" if id_field is None
-                   else "missing field 'response' (or 'text'); skipped")
+            missing = id_fields if id_field is None else text_fields
+            report(f"missing field {missing[0]!r}" + (f" (or {missing[1]!r})" if len(missing) > 1 else "")
+                   + "; skipped")
             out.unparsable += 1
             continue
         try:
@@ -445,28 +509,35 @@ def collect_answers(path: str, records: list[tuple[int | None, dict[str, Any]]],
     return out
 
 
-def format_table(metrics: Mapping[str, float]) -> str:
-    """A readable table of whatever blocks ``metrics`` holds."""
+def _cell(value: float | None) -> str:
+    return f"{'-':>10}" if value is None else f"{value:>10.1f}"
+
+
+def format_table(metrics: Mapping[str, float | None]) -> str:
+    """A readable table of whatever blocks ``metrics`` holds (``-`` for a null metric)."""
     lines = []
     if "CHAIR" in metrics:
         lines += ["Generative     " + "".join(f"{n:>10}" for n in _GENERATIVE_NAMES),
-                  " " * 15 + "".join(f"{metrics[n]:>10.1f}" for n in _GENERATIVE_NAMES), ""]
+                  " " * 15 + "".join(_cell(metrics[n]) for n in _GENERATIVE_NAMES), ""]
     blocks = [(block, "" if block == "all" else f"{block}_") for block, *_ in _DISCRIMINATIVE_BLOCKS]
     rows = [(block, key) for block, key in blocks if f"{key}F1" in metrics]
     if rows:
         lines.append("Discriminative " + "".join(f"{n:>10}" for n in _DISCRIMINATIVE_NAMES))
         for block, key in rows:
             label = f"  {block}" if block in ("state", "number", "action") else block
-            lines.append(f"{label:<15}" + "".join(f"{metrics[key + n]:>10.1f}" for n in _DISCRIMINATIVE_NAMES))
+            lines.append(f"{label:<15}" + "".join(_cell(metrics[key + n]) for n in _DISCRIMINATIVE_NAMES))
         lines.append("")
-    if "AMBER" in metrics:
+    if metrics.get("AMBER") is not None:
         lines.append(f"AMBER score = (100 - CHAIR + F1) / 2 = {metrics['AMBER']:.2f}")
     return "\n".join(lines).rstrip()
 
 
-def _missing_ids(data: AmberData, evaluation_type: str, answered: Mapping[int, str]) -> list[int]:
+def _missing_ids(data: AmberData, evaluation_type: str, answered: Mapping[int, str],
+                 subset: set[str] | None = None) -> list[int]:
+    """Queries of the evaluation type without an answer; only those of ``subset`` (the run's manifest) if given."""
     dims = EVALUATION_TYPES[evaluation_type]
-    return [i for i, ann in sorted(data.annotations.items()) if dimension_of(ann) in dims and i not in answered]
+    return [i for i, ann in sorted(data.annotations.items())
+            if dimension_of(ann) in dims and i not in answered and (subset is None or str(i) in subset)]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -477,6 +548,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--evaluation_type", "--evaluation-type", required=True, choices=list(EVALUATION_TYPES),
                         help="a: all; g: generative; d: discriminative; de, da, dr: existence, attribute, relation")
     parser.add_argument("--save_path", "--save-path", default=None, help="write metrics, counts and problems here")
+    parser.add_argument("--id_key", "--id-key", default=None,
+                        help="query id field of the answers (default: 'id', else 'question_id')")
+    parser.add_argument("--text_key", "--text-key", default=None,
+                        help="answer text field of the answers (default: 'response', else 'text')")
     parser.add_argument("--annotation_file", "--annotation-file", "--annotation", default=None,
                         help="AMBER annotations.json (default: the shipped copy)")
     parser.add_argument("--word_association", "--word-association", default=None, help="relation.json")
@@ -499,8 +574,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         data = load_amber_data(args.annotation_file, args.word_association, args.safe_words, args.metrics)
         records = read_records(args.inference_data, problems)
         unreadable = len(problems)
-        answers = collect_answers(args.inference_data, records, data, problems)
-        missing = _missing_ids(data, args.evaluation_type, answers.by_id)
+        answers = collect_answers(args.inference_data, records, data, problems,
+                                  (args.id_key,) if args.id_key else ID_FIELDS,
+                                  (args.text_key,) if args.text_key else TEXT_FIELDS)
+        missing = _missing_ids(data, args.evaluation_type, answers.by_id, run_subset(args.inference_data))
         result = evaluate(answers.by_id, args.evaluation_type, data, args.similarity, args.similarity_score,
                           args.spacy_model)
     except (InputError, RuntimeError) as e:  # RuntimeError: NLTK data missing and not downloadable
@@ -526,6 +603,8 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{counts['non_literal_yes_no']} yes/no answers were not a literal Yes/No (read with the NEG_WORDS rule); "
           f"similarity: {result['similarity']}")
     print(format_table(result["metrics"]))
+    if result["empty_reason"]:
+        print(f"null metrics: {result['empty_reason']}", file=sys.stderr)
     if args.save_path:
         write_json_atomic(args.save_path, {
             "scorer": "amber",
@@ -534,6 +613,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "similarity": result["similarity"],
             "warnings": result["warnings"],
             "metrics": result["metrics"],
+            "empty_reason": result["empty_reason"],
+            "reading": READING,
+            "reading_rule": READINGS[READING],
             "counts": counts,
             "problems": [p.to_dict() for p in problems],
             "missing_ids": missing,

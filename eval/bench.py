@@ -2,7 +2,7 @@
 
 Every method decodes the same fixed synthetic images with the same prompt for exactly ``--new-tokens`` tokens (EOS is
 ignored), at each batch size, through our decoding loop (``llava.generation.generate``) and the hook point of
-``llava.attention``. The ratio of each method's time per generated token to plain decoding (``vanilla``) at the same
+``llava.attention``. The ratio of each method's time per generated token to plain decoding (``baseline``) at the same
 batch size is measured in the same run, with the methods interleaved inside each repeat so that background load
 spreads evenly over them.
 
@@ -19,7 +19,7 @@ clock when each token has been chosen. ``prefill_ms`` is the time to the first t
 embedding, the prefill forward(s) including a contrastive branch's, cache merge, first choice); ``ms_per_token`` is
 ``(total - prefill) / (N - 1)`` of that same run, the cost of one decode step (one batched forward over all branches,
 the method's logit combination and the token choice), median over the repeats; ``tokens_per_s`` is
-``batch_size * 1000 / ms_per_token`` (generated tokens per second while decoding); ``ratio_to_vanilla`` is the ratio
+``batch_size * 1000 / ms_per_token`` (generated tokens per second while decoding); ``ratio_to_baseline`` is the ratio
 of the medians of ``ms_per_token``. ``step_ms_median`` (the median of all single decode steps of all repeats) and
 its ratio ``ratio_step_median`` are robust to short bursts of background load. Reading both phases from one run
 (rather than subtracting a separate 1-token run from an N-token run) keeps prefill jitter out of the per-token
@@ -52,6 +52,7 @@ import argparse
 import datetime as _dt
 import os
 import platform
+import resource
 import statistics
 import sys
 import time
@@ -65,10 +66,15 @@ from PIL import Image
 
 from eval.cli import git_commit
 from eval.files import write_json_atomic
-from llava.model.builder import DTYPES, resolve_dtype
-from llava.model.synthetic import parse_synthetic_name
+from eval.methods import create_method, list_methods
+from llava.model.builder import DTYPES, LoadedModel, resolve_dtype
+from llava.model.names import parse_synthetic_name
 
-METHODS = ("vanilla", "sparc", "avisc", "vcd", "m3id")
+BASELINE = "baseline"
+BEAM = "beam"
+"""Plain beam search (``--beams`` wide): the reference of the beam-search methods."""
+BEAMS = 5  # OPERA's official width
+BEAM_METHODS = ("beam", "opera")
 FAMILY_NAMES = ("llava", "llava_next", "instructblip")
 PROMPT = "Please describe this image in detail."
 IMAGE_SIZES = ((640, 480), (480, 640), (500, 500), (800, 600))  # cycled over the rows of a batch
@@ -81,15 +87,16 @@ class BenchError(ValueError):
 # ----------------------------------------------------------------------------------------------------------- inputs
 
 
-def parse_model_path(model_path: str, family: str | None) -> tuple[str | None, str | None]:
-    """``(shape, family)`` for a synthetic model name, ``(None, family)`` for a checkpoint path."""
+def model_name(model_path: str, family: str | None) -> str:
+    """``--model-path`` with ``--family`` folded into a synthetic name (``tiny`` + ``llava_next`` -> ``tiny-llava_next``);
+    a checkpoint path is returned as is (its family is read from its config)."""
     parsed = parse_synthetic_name(model_path)
     if parsed is None:
-        return None, family
+        return model_path
     shape, named = parsed
     if named and family and named != family:
         raise BenchError(f"--model-path {model_path!r} names family {named!r} but --family is {family!r}")
-    return shape, named or family or "llava"
+    return f"{shape}-{named or family or 'llava'}"
 
 
 def synthetic_images(count: int, seed: int = 0) -> list[Image.Image]:
@@ -106,64 +113,39 @@ def synthetic_images(count: int, seed: int = 0) -> list[Image.Image]:
 
 
 def build_method(name: str, family: str, sparc_tau: float | None = None) -> Any:
-    """The decoding method benchmarked as ``name`` (paper presets; ``vanilla`` is plain decoding). ``sparc_tau``
-    overrides SPARC's threshold (a stress setting: random weights give near-uniform attention, so the paper's tau
-    selects nothing and the amplification path would never run)."""
-    from llava.generation import DecodingMethod
-
-    if name == "vanilla":
-        return DecodingMethod()
-    if name == "sparc":
-        from sparc import Sparc, get_preset
-
-        return Sparc(get_preset("llava-next" if family == "llava_next" else "llava-1.5", tau=sparc_tau))
-    from avisc import build_method as build_contrastive, preset
-
-    return build_contrastive(preset("paper", name, family))
+    """The decoding method benchmarked as ``name``, with its ``paper`` preset for the family (the registry,
+    :mod:`eval.methods`). ``sparc_tau`` overrides SPARC's threshold (a stress setting: random weights give
+    near-uniform attention, so the paper's tau selects nothing and the amplification path would never run)."""
+    overrides = {"tau": sparc_tau} if name == "sparc" and sparc_tau is not None else {}
+    return create_method(name, "paper", family=family, **overrides)
 
 
-@dataclass
-class Loaded:
-    tokenizer: Any
-    model: Any
-    processor: Any
-    family: Any
-    description: str
+def load_model(args: argparse.Namespace, device: torch.device, dtype: torch.dtype) -> LoadedModel:
+    """The model through the project's one factory (a synthetic name or a checkpoint)."""
+    from llava.model.builder import CheckpointError, load_model as load
+
+    name = model_name(args.model_path, args.family)
+    try:
+        loaded = load(name, device, dtype, args.attn)
+    except (CheckpointError, OSError) as e:
+        raise BenchError(f"cannot load --model-path {args.model_path!r}: {e}") from e
+    if args.family is not None and loaded.family.name != args.family:
+        raise BenchError(f"--family {args.family!r} but {args.model_path} is a {loaded.family.name!r} model")
+    return loaded
 
 
-def load_model(args: argparse.Namespace, device: torch.device, dtype: torch.dtype) -> Loaded:
-    from llava.model.families import family_of
-
-    shape, family_name = parse_model_path(args.model_path, args.family)
-    if shape is not None:
-        from llava.model.synthetic import synthetic_model
-
-        tokenizer, model, processor, _ = synthetic_model(
-            family_name, shape, dtype=dtype, device=device, attn_implementation=args.attn
-        )
-        description = f"synthetic {shape} {family_name} (random weights)"
-    else:
-        from llava.model.builder import CheckpointError, load_pretrained_model
-
-        try:
-            tokenizer, model, processor, _ = load_pretrained_model(
-                args.model_path, device_map={"": str(device)}, dtype=dtype, attn_implementation=args.attn
-            )
-        except (CheckpointError, OSError) as e:
-            raise BenchError(f"cannot load --model-path {args.model_path!r}: {e}") from e
-        description = args.model_path
-    family = family_of(model)
-    if family_name is not None and family.name != family_name:
-        raise BenchError(f"--family {family_name!r} but {args.model_path} is a {family.name!r} model")
-    return Loaded(tokenizer, model, processor, family, description)
+def describe_model(loaded: LoadedModel) -> str:
+    if loaded.synthetic:
+        return f"synthetic {loaded.model_path} (random weights)"
+    return loaded.model_path
 
 
-def make_batch(loaded: Loaded, batch_size: int) -> Any:
+def make_batch(loaded: LoadedModel, batch_size: int) -> Any:
     from llava.inputs import PromptBatch
 
     prompt = loaded.family.format_prompt(loaded.model, PROMPT, None)
-    images = loaded.family.pixel_values(loaded.model, loaded.processor, synthetic_images(batch_size))
-    return PromptBatch(loaded.model, loaded.tokenizer, loaded.processor, [prompt] * batch_size, images)
+    images = loaded.family.pixel_values(loaded.model, loaded.image_processor, synthetic_images(batch_size))
+    return PromptBatch(loaded.model, loaded.tokenizer, loaded.image_processor, [prompt] * batch_size, images)
 
 
 # ---------------------------------------------------------------------------------------------------- measurement
@@ -234,6 +216,9 @@ class Sample:
     peak_mem_mb: float
     peak_delta_mb: float
     selections_per_step: float | None = None  # SPARC: image tokens selected per row and decode step
+    user_s: float = 0.0  # CPU time of this process in user and system mode during the run (getrusage)
+    sys_s: float = 0.0
+    wall_s: float = 0.0
 
     @property
     def ms_per_token(self) -> float:
@@ -246,34 +231,46 @@ CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "process": 
 
 def run_once(batch: Any, method_name: str, family: str, new_tokens: int, device: torch.device, seed: int,
              meter: MemoryMeter | None = None, clock: Callable[[], float] = time.perf_counter,
-             sparc_tau: float | None = None, sample: bool = False) -> Sample:
-    """One ``generate`` call of exactly ``new_tokens`` tokens (EOS ignored), with a synchronised timestamp at each
-    token (``step_callback``: it runs right after the token is chosen, where the loop reads ``finished`` back anyway,
-    so on CUDA the extra synchronisation costs nothing the loop does not already pay)."""
+             sparc_tau: float | None = None, sample: bool = False, beams: int = BEAMS) -> Sample:
+    """One decode call of exactly ``new_tokens`` tokens (EOS ignored), with a synchronised timestamp at each token:
+    ``generate``'s ``step_callback`` (it runs right after the token is chosen, where the loop reads ``finished`` back
+    anyway, so on CUDA the extra synchronisation costs nothing the loop does not already pay), or the beam search's
+    scorer call of the first prompt (``beam``: plain beam search of ``beams``; OPERA: its own)."""
+    from llava.beam_search import BeamMethod, beam_search
     from llava.generation import GenerationConfig, generate
 
     config = GenerationConfig(max_new_tokens=new_tokens, do_sample=sample, eos_token_ids=())
-    method = build_method(method_name, family, sparc_tau)
+    method = None if method_name == BEAM else build_method(method_name, family, sparc_tau)
     rows = len(batch.prompts)
     # sampling: one seeded generator per row on the model's device, as the evaluation runners do
     generators = [torch.Generator(device=device).manual_seed(seed + row) for row in range(rows)] if sample else None
     stamps: list[float] = []
 
-    def stamp(step: int, logits: torch.Tensor, tokens: torch.Tensor) -> None:
+    def stamp(*args: Any) -> None:
         _synchronize(device)
         stamps.append(clock())
+
+    def stamp_first_prompt(record: Any) -> None:
+        if record.group == 0:
+            stamp()
 
     torch.manual_seed(seed)  # VCD's noise draws from the global generator when no per-row generators are given
     if meter is not None:
         meter.start()
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     _synchronize(device)
-    start = clock()
-    output = generate(batch, config, method, generators, step_callback=stamp)
+    start, wall = clock(), time.perf_counter()
+    if method is None or isinstance(method, BeamMethod):
+        output = beam_search(batch, config, beams if method is None else method.num_beams, method,
+                             on_step=stamp_first_prompt)
+    else:
+        output = generate(batch, config, method, generators, step_callback=stamp)
     _synchronize(device)
-    end = clock()
+    end, wall = clock(), time.perf_counter() - wall
+    after = resource.getrusage(resource.RUSAGE_SELF)
     peak, delta = meter.stop() if meter is not None else (0.0, 0.0)
     shortest = min(len(s) for s in output.sequences)
-    if output.steps != new_tokens or shortest != new_tokens or len(stamps) != new_tokens:
+    if shortest != new_tokens or len(stamps) != new_tokens:
         raise RuntimeError(
             f"{method_name}: the loop ran {output.steps} steps / {shortest} tokens, expected {new_tokens}")
     steps = [(b - a) * 1000 for a, b in zip(stamps, stamps[1:])]
@@ -281,15 +278,16 @@ def run_once(batch: Any, method_name: str, family: str, new_tokens: int, device:
     selections = None
     if method_name == "sparc" and hook is not None and new_tokens > 1:  # made at steps 1..N-1, applied at 2..N
         selections = float(hook.counts.sum()) / (hook.counts.shape[0] * (new_tokens - 1))
-    return Sample((stamps[0] - start) * 1000, steps, (end - start) * 1000, peak, delta, selections)
+    return Sample((stamps[0] - start) * 1000, steps, (end - start) * 1000, peak, delta, selections,
+                  after.ru_utime - usage.ru_utime, after.ru_stime - usage.ru_stime, wall)
 
 
 def measure(batch: Any, method_name: str, family: str, new_tokens: int, device: torch.device, seed: int,
             clock: Callable[[], float] = time.perf_counter, sparc_tau: float | None = None,
-            sample: bool = False) -> Sample:
+            sample: bool = False, beams: int = BEAMS) -> Sample:
     """One timed repeat of ``new_tokens`` tokens with its memory peak."""
     return run_once(batch, method_name, family, new_tokens, device, seed, MemoryMeter(device), clock, sparc_tau,
-                    sample)
+                    sample, beams)
 
 
 def summarise(method: str, batch_size: int, samples: list[Sample]) -> dict[str, Any]:
@@ -304,12 +302,15 @@ def summarise(method: str, batch_size: int, samples: list[Sample]) -> dict[str, 
         "tokens_per_s": round(batch_size * 1000 / ms_per_token, 2),
         "peak_mem_mb": round(max(s.peak_mem_mb for s in samples), 1),
         "peak_delta_mb": round(max(s.peak_delta_mb for s in samples), 1),
-        "ratio_to_vanilla": None,
+        "ratio_to_baseline": None,
         "step_ms_median": round(step_median, 4),
         "ratio_step_median": None,
         "ms_per_token_repeats": [round(v, 4) for v in per_token],
         "prefill_ms_repeats": [round(s.prefill_ms, 3) for s in samples],
         "spread": round((max(per_token) - min(per_token)) / ms_per_token, 4),
+        "wall_s": round(statistics.median(s.wall_s for s in samples), 4),
+        "user_s": round(statistics.median(s.user_s for s in samples), 4),
+        "sys_s": round(statistics.median(s.sys_s for s in samples), 4),
     }
     selections = [s.selections_per_step for s in samples if s.selections_per_step is not None]
     if selections:
@@ -318,33 +319,40 @@ def summarise(method: str, batch_size: int, samples: list[Sample]) -> dict[str, 
 
 
 def add_ratios(rows: list[dict[str, Any]]) -> None:
-    """``ratio_to_vanilla`` of every row, against the vanilla row of the same batch size."""
-    for key, ratio in (("ms_per_token", "ratio_to_vanilla"), ("step_ms_median", "ratio_step_median")):
-        vanilla = {r["batch_size"]: r[key] for r in rows if r["method"] == "vanilla"}
+    """``ratio_to_baseline`` of every row, against the baseline row of the same batch size; beam searches (plain
+    ``beam`` and OPERA) also get ``ratio_to_beam``, against plain beam search of the same width."""
+    for key, ratio in (("ms_per_token", "ratio_to_baseline"), ("step_ms_median", "ratio_step_median")):
+        baseline = {r["batch_size"]: r[key] for r in rows if r["method"] == BASELINE}
         for row in rows:
-            base = vanilla.get(row["batch_size"])
-            row[ratio] = 1.0 if row["method"] == "vanilla" else (round(row[key] / base, 4) if base else None)
+            base = baseline.get(row["batch_size"])
+            row[ratio] = 1.0 if row["method"] == BASELINE else (round(row[key] / base, 4) if base else None)
+    beam = {r["batch_size"]: r["ms_per_token"] for r in rows if r["method"] == BEAM}
+    for row in rows:
+        if row["method"] in BEAM_METHODS and row["batch_size"] in beam:
+            row["ratio_to_beam"] = round(row["ms_per_token"] / beam[row["batch_size"]], 4)
 
 
-def benchmark(loaded: Loaded, methods: Sequence[str], batch_sizes: Sequence[int], new_tokens: int, repeats: int,
+def benchmark(loaded: LoadedModel, methods: Sequence[str], batch_sizes: Sequence[int], new_tokens: int, repeats: int,
               warmup: int, device: torch.device, seed: int = 0, log: Callable[[str], None] = print,
-              clock: str = "wall", sparc_tau: float | None = None, sample: bool = False) -> list[dict[str, Any]]:
+              clock: str = "wall", sparc_tau: float | None = None, sample: bool = False,
+              beams: int = BEAMS) -> list[dict[str, Any]]:
     """Rows for every method and batch size; methods are interleaved within each repeat (order rotated)."""
     family = loaded.family.name
     rows = []
     for batch_size in batch_sizes:
         batch = make_batch(loaded, batch_size)
         for method in methods:  # always: a short untimed run pays the one-time costs of new shapes
-            run_once(batch, method, family, 2, device, seed, sparc_tau=sparc_tau, sample=sample)
+            run_once(batch, method, family, 2, device, seed, sparc_tau=sparc_tau, sample=sample, beams=beams)
         for _ in range(warmup):
             for method in methods:
-                run_once(batch, method, family, new_tokens, device, seed, sparc_tau=sparc_tau, sample=sample)
+                run_once(batch, method, family, new_tokens, device, seed, sparc_tau=sparc_tau, sample=sample,
+                         beams=beams)
         samples: dict[str, list[Sample]] = {m: [] for m in methods}
         for repeat in range(repeats):
             shift = repeat % len(methods)
             for method in list(methods[shift:]) + list(methods[:shift]):
                 samples[method].append(measure(batch, method, family, new_tokens, device, seed, CLOCKS[clock],
-                                               sparc_tau, sample))
+                                               sparc_tau, sample, beams))
         for method in methods:
             row = summarise(method, batch_size, samples[method])
             rows.append(row)
@@ -359,17 +367,18 @@ def benchmark(loaded: Loaded, methods: Sequence[str], batch_sizes: Sequence[int]
 def format_table(rows: Sequence[dict[str, Any]], mem_kind: str) -> str:
     mem = "peak MB (CUDA alloc)" if mem_kind.startswith("cuda") else "peak MB (RSS growth)"
     lines = [
-        f"| method | batch | prefill ms | ms / token | tokens/s | {mem} | x vanilla | step median ms | "
-        "x vanilla (step median) | spread |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        f"| method | batch | prefill ms | ms / token | tokens/s | {mem} | x baseline | x beam | step median ms | "
+        "x baseline (step median) | wall s | user s | sys s | spread |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
-        ratio = "n/a" if r["ratio_to_vanilla"] is None else f"{r['ratio_to_vanilla']:.2f}"
+        ratio = "n/a" if r["ratio_to_baseline"] is None else f"{r['ratio_to_baseline']:.2f}"
         spread = "n/a" if r.get("spread") is None else f"{100 * r['spread']:.0f}%"
         lines.append(
             f"| {r['method']} | {r['batch_size']} | {r['prefill_ms']:.1f} | {r['ms_per_token']:.2f} | "
-            f"{_number(r['tokens_per_s'], 1)} | {r['peak_mem_mb']:.0f} | {ratio} | {r['step_ms_median']:.2f} | "
-            f"{_number(r['ratio_step_median'], 2)} | {spread} |"
+            f"{_number(r['tokens_per_s'], 1)} | {r['peak_mem_mb']:.0f} | {ratio} | {_number(r.get('ratio_to_beam'), 2)} | "
+            f"{r['step_ms_median']:.2f} | {_number(r['ratio_step_median'], 2)} | {r['wall_s']:.2f} | {r['user_s']:.2f} | "
+            f"{r['sys_s']:.2f} | {spread} |"
         )
     selections = [f"batch {r['batch_size']}: {r['sparc_selections_per_step']:g}" for r in rows
                   if r.get("sparc_selections_per_step") is not None]
@@ -402,12 +411,17 @@ def _int_list(text: str) -> list[int]:
     return values
 
 
+def bench_methods() -> list[str]:
+    """What the benchmark can time: every registered method, and plain beam search (``beam``)."""
+    return [*list_methods(), BEAM]
+
+
 def _method_list(text: str) -> list[str]:
     values = [v.strip().lower() for v in text.split(",") if v.strip()]
-    unknown = [v for v in values if v not in METHODS]
+    unknown = [v for v in values if v not in bench_methods()]
     if not values or unknown:
         raise argparse.ArgumentTypeError(
-            f"unknown method(s) {', '.join(unknown) or repr(text)}; choose from {', '.join(METHODS)}")
+            f"unknown method(s) {', '.join(unknown) or repr(text)}; choose from {', '.join(bench_methods())}")
     return list(dict.fromkeys(values))
 
 
@@ -429,13 +443,16 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m eval.bench", description=__doc__.split("\n\n")[0],
         epilog="Synthetic models: tiny, 7b, or <shape>-<family> (tiny-llava_next, 7b-instructblip, ...). "
                "Timing: one generate(N) per repeat with a timestamp per token; prefill = time to the first token, "
-               "ms/token = (total - prefill) / (N - 1); medians over --repeats; ratio = ms/token over vanilla's at "
+               "ms/token = (total - prefill) / (N - 1); medians over --repeats; ratio = ms/token over the baseline's at "
                "the same batch size, same run.",
     )
     parser.add_argument("--model-path", "--model_path", required=True,
                         help="tiny | 7b | <shape>-<family> (synthetic random model) or a checkpoint folder / hub id")
-    parser.add_argument("--methods", type=_method_list, default=list(METHODS),
-                        help=f"comma-separated, from {','.join(METHODS)} (default: all; vanilla is always added)")
+    parser.add_argument("--methods", type=_method_list, default=bench_methods(),
+                        help=f"comma-separated, from {','.join(bench_methods())} (default: all; {BASELINE} is always "
+                             f"added; {BEAM} is plain beam search of --beams, the reference of OPERA)")
+    parser.add_argument("--beams", type=_positive(2), default=BEAMS,
+                        help=f"width of the plain beam search row (default {BEAMS}, OPERA's)")
     parser.add_argument("--batch-sizes", "--batch_sizes", type=_int_list, default=[1, 8, 16], help="default: 1,8,16")
     parser.add_argument("--new-tokens", "--new_tokens", type=_positive(2), default=128,
                         help="generated tokens per run, EOS ignored (>= 2; default 128)")
@@ -479,20 +496,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if device.type == "cpu" and dtype == torch.float16:
         print("warning: float16 on the CPU is slow and not representative", file=sys.stderr)
     try:
-        parse_model_path(args.model_path, args.family)
+        model_name(args.model_path, args.family)
     except BenchError as e:
         parser.error(str(e))
     if args.threads:
         torch.set_num_threads(args.threads)
-    methods = args.methods if "vanilla" in args.methods else ["vanilla", *args.methods]
+    methods = args.methods if BASELINE in args.methods else [BASELINE, *args.methods]
     if methods is not args.methods:
-        print("note: vanilla added (the ratios are measured against it in the same run)", file=sys.stderr)
+        print(f"note: {BASELINE} added (the ratios are measured against it in the same run)", file=sys.stderr)
 
     try:
         loaded = load_model(args, device, dtype)
         rows = benchmark(loaded, methods, args.batch_sizes, args.new_tokens, args.repeats, args.warmup, device,
                          args.seed, log=lambda line: print(line, file=sys.stderr), clock=args.clock,
-                         sparc_tau=args.sparc_tau, sample=args.sample)
+                         sparc_tau=args.sparc_tau, sample=args.sample, beams=args.beams)
     except BenchError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -500,7 +517,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     result = {
         "device": device_description(device),
         "dtype": str(dtype).removeprefix("torch."),
-        "model": loaded.description,
+        "model": describe_model(loaded),
         "family": loaded.family.name,
         "attn": args.attn,
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

@@ -32,6 +32,7 @@ from nltk.stem import WordNetLemmatizer
 
 from eval.files import InputError, Problem, read_records, report_problems, write_json_atomic
 from eval.nltk_setup import ensure_nltk_data
+from eval.yesno import require_fields
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 SHIPPED_GT = DATA_DIR / "coco_chair_gt.json.gz"
@@ -246,22 +247,47 @@ def _score_caption(image_id: Any, caption: str, found: CaptionWords, gt_objects:
     }
 
 
-def overall_metrics(totals: Mapping[str, float]) -> dict[str, float]:
-    """CHAIRs, CHAIRi, Recall, Len (fractions, as upstream) and the paper's Precision and F1; 0 where undefined."""
+def _ratio(numerator: float, denominator: float) -> float | None:
+    return numerator / denominator if denominator else None
+
+
+def overall_metrics(totals: Mapping[str, float]) -> dict[str, float | None]:
+    """CHAIRs, CHAIRi, Recall, Len (fractions, as upstream) and the paper's Precision and F1.
+
+    A ratio over zero items is None (upstream raises ZeroDivisionError): no captions -> every metric; no object
+    mention -> CHAIRi and Precision; no ground-truth object -> Recall; F1 is None when P or R is, 0 when both are 0.
+    """
     captions = totals.get("captions", 0)
-    mentions = totals.get("mentions", 0)
-    gt_total = totals.get("gt_objects", 0)
-    chair_i = totals.get("hallucinated_mentions", 0) / mentions if mentions else 0.0
-    recall = totals.get("recalled_objects", 0) / gt_total if gt_total else 0.0
-    precision = 1.0 - chair_i
+    chair_i = _ratio(totals.get("hallucinated_mentions", 0), totals.get("mentions", 0))
+    recall = _ratio(totals.get("recalled_objects", 0), totals.get("gt_objects", 0))
+    precision = None if chair_i is None else 1.0 - chair_i
+    f1 = None
+    if precision is not None and recall is not None:
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     return {
-        "CHAIRs": totals.get("hallucinated_captions", 0) / captions if captions else 0.0,
+        "CHAIRs": _ratio(totals.get("hallucinated_captions", 0), captions),
         "CHAIRi": chair_i,
         "Recall": recall,
-        "Len": 0.01 * totals.get("tokens", 0) / captions if captions else 0.0,
+        "Len": None if not captions else 0.01 * totals.get("tokens", 0) / captions,
         "Precision": precision,
-        "F1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
+        "F1": f1,
     }
+
+
+_NULL_REASONS = {"CHAIRs": "no caption scored", "CHAIRi": "no object mention in the captions",
+                 "Recall": "no ground-truth object for the captioned images", "Len": "no caption scored",
+                 "Precision": "no object mention in the captions", "F1": "precision or recall undefined"}
+
+
+def empty_reason(metrics: Mapping[str, float | None]) -> str | None:
+    """Why metrics are null, grouped by reason (None when every metric has a value)."""
+    if metrics.get("CHAIRs") is None:
+        return _NULL_REASONS["CHAIRs"]
+    by_reason: dict[str, list[str]] = {}
+    for name in METRIC_NAMES:
+        if metrics.get(name) is None:
+            by_reason.setdefault(_NULL_REASONS[name], []).append(name)
+    return "; ".join(f"{', '.join(names)}: {reason}" for reason, names in by_reason.items()) or None
 
 
 def caption_to_words(caption: str) -> CaptionWords:
@@ -395,9 +421,10 @@ def collect_captions(path: str, records: list[tuple[int | None, dict[str, Any]]]
     return out
 
 
-def format_metrics(metrics: Mapping[str, float]) -> str:
-    """Upstream's printout (``name.ljust(10): value x 100`` to 3 decimals), plus Precision and F1."""
-    return "\n".join(f"{name.ljust(10)}: {metrics[name] * 100:.03f}" for name in METRIC_NAMES)
+def format_metrics(metrics: Mapping[str, float | None]) -> str:
+    """Upstream's printout (``name.ljust(10): value x 100`` to 3 decimals), plus Precision and F1; ``-`` for null."""
+    return "\n".join(f"{name.ljust(10)}: " + ("-" if metrics[name] is None else f"{metrics[name] * 100:.03f}")
+                     for name in METRIC_NAMES)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -424,6 +451,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         records = read_records(args.cap_file, problems)
         unreadable = len(problems)  # lines that are not JSON objects
+        require_fields(args.cap_file, records, {"image id": ((args.image_id_key,), "--image_id_key"),
+                                                "caption": ((args.caption_key,), "--caption_key")})
         gt, gt_source = resolve_gt(args.coco_path, args.cache)
         chair = Chair(gt)
         collected = collect_captions(args.cap_file, records, args.image_id_key, args.caption_key, chair, problems)
@@ -445,6 +474,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "answers_file": args.cap_file,
             "ground_truth": gt_source,
             "metrics": metrics,
+            "empty_reason": empty_reason(metrics),
             "counts": counts,
             "problems": [p.to_dict() for p in problems],
             "sentences": result["sentences"],

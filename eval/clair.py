@@ -5,13 +5,21 @@ model ``gpt-4o``) and the parsing of the judge's reply are the official ones (SP
 DavidMChan/clair): the JSON between the first ``{`` and the next ``}``, else the first number (x100 if below 1); a
 reply with no number is asked again, at most 3 calls in all; after that the sample is *unparsable*.
 
+Each sample ends *judged* (a score), *unparsable* or *failed* (a call that still failed after its retries: HTTP
+429/5xx, timeouts, lost connections, and any reply that is not a chat completion with text, such as an HTML page,
+truncated JSON or an ``{"error": ...}`` body). ``clair`` is the mean score over the judged samples only; unparsable
+and failed samples are counted, reported and never cached, so a rerun asks for them again (the official code scored
+an unparsable reply 0 and crashed on a failed call).
+
 Answers (``{"image_id", "caption"}`` per line) are paired with references **by image id** (IIW: ``image/key`` and
-``IIW``; DOCCI: ``image_file`` and ``description``). For DOCCI the official subset is ``Random(seed).sample(lines,
-500)``; ids of that subset without an answer, and answers outside it, are reported.
+``IIW``; DOCCI: ``image_file`` and ``description``). The subset scored is the one that was captioned: the runner's
+``<name>_manifest.json`` beside the answers file ``<name>.jsonl`` (or ``--subset_manifest``); without a manifest,
+the official one (DOCCI: ``Random(seed).sample(lines, 500)``; IIW: every annotation). Ids of the subset without an
+answer are reported; answers outside it are reported and not scored.
 
 The API key is read from the environment variable named by ``--api_key_env`` (never from the command line) and is
 written nowhere. ``--base_url`` points the client at any OpenAI-compatible server (e.g. a local vLLM judge).
-Finished samples are cached on disk (keyed by a hash of model and prompt, one line appended per sample), so a rerun
+Judged samples are cached on disk (keyed by a hash of model and prompt, one line appended per sample), so a rerun
 or an interrupted run makes no repeated calls. Outputs: the metrics json, and ``<name>.jsonl`` per sample beside it.
 
 Usage::
@@ -31,12 +39,22 @@ import re
 import statistics
 import sys
 import time
+from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, NoReturn
 
-from eval.files import InputError, Problem, read_records, report_problems, write_json_atomic, write_text_atomic
+from eval import datasets
+from eval.files import (
+    InputError,
+    Problem,
+    RunPaths,
+    read_records,
+    report_problems,
+    write_json_atomic,
+    write_text_atomic,
+)
 
 PROMPT_FILE = Path(__file__).resolve().parent / "data" / "clair_prompt.txt"
 REFERENCE_FIELDS = {"iiw": ("image/key", "IIW"), "docci": ("image_file", "description")}
@@ -56,6 +74,11 @@ class JudgeError(RuntimeError):
     """A request that still failed after all retries; the sample is reported and not cached."""
 
 
+class UnreadableReply(ValueError):
+    """A reply that is not a chat completion with text (an HTML page, truncated JSON, an ``error`` object, no
+    ``choices``...): a failed call, retried like a 5xx."""
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Prompt and parsing (official)
 
@@ -64,6 +87,32 @@ def build_prompt(template: str, candidates: list[str], targets: list[str]) -> st
     """The official prompt: each statement as ``"- {text}\\n"``."""
     return template.format(candidate_statements="".join(f"- {c}\n" for c in candidates),
                            target_statements="".join(f"- {t}\n" for t in targets))
+
+
+def reply_text(body: str) -> str:
+    """The ``choices[0].message.content`` of a chat-completion body (JSON text).
+
+    Raises :class:`UnreadableReply` naming what is wrong when the body is not JSON, carries an ``error`` object, or
+    lacks a non-empty ``choices`` list whose first item has a ``message`` object with string ``content``.
+    """
+    try:
+        data = json.loads(body)
+    except json.JSONDecodeError:
+        raise UnreadableReply(f"not JSON: {body[:80]!r}") from None
+    if not isinstance(data, dict):
+        raise UnreadableReply(f"expected a JSON object, got {type(data).__name__}")
+    choices = data.get("choices")
+    if not choices and data.get("error") is not None:
+        error = data["error"]
+        message = error.get("message") if isinstance(error, dict) else error
+        raise UnreadableReply(f"the judge answered with an error: {str(message)[:200]}")
+    if not isinstance(choices, list) or not choices:
+        raise UnreadableReply("no 'choices' in the reply" if choices is None else "empty or invalid 'choices'")
+    message = choices[0].get("message") if isinstance(choices[0], dict) else None
+    content = message.get("content") if isinstance(message, dict) else None
+    if not isinstance(content, str):
+        raise UnreadableReply("choices[0] has no message with string 'content'")
+    return content
 
 
 def parse_response(response: str) -> tuple[float, Any] | None:
@@ -86,7 +135,8 @@ def parse_response(response: str) -> tuple[float, Any] | None:
 
 @dataclass
 class Judgement:
-    """The outcome of one sample: score 0-100 (None if unparsable), reason, the raw replies and the call counts."""
+    """The outcome of one sample: score 0-100 (None if unparsable or failed), reason, the raw replies, the call
+    counts, and the error of a failed sample. Only judged samples are cached and enter the mean."""
 
     score: float | None
     reason: Any
@@ -94,6 +144,14 @@ class Judgement:
     responses: list[str] = field(default_factory=list)
     tries: int = 0
     api_retries: int = 0
+    error: str | None = None
+
+    @property
+    def status(self) -> str:
+        """``judged`` (a score), ``unparsable`` (no number in any reply) or ``failed`` (the calls failed)."""
+        if self.error is not None:
+            return "failed"
+        return "judged" if self.parsed else "unparsable"
 
 
 def judge(call: Callable[[str], tuple[str, int]], prompt: str) -> Judgement:
@@ -150,15 +208,15 @@ class ChatClient:
         fatal = (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError)
         attempt = 0
         while True:
-            try:
-                response = self._client.chat.completions.create(
+            try:  # the raw body, read by reply_text (the SDK returns a str, a list or a half-empty object for
+                # a body that is not a chat completion), redacted first because its errors quote it
+                response = self._client.chat.completions.with_raw_response.create(
                     model=self.model, messages=[{"role": "user", "content": prompt}],
                     temperature=TEMPERATURE, max_tokens=MAX_TOKENS, n=1)
-                choices = response.choices or []
-                return (choices[0].message.content if choices else None) or "", attempt
+                return reply_text(self.redact(response.text)), attempt
             except fatal as e:
                 raise FatalJudgeError(self.redact(f"{type(e).__name__}: {e}")) from None
-            except retryable as e:
+            except (*retryable, UnreadableReply) as e:
                 if attempt >= self.max_retries:
                     raise JudgeError(self.redact(f"{type(e).__name__} after {attempt + 1} tries: {e}")) from None
                 time.sleep(self.delay(attempt, e))
@@ -189,7 +247,11 @@ def cache_key(model: str, prompt: str) -> str:
 
 
 class Cache:
-    """Finished samples, one JSON line each, appended and flushed as they finish; a torn or bad line is ignored."""
+    """Judged samples, one JSON line each, appended and flushed as they finish.
+
+    A torn or bad line, and an entry without a score (an unparsable or failed sample cached by an earlier version),
+    is ignored, so that sample is asked again.
+    """
 
     def __init__(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
@@ -205,9 +267,14 @@ class Cache:
         try:
             entry = json.loads(line)
             key = entry.pop("key")
-            self.entries[key] = Judgement(**entry)
+            judgement = Judgement(**entry)
         except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
             self.ignored_lines += 1
+            return
+        if judgement.status != "judged" or not isinstance(judgement.score, (int, float)):
+            self.ignored_lines += 1
+            return
+        self.entries[key] = judgement
 
     def _ends_with_newline(self) -> bool:
         if not self.path.is_file() or self.path.stat().st_size == 0:
@@ -217,7 +284,7 @@ class Cache:
             return f.read(1) == b"\n"
 
     def append(self, key: str, judgement: Judgement) -> None:
-        """Append one finished sample (after a newline if the file ends in a torn line) and flush it to disk."""
+        """Append one judged sample (after a newline if the file ends in a torn line) and flush it to disk."""
         prefix = "" if self._ends_with_newline() else "\n"
         with self.path.open("a", encoding="utf-8") as f:
             f.write(prefix + json.dumps({"key": key, **asdict(judgement)}, ensure_ascii=False) + "\n")
@@ -230,9 +297,9 @@ class Cache:
 # Data
 
 
-def load_references(annotation_file: Path, data_type: str, seed: int, subset: int,
+def load_references(annotation_file: Path, data_type: str,
                     problems: list[Problem]) -> tuple[dict[str, str], list[str]]:
-    """``image id -> reference`` and the ids the official protocol scores (IIW: all; DOCCI: the seeded draw)."""
+    """``image id -> reference`` (the first of a repeated id) and every annotated id in file order."""
     id_field, text_field = REFERENCE_FIELDS[data_type]
     references: dict[str, str] = {}
     order: list[str] = []
@@ -248,12 +315,55 @@ def load_references(annotation_file: Path, data_type: str, seed: int, subset: in
     if not references:
         raise InputError(f"{annotation_file}: no annotations with '{id_field}' and '{text_field}' "
                          f"(--data_type {data_type}?)")
-    expected = order
-    if data_type == "docci" and subset:
-        if subset > len(order):
-            raise InputError(f"{annotation_file}: {len(order)} annotations, fewer than the subset of {subset}")
-        expected = random.Random(seed).sample(order, subset)
-    return references, expected
+    return references, order
+
+
+@dataclass
+class Subset:
+    """The ids to score, in order; ``source`` is ``manifest``, ``official draw`` or ``all annotations``, and
+    ``description`` says it in words for messages."""
+
+    ids: list[str]
+    source: str
+    description: str
+    manifest: Path | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"source": self.source, "manifest": None if self.manifest is None else str(self.manifest),
+                "count": len(self.ids)}
+
+
+def read_manifest(path: Path, data_type: str, annotation_file: Path, known: set[str]) -> list[str]:
+    """The ordered ``ids`` of a runner's manifest (``eval/datasets.py: manifest``).
+
+    Raises InputError when the file is unreadable or has no list of ids, was written for another dataset type, or
+    names ids that the annotation file does not have.
+    """
+    ids = datasets.read_manifest(path, data_type)
+    unknown = [i for i in ids if i not in known]
+    if unknown:
+        raise InputError(f"{path}: {len(unknown)} id(s) not in {annotation_file}, e.g. {unknown[:3]}")
+    return ids
+
+
+def choose_subset(args: argparse.Namespace, answer_file: Path, order: list[str]) -> Subset:
+    """What was captioned: the manifest named by ``--subset_manifest`` or found beside the answers; without one, the
+    official rule (DOCCI: ``Random(seed).sample(lines, docci_subset)``, SPARC ``clair.py``; IIW: every annotation).
+    """
+    path = Path(args.subset_manifest) if args.subset_manifest else RunPaths.of_answers(answer_file).manifest
+    if args.subset_manifest and not path.is_file():
+        raise InputError(f"{path}: no such manifest (--subset_manifest)")
+    annotation_file = Path(args.annotation_file)
+    if path.is_file():
+        ids = read_manifest(path, args.data_type, annotation_file, set(order))
+        return Subset(ids, "manifest", f"the captioned subset ({path})", path)
+    if args.data_type == "docci" and args.docci_subset:
+        if args.docci_subset > len(order):
+            raise InputError(f"{annotation_file}: {len(order)} annotations, fewer than the subset of "
+                             f"{args.docci_subset} (and no {path.name} beside the answers to name the subset)")
+        ids = random.Random(args.seed).sample(order, args.docci_subset)
+        return Subset(ids, "official draw", f"the official subset (seed {args.seed}, {args.docci_subset} images)")
+    return Subset(order, "all annotations", f"the annotation file {annotation_file}")
 
 
 @dataclass
@@ -265,12 +375,13 @@ class Sample:
     prompt: str
 
 
-def load_samples(answer_file: Path, references: dict[str, str], expected: list[str], template: str, id_key: str,
+def load_samples(answer_file: Path, references: dict[str, str], subset: Subset, template: str, id_key: str,
                  caption_key: str, counts: dict[str, int], problems: list[Problem]) -> list[Sample]:
-    """Answers paired with their references by id; bad, unknown and duplicate answers are reported and counted."""
+    """The answers of the subset, paired with their references by id; bad, unknown, duplicate and outside-the-subset
+    answers, and ids of the subset without an answer, are reported and counted."""
     samples: list[Sample] = []
     seen: set[str] = set()
-    expected_set = set(expected)
+    in_subset = set(subset.ids)
     for line, record in read_records(answer_file, problems):
         counts["answers"] += 1
         raw_id, caption = record.get(id_key), record.get(caption_key)
@@ -285,16 +396,16 @@ def load_samples(answer_file: Path, references: dict[str, str], expected: list[s
         elif not isinstance(caption, str) or not caption.strip():
             counts["missing_caption"] += 1
             problems.append(Problem(str(answer_file), line, image_id, f"missing or empty '{caption_key}'; not scored"))
+        elif image_id not in in_subset:
+            counts["outside_subset"] += 1
+            problems.append(Problem(str(answer_file), line, image_id, f"not in {subset.description}; not scored"))
         else:
             seen.add(image_id)
-            if image_id not in expected_set:
-                counts["outside_subset"] += 1
-                problems.append(Problem(str(answer_file), line, image_id, "not in the official subset; scored anyway"))
             samples.append(Sample(image_id, line, build_prompt(template, [caption], [references[image_id]])))
-    for image_id in expected:
+    for image_id in subset.ids:
         if image_id not in seen:
             counts["not_answered"] += 1
-            problems.append(Problem(str(answer_file), None, image_id, "in the official subset but not answered"))
+            problems.append(Problem(str(answer_file), None, image_id, f"in {subset.description} but not answered"))
     return samples
 
 
@@ -305,7 +416,8 @@ def load_samples(answer_file: Path, references: dict[str, str], expected: list[s
 def score_samples(samples: list[Sample], client: Callable[[str], tuple[str, int]], model: str, cache: Cache,
                   concurrency: int, redact: Callable[[str], str], counts: dict[str, int],
                   problems: list[Problem], answer_file: Path) -> dict[str, Judgement]:
-    """Judgements per image id: cached ones reused, the others asked for in a thread pool and cached as they end."""
+    """Judgements per image id: cached ones reused, the others asked for in a thread pool; judged ones are cached
+    as they end, failed and unparsable ones are reported and not cached (a rerun asks again)."""
     results: dict[str, Judgement] = {}
     pending: list[Sample] = []
     for sample in samples:
@@ -325,41 +437,42 @@ def score_samples(samples: list[Sample], client: Callable[[str], tuple[str, int]
             try:
                 judgement = future.result()
             except JudgeError as e:
-                counts["failed"] += 1
+                judgement = Judgement(None, None, False, error=str(e))
                 problems.append(Problem(str(answer_file), sample.line, sample.image_id, f"judge call failed: {e}"))
-                continue
             judgement.responses = [redact(r) for r in judgement.responses]
             if isinstance(judgement.reason, str):
                 judgement.reason = redact(judgement.reason)
-            cache.append(cache_key(model, sample.prompt), judgement)
+            if judgement.status == "judged":
+                cache.append(cache_key(model, sample.prompt), judgement)
+            elif judgement.status == "unparsable":
+                problems.append(Problem(str(answer_file), sample.line, sample.image_id,
+                                        f"no score in {judgement.tries} judge replies; left out of the mean"))
             results[sample.image_id] = judgement
     finally:
         executor.shutdown(wait=False, cancel_futures=True)
     return results
 
 
-def summarize(samples: list[Sample], results: dict[str, Judgement]) -> dict[str, float | int | None]:
-    """Mean CLAIR x100 with unparsable samples as 0 (paper-compatible) and the mean over parsed samples."""
-    judged = [results[s.image_id] for s in samples if s.image_id in results]
-    parsed = [j.score for j in judged if j.parsed]
-    return {
-        "clair": statistics.fmean([j.score if j.parsed else 0.0 for j in judged]) if judged else None,
-        "clair_parsed": statistics.fmean(parsed) if parsed else None,
-        "unparsable": sum(not j.parsed for j in judged),
-    }
+def summarize(judgements: list[Judgement]) -> dict[str, float | int | None]:
+    """``clair``: the mean score (0-100) over the judged samples, None if there are none; ``judged``,
+    ``unparsable`` and ``failed``: how many samples ended each way (the last two are not in the mean)."""
+    statuses = Counter(j.status for j in judgements)
+    scores = [j.score for j in judgements if j.status == "judged"]
+    return {"clair": statistics.fmean(scores) if scores else None,
+            **{status: statuses[status] for status in ("judged", "unparsable", "failed")}}
 
 
 def sample_rows(samples: list[Sample], results: dict[str, Judgement]) -> list[dict[str, Any]]:
-    """The per-sample output, in answer-file order (failed samples carry no score)."""
+    """The per-sample output, in answer-file order; ``score`` is None unless ``status`` is ``judged``."""
     rows = []
     for sample in samples:
-        judgement = results.get(sample.image_id)
-        if judgement is None:
-            rows.append({"image_id": sample.image_id, "score": None, "parsed": False, "failed": True})
-            continue
-        rows.append({"image_id": sample.image_id, "score": judgement.score, "reason": judgement.reason,
-                     "parsed": judgement.parsed, "tries": judgement.tries, "api_retries": judgement.api_retries,
-                     "responses": judgement.responses})
+        judgement = results[sample.image_id]
+        row = {"image_id": sample.image_id, "status": judgement.status, "score": judgement.score,
+               "reason": judgement.reason, "tries": judgement.tries, "api_retries": judgement.api_retries,
+               "responses": judgement.responses}
+        if judgement.error is not None:
+            row["error"] = judgement.error
+        rows.append(row)
     return rows
 
 
@@ -408,7 +521,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cache", help="cache folder (default: clair_cache/ beside the outputs)")
     parser.add_argument("--seed", type=int, default=42, help="seed of the official DOCCI subset draw")
     parser.add_argument("--docci_subset", "--docci-subset", type=int, default=500,
-                        help="size of the official DOCCI subset (0: expect every annotation)")
+                        help="size of the official DOCCI subset when there is no manifest (0: every annotation)")
+    parser.add_argument("--subset_manifest", "--subset-manifest",
+                        help="the runner's manifest of the captioned ids (default: <answers>_manifest.json beside "
+                             "the answers file, when it exists); without one, the official subset is scored")
     parser.add_argument("--image_id_key", "--image-id-key", default="image_id")
     parser.add_argument("--caption_key", "--caption-key", default="caption")
     parser.add_argument("--max_retries", "--max-retries", type=int, default=6,
@@ -453,8 +569,8 @@ def read_api_key(variable: str) -> str:
 
 
 def new_counts() -> dict[str, int]:
-    return dict.fromkeys(("answers", "scored", "parsed", "unparsable", "failed", "cached", "missing_caption",
-                          "unknown_id", "duplicate", "outside_subset", "not_answered"), 0)
+    return dict.fromkeys(("answers", "cached", "missing_caption", "unknown_id", "duplicate", "outside_subset",
+                          "not_answered"), 0)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -465,9 +581,10 @@ def run(args: argparse.Namespace) -> int:
     problems: list[Problem] = []
     counts = new_counts()
     template = PROMPT_FILE.read_text(encoding="utf-8")
-    references, expected = load_references(Path(args.annotation_file), args.data_type, args.seed,
-                                           args.docci_subset, problems)
-    samples = load_samples(answer_file, references, expected, template, args.image_id_key, args.caption_key,
+    references, order = load_references(Path(args.annotation_file), args.data_type, problems)
+    subset = choose_subset(args, answer_file, order)
+    print(f"scoring the answers to {subset.description}: {len(subset.ids)} images")
+    samples = load_samples(answer_file, references, subset, template, args.image_id_key, args.caption_key,
                            counts, problems)
     cache = Cache(Path(args.cache) if args.cache else metrics_path.parent / "clair_cache")
     client = ChatClient(args.model, api_key, args.base_url, args.timeout, args.max_retries,
@@ -479,13 +596,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: the judge refused the request, stopping: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"\ninterrupted; finished samples are cached in {cache.path}, rerun to resume", file=sys.stderr)
+        print(f"\ninterrupted; judged samples are cached in {cache.path}, rerun to resume", file=sys.stderr)
         return 130
-    judged = [results[s.image_id] for s in samples if s.image_id in results]
-    counts["scored"] = len(judged)
-    counts["parsed"] = sum(j.parsed for j in judged)
-    counts["unparsable"] = counts["scored"] - counts["parsed"]
-    metrics = summarize(samples, results)
+    metrics = summarize([results[s.image_id] for s in samples])
     rows = sample_rows(samples, results)
     write_text_atomic(samples_path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     write_json_atomic(metrics_path, {
@@ -497,28 +610,32 @@ def run(args: argparse.Namespace) -> int:
         "base_url": redact(args.base_url) if args.base_url else None,
         "metrics": metrics,
         "counts": counts,
+        "subset": subset.to_dict(),
         "problems": [p.to_dict() for p in problems],
         "samples_file": str(samples_path),
         "cache_file": str(cache.path),
         "settings": {"temperature": TEMPERATURE, "max_tokens": MAX_TOKENS, "n": 1, "parse_attempts": PARSE_ATTEMPTS,
-                     "seed": args.seed, "docci_subset": args.docci_subset if args.data_type == "docci" else None},
+                     "seed": args.seed,
+                     "docci_subset": args.docci_subset if subset.source == "official draw" else None},
     })
     print_summary(args, metrics, counts)
     report_problems(problems)
     print(f"metrics written to {metrics_path}, per-sample scores to {samples_path}")
-    return 1 if counts["failed"] or not judged else 0
+    return 1 if metrics["failed"] or not metrics["judged"] else 0
 
 
 def print_summary(args: argparse.Namespace, metrics: dict[str, float | int | None], counts: dict[str, int]) -> None:
-    def fmt(value: float | int | None) -> str:
-        return "n/a" if value is None else f"{value:.2f}"
-
-    print("| Dataset | Judge | Answers | Scored | Unparsable | Failed | CLAIR (unparsable = 0) | CLAIR (parsed only) |")
-    print("|---|---|---|---|---|---|---|---|")
-    print(f"| {args.data_type} | {args.model} | {counts['answers']} | {counts['scored']} | {counts['unparsable']} "
-          f"| {counts['failed']} | {fmt(metrics['clair'])} | {fmt(metrics['clair_parsed'])} |")
-    if counts["failed"]:
-        print(f"{counts['failed']} sample(s) failed after all retries and are left out; rerun to retry them")
+    clair_value = "n/a" if metrics["clair"] is None else f"{metrics['clair']:.2f}"
+    print("| Dataset | Judge | Answers | Judged | Unparsable | Failed | CLAIR (judged samples) |")
+    print("|---|---|---|---|---|---|---|")
+    print(f"| {args.data_type} | {args.model} | {counts['answers']} | {metrics['judged']} | {metrics['unparsable']} "
+          f"| {metrics['failed']} | {clair_value} |")
+    if metrics["failed"]:
+        print(f"{metrics['failed']} sample(s) failed after all retries and are left out of the mean; "
+              "rerun to retry them", file=sys.stderr)
+    if metrics["unparsable"]:
+        print(f"{metrics['unparsable']} sample(s) got no score in {PARSE_ATTEMPTS} judge replies and are left out "
+              "of the mean; rerun to ask again", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:

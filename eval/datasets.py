@@ -14,21 +14,45 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from eval.files import InputError, Problem, iter_jsonl, read_records
+from eval.files import InputError, Problem, RunPaths, iter_jsonl, read_records
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
-CAPTION_PROMPT = "Please describe this image in detail."
-DEFAULT_NUM_SAMPLES = {"coco": 500, "docci": 500, "iiw": None, "folder": None}
 
 
 @dataclass
 class Sample:
-    """One unit of work: a unique ``key``, the image, the question, and the fields copied into the answer line."""
+    """One unit of work: a unique ``key``, the image, the question, the fields copied into the answer line, and where
+    it was read (``file`` and ``line``, for error records)."""
 
     key: str
     image_path: Path
     question: str
     fields: dict[str, Any] = field(default_factory=dict)
+    file: str = ""
+    line: int | None = None
+
+    @property
+    def origin(self) -> str:
+        return f"{self.file}:{self.line}" if self.line is not None else self.file
+
+
+@dataclass
+class SampleSet:
+    """A benchmark's samples in generation order, with the subset that was asked for: ``requested`` (None: all) and
+    ``available`` (how many there were to draw from)."""
+
+    samples: list[Sample]
+    requested: int | None
+    available: int
+
+    @property
+    def short(self) -> bool:
+        """Fewer samples than the benchmark asks for (an incomplete dataset silently changes the benchmark)."""
+        return self.requested is not None and self.available < self.requested
+
+    def subset(self, used: int) -> dict[str, Any]:
+        """What ``_results.json`` records about the subset."""
+        return {"requested": self.requested, "available": self.available, "used": used, "short": self.short}
 
 
 def coco_image_id(file_name: str) -> int:
@@ -71,31 +95,39 @@ def caption_samples(
     num_samples: int | None,
     seed: int,
     problems: list[Problem],
-    prompt: str = CAPTION_PROMPT,
-) -> list[Sample]:
+    prompt: str,
+) -> SampleSet:
     """The captioning samples of a dataset, in generation order (the official sample order)."""
     folder = Path(image_folder)
     if dataset_type in ("coco", "folder"):
-        names = draw(image_files(folder), num_samples, seed)
+        files = image_files(folder)
+        names = draw(files, num_samples, seed)
         if dataset_type == "coco":
             samples = []
             for name in names:
                 try:
-                    samples.append(Sample(str(coco_image_id(name)), folder / name, prompt, {"image_id": coco_image_id(name)}))
+                    image_id = coco_image_id(name)
                 except ValueError:
                     problems.append(Problem(str(folder / name), None, name, "no COCO image id in the file name"))
-            return samples
-        return [Sample(Path(n).stem, folder / n, prompt, {"image_id": Path(n).stem}) for n in names]
+                    continue
+                samples.append(Sample(str(image_id), folder / name, prompt, {"image_id": image_id}, str(folder / name)))
+            return SampleSet(samples, num_samples, len(files))
+        samples = [Sample(Path(n).stem, folder / n, prompt, {"image_id": Path(n).stem}, str(folder / n)) for n in names]
+        return SampleSet(samples, num_samples, len(files))
     if annotation_file is None:
         raise InputError(f"--annotation-file is required for dataset type {dataset_type}")
     path = Path(annotation_file)
-    if dataset_type == "iiw":
-        lines = draw(_jsonl_lines(path, problems, ["image/key"]), num_samples, seed)
-        return [Sample(str(r["image/key"]), folder / f"{r['image/key']}.jpg", prompt, {"image_id": r["image/key"]}) for _, r in lines]
-    if dataset_type == "docci":
-        lines = draw(_jsonl_lines(path, problems, ["image_file"]), num_samples, seed)
-        return [Sample(str(r["image_file"]), folder / r["image_file"], prompt, {"image_id": r["image_file"]}) for _, r in lines]
-    raise InputError(f"unknown dataset type {dataset_type!r}; expected coco, iiw, docci or folder")
+    key = {"iiw": "image/key", "docci": "image_file"}.get(dataset_type)
+    if key is None:
+        raise InputError(f"unknown dataset type {dataset_type!r}; expected coco, iiw, docci or folder")
+    lines = _jsonl_lines(path, problems, [key])
+    chosen = draw(lines, num_samples, seed)
+    samples = []
+    for number, record in chosen:
+        image_id = record[key]
+        image = folder / (f"{image_id}.jpg" if dataset_type == "iiw" else str(image_id))
+        samples.append(Sample(str(image_id), image, prompt, {"image_id": image_id}, str(path), number))
+    return SampleSet(samples, num_samples, len(lines))
 
 
 def pope_samples(question_file: Path, image_folder: Path, problems: list[Problem]) -> list[Sample]:
@@ -109,7 +141,8 @@ def pope_samples(question_file: Path, image_folder: Path, problems: list[Problem
         fields = {"question_id": record["question_id"], "prompt": record["text"], "image": record["image"]}
         if "label" in record:
             fields["label"] = record["label"]
-        samples.append(Sample(str(record["question_id"]), image_folder / record["image"], record["text"], fields))
+        samples.append(Sample(str(record["question_id"]), image_folder / record["image"], record["text"], fields,
+                              str(question_file), number))
     return samples
 
 
@@ -130,22 +163,22 @@ def mme_samples(question_file: Path, image_folder: Path, problems: list[Problem]
     if question_file.is_dir():
         records = _mme_questions_from_gt(question_file, image_folder, problems)
     else:
-        records = [(r["question_id"], r["image"], r["text"].split("\n")[0], r.get("category"))
-                   for _, r in _jsonl_lines(question_file, problems, ["question_id", "image", "text"])]
+        records = [(r["question_id"], r["image"], r["text"].split("\n")[0], r.get("category"), (str(question_file), n))
+                   for n, r in _jsonl_lines(question_file, problems, ["question_id", "image", "text"])]
     samples, seen = [], {}
-    for question_id, image, question, category in records:
+    for question_id, image, question, category, origin in records:
         occurrence = seen.get(question_id, 0)
         seen[question_id] = occurrence + 1
         key = f"{question_id}#{occurrence}"
         fields = {"question_id": question_id, "key": key, "prompt": question, "question": question,
                   "category": category or image.split("/")[0], "image": Path(image).name}
-        samples.append(Sample(key, mme_image_path(image_folder, image), question, fields))
+        samples.append(Sample(key, mme_image_path(image_folder, image), question, fields, *origin))
     return samples
 
 
-def _mme_questions_from_gt(gt_dir: Path, image_folder: Path, problems: list[Problem]) -> list[tuple[str, str, str, str]]:
-    """``(question_id, task/image, question, task)`` for every ground-truth question, its "Please answer yes or no."
-    removed (LLaVA's MME questions, which the official runs used, do not have it)."""
+def _mme_questions_from_gt(gt_dir: Path, image_folder: Path, problems: list[Problem]) -> list[tuple[Any, ...]]:
+    """``(question_id, task/image, question, task, origin)`` for every ground-truth question, its "Please answer yes or
+    no." removed (LLaVA's MME questions, which the official runs used, do not have it)."""
     from eval.mme import SUFFIX, read_gt
 
     records = []
@@ -156,7 +189,7 @@ def _mme_questions_from_gt(gt_dir: Path, image_folder: Path, problems: list[Prob
                                for p in d.glob(f"{stem}.*") if p.suffix.lower() in IMAGE_EXTENSIONS)
                 image = found[0] if found else f"{stem}.jpg"
             bare = question.replace(SUFFIX, "").strip()
-            records.append((f"{task}/{image}", f"{task}/{image}", bare, task))
+            records.append((f"{task}/{image}", f"{task}/{image}", bare, task, (str(gt_dir / task), None)))
     return records
 
 
@@ -174,17 +207,57 @@ def amber_samples(query_file: Path, image_folder: Path, problems: list[Problem])
             problems.append(Problem(str(query_file), None, None, f"query {index}: needs id, image and query"))
             continue
         fields = {"question_id": query["id"], "prompt": query["query"], "image": query["image"]}
-        samples.append(Sample(str(query["id"]), image_folder / query["image"], query["query"], fields))
+        samples.append(Sample(str(query["id"]), image_folder / query["image"], query["query"], fields, str(query_file)))
     return samples
+
+
+def drop_unusable(samples: list[Sample], problems: list[Problem]) -> list[Sample]:
+    """The samples to run: the first occurrence of each key, and only those with a question. A repeated key or an
+    empty question is recorded as a problem (file, line, id) and skipped."""
+    first: dict[str, Sample] = {}
+    kept = []
+    for sample in samples:
+        if sample.key in first:
+            problems.append(Problem(sample.file, sample.line, sample.key,
+                                    f"duplicate id (first at {first[sample.key].origin}): skipped"))
+            continue
+        first[sample.key] = sample
+        if not sample.question.strip():
+            problems.append(Problem(sample.file, sample.line, sample.key, "empty question text: skipped"))
+            continue
+        kept.append(sample)
+    return kept
+
+
+def read_manifest(manifest_file: str | Path, dataset_type: str | None = None) -> list[str]:
+    """The ordered ids of a manifest written by :func:`manifest`. Raises :class:`InputError` when the file is
+    unreadable or has no list of ids, or (with ``dataset_type``) was written for another dataset type."""
+    path = Path(manifest_file)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        ids = data["ids"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise InputError(f"{path}: not a subset manifest ({type(e).__name__}: {e})") from None
+    if not isinstance(ids, list):
+        raise InputError(f"{path}: not a subset manifest ('ids' is not a list)")
+    kind = data.get("dataset_type")
+    if dataset_type is not None and kind is not None and kind != dataset_type:
+        raise InputError(f"{path}: a manifest of dataset type {kind!r}, not {dataset_type!r}")
+    return [str(i) for i in ids]
+
+
+def run_subset(answers_file: str | Path) -> set[str] | None:
+    """The sample ids a runner chose for the run whose answers file is ``answers_file`` (its manifest beside it: a
+    ``--limit`` trial or a short subset), or None when there is none (answers from another tool). Scorers expect
+    answers for exactly these ids."""
+    path = RunPaths.of_answers(answers_file).manifest
+    return set(read_manifest(path)) if path.is_file() else None
 
 
 def select_by_manifest(samples: list[Sample], manifest_file: str | Path) -> list[Sample]:
     """The samples whose keys a manifest lists, in the manifest's order; unknown keys are an error."""
     path = Path(manifest_file)
-    try:
-        keys = [str(k) for k in json.loads(path.read_text(encoding="utf-8"))["ids"]]
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise InputError(f"{path}: not a subset manifest ({e})") from e
+    keys = read_manifest(path)
     by_key = {s.key: s for s in samples}
     unknown = [k for k in keys if k not in by_key]
     if unknown:

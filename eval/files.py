@@ -125,3 +125,54 @@ def _umask() -> int:
 def write_json_atomic(path: str | Path, obj: Any, indent: int | None = 2) -> None:
     """Write ``obj`` as JSON to ``path`` atomically."""
     write_text_atomic(path, json.dumps(obj, indent=indent, ensure_ascii=False) + "\n")
+
+
+@dataclass
+class RunPaths:
+    """Every file a runner writes, from ``save_path`` and ``experiment_name`` (the one home of these names: the
+    scorers use it to find a run's manifest and results beside its answers, and to skip side files)."""
+
+    folder: Path
+    name: str
+
+    @classmethod
+    def of_answers(cls, answers: str | Path) -> "RunPaths":
+        """The files of the run whose answers file is ``answers`` (``{name}.jsonl``)."""
+        answers = Path(answers)
+        return cls(answers.parent, answers.name.removesuffix(".jsonl"))
+
+    @staticmethod
+    def is_side_file(path: Path) -> bool:
+        """Whether a ``.jsonl`` beside answers files is not one: the errors file, a shard or a temporary file."""
+        return path.name.startswith(".") or path.name.endswith("_errors.jsonl")
+
+    @property
+    def answers(self) -> Path:
+        return self.folder / f"{self.name}.jsonl"
+
+    @property
+    def results(self) -> Path:
+        return self.folder / f"{self.name}_results.json"
+
+    @property
+    def manifest(self) -> Path:
+        return self.folder / f"{self.name}_manifest.json"
+
+    @property
+    def config(self) -> Path:
+        return self.folder / f"{self.name}_config.json"
+
+    @property
+    def errors(self) -> Path:
+        return self.folder / f"{self.name}_errors.jsonl"
+
+    def shard(self, kind: str, rank: int) -> Path:
+        """Per-process file of a sharded run (``kind`` is ``answers`` or ``errors``)."""
+        return self.folder / f".{self.name}.{kind}.rank{rank}.jsonl"
+
+    def shards(self, kind: str) -> list[Path]:
+        return sorted(self.folder.glob(f".{self.name}.{kind}.rank*.jsonl"))
+
+    def all_outputs(self) -> list[Path]:
+        fixed = [self.answers, self.results, self.manifest, self.config, self.errors]
+        return fixed + self.shards("answers") + self.shards("errors")

@@ -1,19 +1,24 @@
-"""Turning runner arguments into decoding: prompts, images, per-sample generators, decoded answers.
+"""From a resolved run to decoded answers: prompts, images, per-sample generators, the method, the decoding loop.
 
-Shared by ``eval.caption`` and ``eval.vqa`` so that both runners build batches the same way.
+One :class:`Decoder` serves both runners, so every benchmark builds its batches the same way whatever the method.
 """
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 from PIL import Image
 
-from eval.cli import LoadedModel
+from eval.benchmarks import ResolvedRun
 from eval.datasets import Sample
-from llava.generation import DecodingMethod, GenerationConfig, generate
+from eval.methods import get_method
+from llava.beam_search import decode
+from llava.generation import GenerationConfig
 from llava.inputs import PromptBatch
+from llava.mm_utils import load_image
+from llava.model.builder import LoadedModel
 
 
 def sample_seed(seed: int, key: str) -> int:
@@ -25,36 +30,65 @@ def generators_for(samples: Sequence[Sample], seed: int, device: torch.device) -
     return [torch.Generator(device=device).manual_seed(sample_seed(seed, s.key)) for s in samples]
 
 
-def decode_batch(
-    loaded: LoadedModel,
-    samples: Sequence[Sample],
-    images: Sequence[Image.Image],
-    method: DecodingMethod,
-    config: GenerationConfig,
-    seed: int,
-    conv_mode: str | None,
-    aspect: str | None = None,
-) -> list[dict[str, Any]]:
-    """Generate one answer per sample; returns ``text``, ``num_tokens`` and ``finish_reason`` for each."""
-    family, model = loaded.family, loaded.model
-    prompts = [family.format_prompt(model, s.question, conv_mode) for s in samples]
-    pixels = family.pixel_values(model, loaded.image_processor, images, aspect)
-    batch = PromptBatch(model, loaded.tokenizer, loaded.image_processor, prompts, pixels)
-    output = generate(batch, config, method, generators_for(samples, seed, loaded.device))
-    answers = []
-    for ids in output.sequences:
-        finished = bool(ids) and ids[-1] in config.eos_token_ids
-        answers.append({
-            "text": loaded.tokenizer.decode(ids, skip_special_tokens=True).strip(),
-            "num_tokens": len(ids),
-            "finish_reason": "eos" if finished else "length",
-        })
-    return answers
-
-
 def eos_ids(tokenizer: Any) -> tuple[int, ...]:
     """The tokenizer's end-of-sequence id(s)."""
     eos = tokenizer.eos_token_id
     if eos is None:
         raise ValueError("the tokenizer has no eos_token_id")
     return tuple(eos) if isinstance(eos, (list, tuple)) else (eos,)
+
+
+def generation_config(protocol: dict[str, Any], tokenizer: Any) -> GenerationConfig:
+    """The decoding loop's settings from a resolved protocol."""
+    sample = protocol["decoding"] == "sample"
+    return GenerationConfig(
+        max_new_tokens=protocol["max_new_tokens"], do_sample=sample, temperature=protocol["temperature"] if sample else 1.0,
+        top_k=protocol["top_k"], top_p=protocol["top_p"], eos_token_ids=eos_ids(tokenizer),
+    )
+
+
+class Decoder:
+    """Answers a batch of samples with the run's method and protocol; called by :class:`eval.runner.Runner`."""
+
+    def __init__(self, loaded: LoadedModel, run: ResolvedRun):
+        self.loaded, self.run = loaded, run
+        self.method_spec = get_method(run.method)
+        self.config = generation_config(run.protocol, loaded.tokenizer)
+        self.answer_field = run.benchmark.answer_field
+        self.preprocessing = loaded.family.preprocessing(loaded.model, loaded.image_processor, run.protocol["image_aspect"])
+
+    def load_image(self, path: Path) -> Image.Image:
+        """An image as RGB, refused before decoding when its preprocessing would exceed the size bound
+        (:data:`llava.mm_utils.MAX_PREPROCESS_PIXELS`)."""
+        return load_image(path, self.preprocessing)
+
+    def identity(self, spec: Any) -> dict[str, Any]:
+        """The settings that decide the outputs (checked when a run is resumed): model, method, protocol."""
+        model = self.loaded.model
+        return {
+            "model_path": spec.model.model_path, "vision_tower": spec.model.vision_tower, "dtype": str(model.dtype),
+            "attn": model.config.get_text_config()._attn_implementation, "benchmark": self.run.benchmark.name,
+            "method": self.run.method, "method_params": self.run.params, "protocol": self.run.protocol,
+        }
+
+    def __call__(self, samples: Sequence[Sample], images: Sequence[Image.Image]) -> list[dict[str, Any]]:
+        loaded, protocol = self.loaded, self.run.protocol
+        family, model = loaded.family, loaded.model
+        prompts = [family.format_prompt(model, s.question, protocol["conv_mode"]) for s in samples]
+        pixels = family.pixel_values(model, loaded.image_processor, images, protocol["image_aspect"])
+        batch = PromptBatch(model, loaded.tokenizer, loaded.image_processor, prompts, pixels)
+        method = self.method_spec.create(self.run.params)
+        output = decode(batch, self.config, method, protocol["num_beams"],
+                        generators_for(samples, protocol["seed"], loaded.device))
+        answers = []
+        for ids in output.sequences:
+            finished = bool(ids) and ids[-1] in self.config.eos_token_ids
+            answer = {
+                self.answer_field: loaded.tokenizer.decode(ids, skip_special_tokens=True).strip(),
+                "num_tokens": len(ids),
+                "finish_reason": "eos" if finished else "length",
+            }
+            if self.run.benchmark.task == "yesno":  # LLaVA's answer-file convention
+                answer.update(model_id=loaded.model_path, method=self.run.method)
+            answers.append(answer)
+        return answers

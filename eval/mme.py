@@ -7,16 +7,21 @@ Two inputs:
 * ``--answers F --gt_dir G``: our answers jsonl, one line per question. The task is the ``category`` field (else the
   part of ``question_id`` before the first ``/``), the image the ``image`` field (else the part of ``question_id``
   after the last ``/``; only the name up to its first dot is used), the question the ``question`` field (else
-  ``prompt``) and the prediction ``text``. The question is matched to the ground truth as
-  ``convert_answer_to_mme.py`` does: "Answer the question using a single word or phrase." is removed, and
-  " Please answer yes or no." is appended unless present (with two spaces if the one-space key is unknown).
+  ``prompt``) and the prediction ``text`` (other id / text field names: ``--id_key`` / ``--text_key``). The
+  question is matched to the ground truth as ``convert_answer_to_mme.py`` does: "Answer the question using a single
+  word or phrase." is removed, and " Please answer yes or no." is appended unless present (with two spaces if the
+  one-space key is unknown).
   ``--gt_dir`` holds the ground truth, either in the eval-tool format (``{task}.txt``: image, question, Yes/No) or
   as the MME release folder (``{task}/{image}.txt`` or ``{task}/questions_answers_YN/{image}.txt``: question,
   answer). No ground truth is shipped (its licence is unclear).
 
-Predictions are first collapsed to yes/no with the POPE NEG_WORDS rule, as AvisC's runners do (``--parse pope``,
-default); ``--parse official`` applies only the official ``parse_pred_ans`` (exactly yes/no, else yes/no within the
-first 4 characters, else "other"). acc+ counts the images whose questions (two per image) are all correct.
+How a prediction is read (:mod:`eval.yesno`; the metrics file records it as ``"reading"``) follows the pipeline that
+wrote the file. Eval-tool files (``--results_dir``) are read exactly as the official ``calculation.py`` reads them
+(``eval_tool``: ``parse_pred_ans`` on the lower-cased field: exactly yes/no, else yes/no within the first 4
+characters, else "other"), so "yes, ... the 'no left turn' sign" is yes. Answers files (``--answers``) are cleaned
+(strip, cut ``</s>``) and collapsed to yes/no with AvisC's NEG_WORDS ``recorder``, as AvisC's ``mme_llava.py`` does
+before ``convert_answer_to_mme.py`` (``avisc``). ``--reading`` overrides either default. acc+ counts the images whose
+questions (two per image) are all correct.
 Several result sets (one per seed: ``--results_dir D1 D2 ...`` or ``--answers F1 F2 ...``) give mean +- std, where
 std is the **sample** standard deviation (ddof = 1), which is what the AvisC tables are consistent with.
 """
@@ -28,10 +33,10 @@ import sys
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from eval.files import InputError, Problem, read_records, report_problems, write_json_atomic
-from eval.yesno import to_yes_no
+from eval.yesno import READINGS, read_answer, read_prediction_field, require_fields
 
 PERCEPTION = ("existence", "count", "position", "color", "posters", "celebrity", "scene", "landmark", "artwork", "OCR")
 COGNITION = ("commonsense_reasoning", "numerical_calculation", "text_translation", "code_reasoning")
@@ -58,25 +63,19 @@ def image_stem(name: str) -> str:
     return name.replace("\\", "/").rsplit("/", 1)[-1].split(".")[0]
 
 
-def parse_official(prediction: str) -> str:
-    """The official ``parse_pred_ans`` on a lower-cased prediction: ``yes``, ``no`` or ``other``."""
-    if prediction in ("yes", "no"):
-        return prediction
-    prefix = prediction[:4]
-    if "yes" in prefix:
-        return "yes"
-    if "no" in prefix:
-        return "no"
-    return "other"
+DEFAULT_READING = {"results_dir": "eval_tool", "answers": "avisc"}
+"""Input kind -> the reading of the pipeline that writes such files (the eval tool's, AvisC's runners')."""
 
 
-def read_label(prediction: str | None, parse: str) -> str | None:
-    """The yes / no / other reading of a prediction; None for an unanswered question."""
-    if prediction is None:
-        return None
-    if parse == "pope":
-        prediction = to_yes_no(prediction)
-    return parse_official(prediction.lower())
+def label_reader(kind: str, reading: str) -> Callable[[str | None], str | None]:
+    """``prediction -> "yes"/"no"/"other"`` (None for an unanswered question) for files of ``kind``
+    (``results_dir``: raw eval-tool fields; ``answers``: answer texts, cleaned first)."""
+    read = read_prediction_field if kind == "results_dir" else read_answer
+
+    def label(prediction: str | None) -> str | None:
+        return None if prediction is None else read(prediction, reading)
+
+    return label
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -100,8 +99,11 @@ def read_results_dir(folder: Path, problems: list[Problem]) -> dict[str, list[It
                                         f"ground truth {fields[2]!r} is not Yes/No; skipped"))
                 continue
             items[task].append(Item(fields[0], fields[1], gt, fields[3]))
+        if not items[task]:
+            problems.append(Problem(str(path), None, None, "no questions; task left out"))
+            del items[task]
     if not items:
-        raise InputError(f"{folder}: no task files ({', '.join(t + '.txt' for t in TASKS[:3])}, ...)")
+        raise InputError(f"{folder}: no task file with questions ({', '.join(t + '.txt' for t in TASKS[:3])}, ...)")
     return items
 
 
@@ -181,16 +183,23 @@ def gt_question(question: str, task: str, stem: str, gt: GroundTruth) -> str:
     return question
 
 
-def read_answers(answers_file: Path, gt: GroundTruth, problems: list[Problem]) -> dict[str, list[Item]]:
-    """Items per task: every ground-truth question of each task that has at least one answer."""
+def read_answers(answers_file: Path, gt: GroundTruth, problems: list[Problem], id_key: str = "question_id",
+                 text_key: str = "text") -> dict[str, list[Item]]:
+    """Items per task: every ground-truth question of each task that has at least one answer.
+
+    Raises :class:`InputError` before reading answers when no record has the answer text field; a file with no
+    answer that matches the ground truth gives no items (its scores are null)."""
     predictions: dict[str, dict[tuple[str, str], str]] = defaultdict(dict)
-    for line, record in read_records(answers_file, problems):
-        qid = record.get("question_id")
+    records = read_records(answers_file, problems)
+    require_fields(answers_file, records, {"answer": ((text_key,), "--text_key"),
+                                           "question id": ((id_key, "category"), "--id_key")})
+    for line, record in records:
+        qid = record.get(id_key)
         sid = None if qid is None else str(qid)
         task = record.get("category") or (sid.split("/")[0] if sid and "/" in sid else None)
         image = record.get("image") or (sid.rsplit("/", 1)[-1] if sid and "/" in sid else None)
         question = record.get("question") or record.get("prompt")
-        text = record.get("text")
+        text = record.get(text_key)
         if not (isinstance(task, str) and isinstance(image, str) and isinstance(question, str)):
             problems.append(Problem(str(answers_file), line, sid, "cannot tell task, image and question; skipped"))
             continue
@@ -204,13 +213,14 @@ def read_answers(answers_file: Path, gt: GroundTruth, problems: list[Problem]) -
                                     f"no ground truth for {task}/{stem}: {key[1]!r}; skipped"))
             continue
         if not isinstance(text, str):
-            problems.append(Problem(str(answers_file), line, sid, "no string 'text' field; counted as unanswered"))
+            problems.append(Problem(str(answers_file), line, sid,
+                                    f"no string {text_key!r} field; counted as unanswered"))
             continue
         if key in predictions[task]:
             problems.append(Problem(str(answers_file), line, sid, "duplicate answer; first one kept"))
             continue
         if not text.strip():
-            problems.append(Problem(str(answers_file), line, sid, "empty answer; read by the parse rule"))
+            problems.append(Problem(str(answers_file), line, sid, "empty answer; read by the reading rule"))
         predictions[task][key] = text
     items: dict[str, list[Item]] = {}
     for task, answered in predictions.items():
@@ -220,7 +230,7 @@ def read_answers(answers_file: Path, gt: GroundTruth, problems: list[Problem]) -
                 problems.append(Problem(str(answers_file), None, f"{task}/{item.image}",
                                         f"no answer to {item.question!r}; counted as wrong"))
     if not items:
-        raise InputError(f"{answers_file}: no answer matched the ground truth")
+        problems.append(Problem(str(answers_file), None, None, "no answer matched the ground truth; nothing scored"))
     return items
 
 
@@ -228,12 +238,16 @@ def read_answers(answers_file: Path, gt: GroundTruth, problems: list[Problem]) -
 # Scoring
 
 
-def score_task(items: list[Item], parse: str, source: str, problems: list[Problem]) -> dict[str, Any]:
-    """acc, acc+ and score (100 * acc + 100 * acc+) of one task; unanswered questions count as wrong."""
+LabelReader = Callable[[str | None], str | None]
+
+
+def score_task(items: list[Item], label_of: LabelReader, source: str, problems: list[Problem]) -> dict[str, Any]:
+    """acc, acc+ and score (100 * acc + 100 * acc+) of one task (``items`` not empty); unanswered questions count as
+    wrong."""
     by_image: dict[str, list[bool]] = {}
     other = 0
     for item in items:
-        label = read_label(item.prediction, parse)
+        label = label_of(item.prediction)
         other += label == "other"
         by_image.setdefault(item.image, []).append(label == item.gt)
     for image, results in by_image.items():
@@ -253,9 +267,10 @@ def score_task(items: list[Item], parse: str, source: str, problems: list[Proble
     }
 
 
-def score_run(items: dict[str, list[Item]], parse: str, source: str, problems: list[Problem]) -> dict[str, Any]:
+def score_run(items: dict[str, list[Item]], label_of: LabelReader, source: str,
+              problems: list[Problem]) -> dict[str, Any]:
     """Task scores and the totals that are complete (Perception, Cognition, hallucination) of one result set."""
-    tasks = {task: score_task(items[task], parse, source, problems) for task in TASKS if task in items}
+    tasks = {task: score_task(items[task], label_of, source, problems) for task in TASKS if items.get(task)}
     totals = {name: sum(tasks[t]["score"] for t in members) if all(t in tasks for t in members) else None
               for name, members in TOTALS.items()}
     return {"source": source, "tasks": tasks, "totals": totals}
@@ -305,22 +320,43 @@ def build_parser() -> argparse.ArgumentParser:
                         help="answers jsonl file(s) (question_id/category/image/prompt/text); one per run")
     parser.add_argument("--gt_dir", "--gt-dir",
                         help="MME ground truth (eval-tool {task}.txt files or the release folder)")
-    parser.add_argument("--parse", choices=("pope", "official"), default="pope",
-                        help="pope: NEG_WORDS yes/no first, as AvisC (default); official: parse_pred_ans only")
+    parser.add_argument("--reading", choices=tuple(READINGS), default=None,
+                        help="how predictions are read (default: eval_tool for --results_dir, as calculation.py; "
+                             "avisc for --answers, as AvisC's runners)")
+    parser.add_argument("--id_key", "--id-key", default="question_id",
+                        help="question id field of the answers file (task/image when category/image are absent)")
+    parser.add_argument("--text_key", "--text-key", default="text", help="answer text field of the answers file")
     parser.add_argument("--save_path", "--save-path",
                         help="metrics json (default: <answers>_mme.json or <results_dir>/mme_metrics.json)")
     return parser
 
 
-def load_runs(args: argparse.Namespace, problems: list[Problem]) -> list[dict[str, Any]]:
-    """Score every result set named on the command line."""
+def input_kind(args: argparse.Namespace) -> str:
+    """``results_dir`` or ``answers``: which kind of files the command line names."""
+    return "results_dir" if args.results_dir else "answers"
+
+
+def load_runs(args: argparse.Namespace, reading: str, problems: list[Problem]) -> list[dict[str, Any]]:
+    """Score every result set named on the command line, reading predictions with ``reading``."""
+    label_of = label_reader(input_kind(args), reading)
     if args.results_dir:
-        return [score_run(read_results_dir(Path(d), problems), args.parse, d, problems) for d in args.results_dir]
+        return [score_run(read_results_dir(Path(d), problems), label_of, d, problems) for d in args.results_dir]
     if not args.gt_dir:
         raise InputError("--answers needs --gt_dir: the MME ground truth is not shipped "
                          "(eval-tool {task}.txt files or MME_Benchmark_release_version)")
     gt = read_gt(Path(args.gt_dir), problems)
-    return [score_run(read_answers(Path(f), gt, problems), args.parse, f, problems) for f in args.answers]
+    return [score_run(read_answers(Path(f), gt, problems, args.id_key, args.text_key), label_of, f, problems)
+            for f in args.answers]
+
+
+def empty_reason(runs: list[dict[str, Any]]) -> str | None:
+    """Why scores are null: runs with no scored task, the tasks each incomplete total misses (None when every
+    total of every run has a value)."""
+    reasons = [f"{run['source']}: no answer matched the ground truth" for run in runs if not run["tasks"]]
+    missing = {name: [t for t in members if t not in run["tasks"]]
+               for run in runs if run["tasks"] for name, members in TOTALS.items() if run["totals"][name] is None}
+    reasons += [f"{name}: no score for {', '.join(tasks)}" for name, tasks in missing.items()]
+    return "; ".join(reasons) or None
 
 
 def default_save_path(args: argparse.Namespace) -> Path:
@@ -333,8 +369,9 @@ def default_save_path(args: argparse.Namespace) -> Path:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     problems: list[Problem] = []
+    reading = args.reading or DEFAULT_READING[input_kind(args)]
     try:
-        runs = load_runs(args, problems)
+        runs = load_runs(args, reading, problems)
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -356,7 +393,9 @@ def main(argv: list[str] | None = None) -> int:
         "std_ddof": STD_DDOF,
         "counts": counts,
         "problems": [p.to_dict() for p in problems],
-        "parse": args.parse,
+        "reading": reading,
+        "reading_rule": READINGS[reading],
+        "empty_reason": empty_reason(runs),
         "runs": runs,
     })
     print(format_table(runs, mean, std))
@@ -364,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
         print("(totals over incomplete task sets are left out)")
     report_problems(problems)
     print(f"metrics written to {save_path}")
-    return 0
+    return 0 if all(run["tasks"] for run in runs) else 1
 
 
 if __name__ == "__main__":

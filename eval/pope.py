@@ -1,9 +1,10 @@
 """POPE scorer: yes/no answers against the POPE labels, as AvisC scores them.
 
-Each answer (LLaVA answer-file line ``{"question_id", "text", ...}``) is read as yes or no with the official
-NEG_WORDS rule (:mod:`eval.yesno`) and paired with its question **by question_id**. Labels come from the question
-file (``'no'`` -> 0, anything else -> 1). Yes is the positive class; accuracy, precision, recall, F1 and the yes
-ratio are reported x100.
+Each answer (LLaVA answer-file line ``{"question_id", "text", ...}``; other field names with ``--id_key`` /
+``--text_key``) is cleaned and read as yes or no as the AvisC runners read it (:mod:`eval.yesno`: strip, cut
+``</s>``, then the NEG_WORDS ``recorder``) and paired with its question **by question_id**. Labels come from the
+question file (``'no'`` -> 0, anything else -> 1). Yes is the positive class; accuracy, precision, recall, F1 and
+the yes ratio are reported x100; a metric whose denominator is 0 (no answers, no yes predicted...) is null.
 
 Usage::
 
@@ -13,7 +14,10 @@ Usage::
 
 Without ``--question_file`` the dataset (coco, aokvqa, gqa) and setting (random, popular, adversarial) are read
 from the answers file name (e.g. ``llava_avisc_coco_pope_random.jsonl``) and the question file is looked up in
-``--question_dir`` (default: the VCD copies shipped in ``eval/data/pope/vcd``, the files AvisC used).
+``--question_dir`` (default: the VCD copies shipped in ``eval/data/pope/vcd``, the files AvisC used). In
+``--answers_dir`` only answers files are read: hidden files (the runners' shard and temporary files), the runners'
+``<name>_errors.jsonl`` and files whose records lack the answer fields are left out; two answers files of one
+setting are refused, naming both.
 """
 from __future__ import annotations
 
@@ -24,14 +28,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from eval.files import InputError, Problem, read_records, report_problems, write_json_atomic
-from eval.yesno import to_yes_no
+from eval.files import InputError, Problem, RunPaths, iter_jsonl, read_records, report_problems, write_json_atomic
+from eval.datasets import run_subset
+from eval.yesno import READINGS, read_answer, require_fields
 
 DATASETS = ("coco", "aokvqa", "gqa")
 SETTINGS = ("random", "popular", "adversarial")
 DEFAULT_QUESTION_DIR = Path(__file__).resolve().parent / "data" / "pope" / "vcd"
 METRIC_NAMES = ("accuracy", "precision", "recall", "f1", "yes_ratio")
 _NAME_PATTERN = re.compile(rf"({'|'.join(DATASETS)}).*?({'|'.join(SETTINGS)})", re.IGNORECASE)
+READING = "avisc"
 
 
 @dataclass
@@ -52,6 +58,16 @@ class SettingResult:
     def metrics(self) -> dict[str, float | None]:
         """Accuracy, precision, recall, F1 and yes ratio, x100 (None where a denominator is 0)."""
         return confusion_metrics(self.tp, self.fp, self.tn, self.fn)
+
+    def empty_reason(self) -> str | None:
+        """Why some metrics are null (None when every metric has a value)."""
+        metrics = self.metrics()
+        if self.tp + self.fp + self.tn + self.fn == 0:
+            return f"{self.key}: no answer could be scored ({self.counts.get('answers', 0)} answer records)"
+        why = {"precision": "no answer read as yes", "recall": "no question labelled yes",
+               "f1": "precision or recall undefined or both 0"}
+        nulls = [f"{name} ({why[name]})" for name in why if metrics[name] is None]
+        return f"{self.key}: {', '.join(nulls)} undefined" if nulls else None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -94,6 +110,15 @@ def infer_setting(name: str) -> tuple[str | None, str | None]:
     return match.group(1).lower(), match.group(2).lower()
 
 
+def setting_of(answers_file: Path, question_file: Path) -> tuple[str, str | None, str | None]:
+    """``(key, dataset, setting)`` of a pair: from the answers file name, else the question file name; the key is
+    ``dataset/setting``, or the answers file stem when neither name tells."""
+    dataset, setting = infer_setting(answers_file.name)
+    if dataset is None:
+        dataset, setting = infer_setting(question_file.name)
+    return (f"{dataset}/{setting}" if dataset else answers_file.stem), dataset, setting
+
+
 def find_question_file(question_dir: Path, dataset: str, setting: str) -> Path:
     """The question file of ``dataset``/``setting`` in the VCD layout (``{ds}/{ds}_pope_{s}.json``) or a flat one."""
     stem = f"{dataset}_pope_{setting}"
@@ -128,25 +153,42 @@ def read_labels(question_file: Path, label_key: str, problems: list[Problem]) ->
     return labels
 
 
-def score_file(answers_file: Path, question_file: Path, label_key: str, problems: list[Problem]) -> SettingResult:
-    """Pair the answers with the labels by question_id and count TP/FP/TN/FN."""
-    dataset, setting = infer_setting(answers_file.name)
-    if dataset is None:
-        dataset, setting = infer_setting(question_file.name)
-    key = f"{dataset}/{setting}" if dataset else answers_file.stem
+@dataclass(frozen=True)
+class AnswerFields:
+    """The answers file's field names: the question id and the answer text (``--id_key`` / ``--text_key``)."""
+
+    id_key: str = "question_id"
+    text_key: str = "text"
+
+    def needed(self) -> dict[str, tuple[tuple[str, ...], str]]:
+        """For :func:`eval.yesno.require_fields`."""
+        return {"question id": ((self.id_key,), "--id_key"), "answer": ((self.text_key,), "--text_key")}
+
+
+def score_file(answers_file: Path, question_file: Path, label_key: str, problems: list[Problem],
+               fields: AnswerFields = AnswerFields()) -> SettingResult:
+    """Pair the answers with the labels by question id and count TP/FP/TN/FN.
+
+    Raises :class:`InputError` before scoring when no record has the answer fields."""
+    key, dataset, setting = setting_of(answers_file, question_file)
     result = SettingResult(key, dataset, setting, str(answers_file), str(question_file))
+    records = read_records(answers_file, problems)
+    require_fields(answers_file, records, fields.needed())
     labels = read_labels(question_file, label_key, problems)
+    subset = run_subset(answers_file)
+    if subset is not None:  # the questions the run chose (a --limit trial, say): only those are expected
+        labels = {qid: label for qid, label in labels.items() if qid in subset}
     counts = {"questions": len(labels), "answers": 0, "scored": 0, "missing": 0, "extra": 0, "duplicate": 0,
               "unparsable": 0, "empty": 0}
     seen: set[str] = set()
-    for line, record in read_records(answers_file, problems):
+    for line, record in records:
         counts["answers"] += 1
-        qid = record.get("question_id")
-        text = record.get("text")
+        qid = record.get(fields.id_key)
+        text = record.get(fields.text_key)
         sid = None if qid is None else str(qid)
         if sid is None or sid not in labels:
             counts["extra"] += 1
-            reason = "no 'question_id'" if sid is None else "question_id not in the question file"
+            reason = f"no {fields.id_key!r}" if sid is None else f"{fields.id_key} not in the question file"
             problems.append(Problem(str(answers_file), line, sid, f"{reason}; skipped"))
             continue
         if sid in seen:
@@ -155,13 +197,13 @@ def score_file(answers_file: Path, question_file: Path, label_key: str, problems
             continue
         if not isinstance(text, str):
             counts["unparsable"] += 1
-            problems.append(Problem(str(answers_file), line, sid, "no string 'text' field; not scored"))
+            problems.append(Problem(str(answers_file), line, sid, f"no string {fields.text_key!r} field; not scored"))
             continue
         seen.add(sid)
         if not text.strip():
             counts["empty"] += 1
             problems.append(Problem(str(answers_file), line, sid, "empty answer; read as yes (official rule)"))
-        _count(result, predicted_yes=to_yes_no(text) == "yes", label_yes=labels[sid] == 1)
+        _count(result, predicted_yes=read_answer(text, READING) == "yes", label_yes=labels[sid] == 1)
         counts["scored"] += 1
     for qid in (q for q in labels if q not in seen):
         counts["missing"] += 1
@@ -182,20 +224,55 @@ def _count(result: SettingResult, predicted_yes: bool, label_yes: bool) -> None:
         result.tn += 1
 
 
-def collect_pairs(args: argparse.Namespace, problems: list[Problem]) -> list[tuple[Path, Path]]:
-    """``(answers_file, question_file)`` pairs from the command line."""
+def is_answers_file(path: Path, fields: AnswerFields) -> bool:
+    """Whether ``path`` is an answers file: its first JSON record has the question id and the answer fields."""
+    for _, record in iter_jsonl(path):
+        if isinstance(record, dict):
+            return fields.id_key in record and fields.text_key in record
+    return False
+
+
+def answers_in_folder(folder: Path, fields: AnswerFields, problems: list[Problem]) -> list[Path]:
+    """The answers files of a folder: ``*.jsonl``, not hidden (the runners' shards and temporary files start with a
+    dot), not a runner side file (``<name>_errors.jsonl``), and holding answer records (other files are noted)."""
+    if not folder.is_dir():
+        raise InputError(f"{folder}: no such folder")
+    answers = []
+    for path in sorted(folder.glob("*.jsonl")):
+        if RunPaths.is_side_file(path):
+            continue
+        if is_answers_file(path, fields):
+            answers.append(path)
+        else:
+            problems.append(Problem(str(path), None, None, f"not an answers file (its first record lacks "
+                                    f"{fields.id_key!r} or {fields.text_key!r}); skipped"))
+    return answers
+
+
+def refuse_collisions(pairs: list[tuple[Path, Path]]) -> None:
+    """Raise :class:`InputError` naming the files when two answers files map to the same dataset/setting."""
+    by_setting: dict[str, list[str]] = {}
+    for answers_file, question_file in pairs:
+        by_setting.setdefault(setting_of(answers_file, question_file)[0], []).append(str(answers_file))
+    clashes = [f"{key}: {', '.join(files)}" for key, files in by_setting.items() if len(files) > 1]
+    if clashes:
+        raise InputError("several answers files map to the same setting (" + "; ".join(clashes)
+                         + "); score them separately with --answers")
+
+
+def collect_pairs(args: argparse.Namespace, fields: AnswerFields, problems: list[Problem]) -> list[tuple[Path, Path]]:
+    """``(answers_file, question_file)`` pairs from the command line; refuses two files of one setting."""
     question_dir = Path(args.question_dir)
     if args.answers_dir:
-        folder = Path(args.answers_dir)
-        if not folder.is_dir():
-            raise InputError(f"{folder}: no such folder")
-        answers = sorted(folder.glob("*.jsonl"))
+        answers = answers_in_folder(Path(args.answers_dir), fields, problems)
     else:
         answers = [Path(a) for a in args.answers]
     if args.question_file:
         if len(args.question_file) != len(answers):
             raise InputError(f"{len(args.question_file)} --question_file for {len(answers)} answers files")
-        return list(zip(answers, (Path(q) for q in args.question_file)))
+        pairs = list(zip(answers, (Path(q) for q in args.question_file)))
+        refuse_collisions(pairs)
+        return pairs
     pairs = []
     for answers_file in answers:
         dataset, setting = infer_setting(answers_file.name)
@@ -207,6 +284,7 @@ def collect_pairs(args: argparse.Namespace, problems: list[Problem]) -> list[tup
         pairs.append((answers_file, find_question_file(question_dir, dataset, setting)))
     if not pairs:
         raise InputError(f"{args.answers_dir}: no answers files named like '<dataset>_pope_<setting>.jsonl'")
+    refuse_collisions(pairs)
     return pairs
 
 
@@ -243,6 +321,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--question_dir", "--question-dir", default=str(DEFAULT_QUESTION_DIR),
                         help="where to look for {dataset}/{dataset}_pope_{setting}.json (default: shipped VCD copies)")
     parser.add_argument("--label_key", "--label-key", default="label", help="label field of the question file")
+    parser.add_argument("--id_key", "--id-key", default="question_id", help="question id field of the answers file")
+    parser.add_argument("--text_key", "--text-key", default="text", help="answer text field of the answers file")
     parser.add_argument("--save_path", "--save-path",
                         help="metrics json (default: <answers>_pope.json, or pope_metrics.json beside several files)")
     return parser
@@ -258,16 +338,14 @@ def default_save_path(pairs: list[tuple[Path, Path]]) -> Path:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     problems: list[Problem] = []
+    fields = AnswerFields(args.id_key, args.text_key)
     try:
-        pairs = collect_pairs(args, problems)
-        results = [score_file(a, q, args.label_key, problems) for a, q in pairs]
+        pairs = collect_pairs(args, fields, problems)
+        results = [score_file(a, q, args.label_key, problems, fields) for a, q in pairs]
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    keys = [r.key for r in results]
-    if len(set(keys)) != len(keys):
-        print(f"error: two answers files map to the same setting: {sorted(keys)}", file=sys.stderr)
-        return 2
+    reasons = [reason for r in results if (reason := r.empty_reason())]
     totals: dict[str, int] = {}
     for result in results:
         for name, value in result.counts.items():
@@ -280,11 +358,15 @@ def main(argv: list[str] | None = None) -> int:
         "counts": totals,
         "problems": [p.to_dict() for p in problems],
         "settings": {r.key: r.to_dict() for r in results},
-        "parse": "NEG_WORDS (eval.yesno, official AvisC recorder)",
+        "reading": READING,
+        "reading_rule": READINGS[READING],
+        "empty_reason": "; ".join(reasons) or None,
         "label_key": args.label_key,
     })
     print(format_table(results))
     report_problems(problems)
+    for reason in reasons:
+        print(f"null metrics: {reason}", file=sys.stderr)
     print(f"metrics written to {save_path}")
     return 0 if totals.get("scored") else 1
 

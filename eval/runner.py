@@ -7,13 +7,18 @@
   the middle of a write) is cut off on resume; results and manifests are written atomically.
 - **Resumable**: rerunning the same command skips the samples already answered and retries the failed ones; a
   changed generation setting is refused unless ``--overwrite``.
-- **Sharded**: under ``accelerate launch`` each process takes every N-th pending sample and appends to its own shard
-  file; process 0 merges everything in dataset order at the end.
-- **Robust**: a bad image or a failing sample is recorded and skipped; an out-of-memory batch is halved.
+- **Sharded**: under ``torchrun`` / ``accelerate launch`` (rank and world size from the launcher's environment, on
+  the CPU too) each process takes every N-th pending sample and appends to its own shard file; process 0 merges
+  everything in dataset order at the end and records each rank's count.
+- **Robust**: a bad image, a bad input line (duplicate id, empty question, malformed record) or a failing sample is
+  recorded in ``_errors.jsonl`` and skipped; an out-of-memory batch is halved, a sample that runs out of memory alone
+  is a failed sample; an answers file deleted or replaced during the run is rewritten from what is known.
+- **Progress**: a bar in a terminal; when stderr is not a terminal (a cluster job's log), one line every
+  ``PROGRESS_EVERY`` seconds.
 """
 from __future__ import annotations
 
-import argparse
+import datetime
 import json
 import os
 import sys
@@ -28,9 +33,9 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from eval.cli import LoadedModel, environment
+from eval.cli import environment
 from eval.datasets import Sample, manifest
-from eval.files import InputError, write_json_atomic, write_text_atomic
+from eval.files import InputError, Problem, RunPaths, write_json_atomic, write_text_atomic
 from llava.mm_utils import ImageLoadError, load_image
 
 GenerateFn = Callable[[Sequence[Sample], Sequence[Image.Image]], list[dict[str, Any]]]
@@ -38,45 +43,6 @@ GenerateFn = Callable[[Sequence[Sample], Sequence[Image.Image]], list[dict[str, 
 
 class ConfigMismatch(InputError):
     """The output folder holds a run with other generation settings."""
-
-
-@dataclass
-class RunPaths:
-    """Every file a run writes, from ``save_path`` and ``experiment_name``."""
-
-    folder: Path
-    name: str
-
-    @property
-    def answers(self) -> Path:
-        return self.folder / f"{self.name}.jsonl"
-
-    @property
-    def results(self) -> Path:
-        return self.folder / f"{self.name}_results.json"
-
-    @property
-    def manifest(self) -> Path:
-        return self.folder / f"{self.name}_manifest.json"
-
-    @property
-    def config(self) -> Path:
-        return self.folder / f"{self.name}_config.json"
-
-    @property
-    def errors(self) -> Path:
-        return self.folder / f"{self.name}_errors.jsonl"
-
-    def shard(self, kind: str, rank: int) -> Path:
-        """Per-process file of a sharded run (``kind`` is ``answers`` or ``errors``)."""
-        return self.folder / f".{self.name}.{kind}.rank{rank}.jsonl"
-
-    def shards(self, kind: str) -> list[Path]:
-        return sorted(self.folder.glob(f".{self.name}.{kind}.rank*.jsonl"))
-
-    def all_outputs(self) -> list[Path]:
-        fixed = [self.answers, self.results, self.manifest, self.config, self.errors]
-        return fixed + self.shards("answers") + self.shards("errors")
 
 
 def _flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -106,28 +72,60 @@ def read_log(path: Path, key_of: Callable[[dict[str, Any]], str]) -> dict[str, d
 
 
 class AppendLog:
-    """An append-only jsonl file: each write is flushed and fsynced; a torn tail is cut before the first append."""
+    """An append-only jsonl file: each write is flushed and fsynced; a torn tail is cut before the first append.
+
+    Before each append the path is checked to still name the open file: if the file (or its folder) was deleted or
+    replaced during the run, it is recreated with everything this log held and wrote, so no count is ever reported
+    that is not on disk.
+    """
 
     def __init__(self, path: Path):
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._repair()
+        self._held = self._repair()
+        self._written: list[str] = []
         self._file = path.open("a", encoding="utf-8")
+        self.recreated = 0
 
-    def _repair(self) -> None:
+    def _repair(self) -> bytes:
+        """Cut a torn last line; return the complete lines the file holds."""
         if not self.path.is_file() or self.path.stat().st_size == 0:
-            return
+            return b""
         data = self.path.read_bytes()
         if not data.endswith(b"\n"):
+            data = data[: data.rfind(b"\n") + 1]
             with self.path.open("r+b") as f:
-                f.truncate(data.rfind(b"\n") + 1)
+                f.truncate(len(data))
+        return data
+
+    def _still_there(self) -> bool:
+        try:
+            on_disk = os.stat(self.path)
+        except FileNotFoundError:
+            return False
+        open_file = os.fstat(self._file.fileno())
+        return (on_disk.st_dev, on_disk.st_ino) == (open_file.st_dev, open_file.st_ino)
+
+    def _recreate(self) -> None:
+        self._file.close()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("wb") as f:
+            f.write(self._held + "".join(self._written).encode("utf-8"))
+        self._file = self.path.open("a", encoding="utf-8")
+        self.recreated += 1
+        print(f"warning: {self.path} was deleted or replaced during the run: recreated with the "
+              f"{len(self._written)} record(s) of this run and what it held before", file=sys.stderr)
 
     def write(self, records: Sequence[dict[str, Any]]) -> None:
         if not records:
             return
-        self._file.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+        if not self._still_there():
+            self._recreate()
+        text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+        self._file.write(text)
         self._file.flush()
         os.fsync(self._file.fileno())
+        self._written.append(text)
 
     def close(self) -> None:
         self._file.close()
@@ -135,21 +133,81 @@ class AppendLog:
 
 @dataclass
 class Distributed:
-    """This process's place in a (possibly single-process) run."""
+    """This process's place in a (possibly single-process) run.
+
+    Rank and world size come from the launcher's environment (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, set by
+    ``torchrun`` and ``accelerate launch``) on every device; several processes synchronise through
+    ``torch.distributed`` (gloo on the CPU, NCCL on GPUs).
+    """
 
     rank: int = 0
     world: int = 1
+    local_rank: int = 0
     barrier: Callable[[], None] = lambda: None
 
     @classmethod
     def current(cls) -> "Distributed":
-        """From ``accelerate`` when launched with it (several processes), else a single process."""
-        if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world <= 1:
             return cls()
-        from accelerate import PartialState
+        import torch.distributed as dist
 
-        state = PartialState()
-        return cls(state.process_index, state.num_processes, state.wait_for_everyone)
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        if not dist.is_initialized():
+            backend = "nccl" if torch.cuda.is_available() else "gloo"
+            dist.init_process_group(backend, timeout=datetime.timedelta(hours=12))  # ranks may finish hours apart
+        return cls(dist.get_rank(), dist.get_world_size(), local_rank, dist.barrier)
+
+    def close(self) -> None:
+        """Leave the process group (after the last barrier)."""
+        if self.world > 1:
+            import torch.distributed as dist
+
+            if dist.is_initialized():
+                dist.destroy_process_group()
+
+    def device(self) -> str | None:
+        """This process's GPU under a multi-process launch (None: the default device)."""
+        if self.world > 1 and torch.cuda.is_available():
+            return f"cuda:{self.local_rank % torch.cuda.device_count()}"
+        return None
+
+
+PROGRESS_EVERY = float(os.environ.get("PROGRESS_EVERY", "60"))
+"""Seconds between progress lines when stderr is not a terminal."""
+
+
+class Progress:
+    """A tqdm bar in a terminal; otherwise a line every ``every`` seconds and one at the end (cluster logs)."""
+
+    def __init__(self, total: int, description: str, rank: int = 0, every: float = PROGRESS_EVERY):
+        self.total, self.description, self.every = total, description, every
+        self.prefix = f"[rank {rank}] " if rank else ""
+        self.done, self.start, self.last = 0, time.time(), time.time()
+        self.bar = tqdm(total=total, desc=description, unit="sample", position=rank, dynamic_ncols=True) \
+            if sys.stderr.isatty() else None
+
+    def update(self, count: int) -> None:
+        self.done += count
+        if self.bar is not None:
+            self.bar.update(count)
+        elif time.time() - self.last >= self.every:
+            self._line()
+
+    def _line(self) -> None:
+        self.last = time.time()
+        elapsed = self.last - self.start
+        rate = elapsed / self.done if self.done else 0.0
+        left = rate * (self.total - self.done)
+        percent = 100 * self.done / self.total if self.total else 100.0
+        print(f"{self.prefix}{self.description}: {self.done}/{self.total} ({percent:.0f}%), {rate:.1f} s/sample, "
+              f"{elapsed / 60:.1f} min elapsed, about {left / 60:.0f} min left", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        elif self.total:
+            self._line()
 
 
 @dataclass
@@ -161,8 +219,11 @@ class RunReport:
     answered_now: int = 0
     answered: int = 0
     errors: list[dict[str, Any]] = field(default_factory=list)
+    input_problems: int = 0
     seconds: float = 0.0
     oom_halvings: int = 0
+    world_size: int = 1
+    per_rank: list[int] = field(default_factory=list)
 
 
 class Runner:
@@ -179,12 +240,18 @@ class Runner:
         overwrite: bool = False,
         distributed: Distributed | None = None,
         description: str = "generating",
+        input_problems: Sequence[Problem] = (),
+        image_loader: Callable[[Path], Image.Image] = load_image,
     ):
+        """``samples`` have unique keys (see :func:`eval.datasets.drop_unusable`); ``input_problems`` are the bad
+        input records found while reading them, written to ``_errors.jsonl`` and counted as skipped;
+        ``image_loader`` opens an image (raising :class:`~llava.mm_utils.ImageLoadError`), e.g. ``load_image`` with
+        the run's preprocessing bound."""
         if not samples:
-            raise InputError("no samples to run (empty dataset, or --limit 0)")
+            raise InputError("no samples to run (empty dataset, every line unusable, or --limit 0)")
         duplicates = sorted(k for k, n in Counter(s.key for s in samples).items() if n > 1)
         if duplicates:
-            raise InputError(f"duplicate sample ids: {duplicates[:5]}")
+            raise ValueError(f"duplicate sample ids: {duplicates[:5]} (drop them with eval.datasets.drop_unusable)")
         if batch_size < 1:
             raise InputError(f"--batch-size must be at least 1, got {batch_size}")
         self.samples, self.generate, self.paths = samples, generate, paths
@@ -192,7 +259,10 @@ class Runner:
         self.batch_size, self.overwrite = batch_size, overwrite
         self.dist = distributed or Distributed()
         self.description = description
-        self.report = RunReport(samples=len(samples))
+        self.input_problems = [{"kind": "input", **p.to_dict()} for p in input_problems]
+        self.image_loader = image_loader
+        self.report = RunReport(samples=len(samples), input_problems=len(self.input_problems),
+                                world_size=self.dist.world)
         self._warned_oom = False
 
     def key_of(self, record: dict[str, Any]) -> str:
@@ -213,14 +283,18 @@ class Runner:
                     "use another --experiment-name or --overwrite"
                 )
         self.dist.barrier()
+        self.about = about
         if self.dist.rank == 0:
             self.paths.folder.mkdir(parents=True, exist_ok=True)
             if self.overwrite:
                 for path in self.paths.all_outputs():
                     path.unlink(missing_ok=True)
-            write_json_atomic(self.paths.config, self.identity)
-            write_json_atomic(self.paths.manifest, manifest(self.samples, **about))
+            self._write_config_and_manifest()
         self.dist.barrier()
+
+    def _write_config_and_manifest(self) -> None:
+        write_json_atomic(self.paths.config, self.identity)
+        write_json_atomic(self.paths.manifest, manifest(self.samples, **self.about))
 
     def _check_identity(self, stored: dict[str, Any]) -> None:
         before, now = _flatten(stored), _flatten(json.loads(json.dumps(self.identity)))  # tuples stored as lists
@@ -243,8 +317,7 @@ class Runner:
         sharded = self.dist.world > 1
         answers = AppendLog(self.paths.shard("answers", self.dist.rank) if sharded else self.paths.answers)
         errors = AppendLog(self.paths.shard("errors", self.dist.rank))
-        bar = tqdm(total=len(mine), desc=self.description, unit="sample", position=self.dist.rank,
-                   disable=None, dynamic_ncols=True)
+        bar = Progress(len(mine), self.description, self.dist.rank)
         try:
             for batch, images in self._load_ahead(mine):
                 ok = [(s, im) for s, im in zip(batch, images) if not isinstance(im, Exception)]
@@ -280,9 +353,11 @@ class Runner:
             loaded: list[Image.Image | Exception] = []
             for sample in batch:
                 try:
-                    loaded.append(load_image(sample.image_path))
+                    loaded.append(self.image_loader(sample.image_path))
                 except ImageLoadError as e:
                     loaded.append(e)
+                except MemoryError:
+                    loaded.append(ImageLoadError(f"{sample.image_path}: out of memory while decoding the image"))
             return loaded
 
         with ThreadPoolExecutor(max_workers=1) as pool:
@@ -316,9 +391,12 @@ class Runner:
             first = self._generate_safely(samples[:half], images[:half])
             second = self._generate_safely(samples[half:], images[half:])
             return first[0] + second[0], first[1] + second[1]
-        except (ValueError, RuntimeError, OSError) as e:
+        except (ValueError, RuntimeError, OSError, MemoryError) as e:
+            if isinstance(e, OSError) and e.errno is not None and e.filename:  # an output file: not the sample's fault
+                raise
             if len(samples) == 1:
-                return [], [self._error(samples[0], f"{type(e).__name__}: {e}")]
+                reason = "out of memory" if isinstance(e, MemoryError) else f"{type(e).__name__}: {e}"
+                return [], [self._error(samples[0], reason)]
             records, failed = [], []
             for sample, image in zip(samples, images):  # find the sample that fails, keep the others
                 r, f = self._generate_safely([sample], [image])
@@ -332,78 +410,64 @@ class Runner:
 
     # -- end of run --------------------------------------------------------------------------------------------
     def merge(self) -> None:
-        """Write the answers in dataset order (atomically) and the errors still unresolved; drop shard files."""
+        """Write the answers in dataset order (atomically) and the errors still unresolved (this run's bad input
+        records first); count each rank's answers; drop shard files."""
+        shards = self.paths.shards("answers")
+        if shards:
+            self.report.per_rank = [len(read_log(shard, self.key_of)) for shard in shards]
+        else:
+            self.report.per_rank = [self.report.answered_now]
         done = self.answered()
         order = {s.key: i for i, s in enumerate(self.samples)}
         ordered = sorted(done.values(), key=lambda r: order.get(self.key_of(r), len(order)))
         write_text_atomic(self.paths.answers, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in ordered))
-        errors = read_log(self.paths.errors, lambda r: str(r["key"]))  # earlier runs' failures not retried now
+        errors = {k: e for k, e in read_log(self.paths.errors, lambda r: str(r["key"])).items()
+                  if e.get("kind") != "input"}  # earlier runs' failures not retried now
         for shard in self.paths.shards("errors"):
             errors.update(read_log(shard, lambda r: str(r["key"])))
         unresolved = [e for k, e in errors.items() if k not in done and k in order]
         self.report.answered_now = len(done) - self.report.answered_before  # all processes together
         self.report.answered = sum(1 for key in done if key in order)
-        write_text_atomic(self.paths.errors, "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in unresolved))
+        records = self.input_problems + unresolved
+        write_text_atomic(self.paths.errors, "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in records))
         for shard in self.paths.shards("answers") + self.paths.shards("errors"):
             shard.unlink(missing_ok=True)
+        self._write_config_and_manifest()  # again: the folder may have been emptied during the run
         self.report.errors = unresolved
 
 
-def write_results(
-    paths: RunPaths, identity: dict[str, Any], runtime: dict[str, Any], report: RunReport, device: torch.device,
-    dataset_problems: int = 0,
-) -> None:
-    """``_results.json`` (resolved config, environment, seed, manifest hash, counts, timing) and a summary line."""
+def write_results(paths: RunPaths, config: dict[str, Any], report: RunReport, device: torch.device,
+                  subset: dict[str, Any]) -> None:
+    """``_results.json`` (resolved config, environment, seed, subset, manifest hash, counts per rank, timing) and a
+    summary line. Counts come from what is on disk after the merge."""
     manifest_sha = json.loads(paths.manifest.read_text(encoding="utf-8"))["sha256"]
     answered = report.answered
+    skipped = len(report.errors) + report.input_problems
     write_json_atomic(paths.results, {
-        "config": {**identity, **runtime, "device": str(device)},
+        "config": {**config, "device": str(device)},
         "environment": environment(device),
-        "seed": identity.get("seed"),
+        "seed": config.get("protocol", {}).get("seed"),
+        "subset": subset,
         "manifest_sha256": manifest_sha,
         "counts": {"samples": report.samples, "answered": answered, "answered_this_run": report.answered_now,
-                   "skipped": len(report.errors), "dataset_problems": dataset_problems,
+                   "skipped": skipped, "failed_samples": len(report.errors), "input_problems": report.input_problems,
                    "oom_halvings": report.oom_halvings},
+        "distributed": {"world_size": report.world_size,
+                        "answered_per_rank": report.per_rank},
         "seconds": round(report.seconds, 2),
         "files": {"answers": paths.answers.name, "manifest": paths.manifest.name, "errors": paths.errors.name},
     })
+    detail = []
+    if report.errors:
+        detail.append(f"{len(report.errors)} failed")
+    if report.input_problems:
+        detail.append(f"{report.input_problems} bad input record(s)")
     print(f"{answered}/{report.samples} answers in {paths.answers} ({report.answered_now} new this run, "
-          f"{len(report.errors)} skipped{': see ' + paths.errors.name if report.errors else ''})")
+          f"{skipped} skipped{' (' + ', '.join(detail) + '): see ' + paths.errors.name if skipped else ''})")
 
 
 def exit_code(report: RunReport, strict: bool) -> int:
     """0, unless samples were skipped under ``--strict`` or no sample has an answer."""
     if report.answered == 0:
         return 1
-    return 1 if strict and report.errors else 0
-
-
-def model_identity(args: argparse.Namespace, loaded: LoadedModel) -> dict[str, Any]:
-    """The model settings that decide the outputs (part of every run's identity)."""
-    return {
-        "model_path": args.model_path, "vision_tower": args.vision_tower, "dtype": str(loaded.model.dtype),
-        "attn": loaded.model.config.get_text_config()._attn_implementation,
-    }
-
-
-def run_benchmark(
-    args: argparse.Namespace,
-    samples: list[Sample],
-    generate: GenerateFn,
-    identity: dict[str, Any],
-    id_field: str,
-    about: dict[str, Any],
-    dist: Distributed,
-    device: torch.device,
-    dataset_problems: int,
-    description: str,
-) -> int:
-    """The part of a runner's ``main`` after the model is loaded: run, resume, merge, report; the exit status."""
-    paths = RunPaths(Path(args.save_path), args.experiment_name)
-    runner = Runner(samples, generate, paths, identity, id_field, args.batch_size, args.overwrite, dist, description)
-    runner.prepare(about)
-    report = runner.run()
-    if dist.rank == 0:
-        write_results(paths, identity, {"batch_size": args.batch_size, "limit": args.limit}, report, device,
-                      dataset_problems)
-    return exit_code(report, args.strict)
+    return 1 if strict and (report.errors or report.input_problems) else 0

@@ -1,20 +1,19 @@
 #!/usr/bin/env bash
 # Caption a few images with and without SPARC, print the captions side by side, and draw what SPARC amplified.
-# Example: IMAGE_FOLDER=~/pictures bash scripts/sparc_demo.sh
+# Example: IMAGE_FOLDER=~/pictures bash scripts/sparc_demo.sh   (a two-minute trial: MODEL_PATH=tiny MAX_NEW_TOKENS=16)
 set -euo pipefail
 
-MODEL_PATH=${MODEL_PATH:-liuhaotian/llava-v1.5-7b}   # or liuhaotian/llava-v1.6-vicuna-7b (then PRESET=llava-next)
+MODEL_PATH=${MODEL_PATH:-liuhaotian/llava-v1.5-7b}   # or liuhaotian/llava-v1.6-vicuna-7b (SPARC's preset follows the family)
 IMAGE_FOLDER=${IMAGE_FOLDER:?set IMAGE_FOLDER to a folder of images}
 NUM_IMAGES=${NUM_IMAGES:-4}
-PRESET=${PRESET:-llava-1.5}
+PRESET=${PRESET:-paper}
 MAX_NEW_TOKENS=${MAX_NEW_TOKENS:-512}
 SAVE_PATH=${SAVE_PATH:-results/sparc_demo}
 
-for RUN in baseline sparc; do
-  ALPHA=$([ "$RUN" = baseline ] && echo 1.0 || echo "")
+for METHOD in baseline sparc; do
   python -m eval.caption --model-path "$MODEL_PATH" --dataset-type folder --image-folder "$IMAGE_FOLDER" \
-    --limit "$NUM_IMAGES" --preset "$PRESET" ${ALPHA:+--alpha "$ALPHA"} --max-new-tokens "$MAX_NEW_TOKENS" \
-    --save-path "$SAVE_PATH" --experiment-name "$RUN"
+    --limit "$NUM_IMAGES" --method "$METHOD" --preset "$PRESET" --max-new-tokens "$MAX_NEW_TOKENS" \
+    --save-path "$SAVE_PATH" --experiment-name "$METHOD"
 done
 
 python - "$SAVE_PATH" <<'PY'
@@ -23,13 +22,13 @@ from pathlib import Path
 folder = Path(sys.argv[1])
 runs = {name: {r["image_id"]: r["caption"] for r in map(json.loads, (folder / f"{name}.jsonl").open())}
         for name in ("baseline", "sparc")}
-for image_id, caption in runs["baseline"].items():
+for image_id in runs["baseline"]:
     print(f"== {image_id}")
     for name in ("baseline", "sparc"):
         print(textwrap.fill(runs[name].get(image_id, "(skipped)"), 110, initial_indent=f"{name:>9}: ", subsequent_indent=" " * 11))
 PY
 
-FIRST_IMAGE=$(python -c "import sys; from eval.datasets import image_files; print(image_files(__import__('pathlib').Path(sys.argv[1]))[0])" "$IMAGE_FOLDER")
-python -m sparc.visualize --model-path "$MODEL_PATH" --image-file "$IMAGE_FOLDER/$FIRST_IMAGE" --preset "$PRESET" \
+FIRST_IMAGE=$(python -c "import sys; from pathlib import Path; from eval.datasets import image_files; print(image_files(Path(sys.argv[1]))[0])" "$IMAGE_FOLDER")
+python -m eval.figures sparc --model-path "$MODEL_PATH" --image-file "$IMAGE_FOLDER/$FIRST_IMAGE" --preset "$PRESET" \
   --max-new-tokens 96 --out "$SAVE_PATH/sparc_selections.png"
 echo "SPARC's selections drawn in $SAVE_PATH/sparc_selections.png"

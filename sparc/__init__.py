@@ -1,5 +1,8 @@
-"""SPARC (Jung et al., ICML 2025): selective, progressive attention recalibration, on the hook point of ``llava``."""
-from sparc.config import PRESETS, SparcConfig, get_preset
-from sparc.method import Sparc, SparcHook
+"""SPARC (Jung et al., ICML 2025): selective, progressive attention recalibration, on the hook point of ``llava``.
 
-__all__ = ["PRESETS", "Sparc", "SparcConfig", "SparcHook", "get_preset"]
+Importing the package registers the method ``sparc`` (:mod:`sparc.config`, light); the implementation is
+:mod:`sparc.method`.
+"""
+from sparc.config import SPARC, SparcConfig
+
+__all__ = ["SPARC", "SparcConfig"]

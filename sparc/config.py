@@ -1,15 +1,26 @@
-"""SPARC's hyper-parameters and the named presets of the official scripts."""
+"""SPARC's hyper-parameters, registered as the method ``sparc`` with the presets of the official scripts.
+
+The official captioning scripts (``sparc-official.md`` section 2) all run alpha 1.1, beta 0.1, layer 20, layers 0-31,
+with tau 1.5 on LLaVA-1.5 and 4.0 on LLaVA-NeXT; the paper states the same values. So ``paper``, ``scripts`` and
+``official`` are one preset, with LLaVA-NeXT's tau as a family rule. (The official ``eval.py`` argparse defaults,
+alpha 1.0, are the baseline: no patch is applied when alpha is 1.0.)
+"""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from typing import Any
+
+from llava.methods import MethodSpec, Preset, Rule, register_method
 
 
 @dataclass(frozen=True)
 class SparcConfig:
-    """``alpha``: amplification per selection (1.0 = vanilla, as in the official code); ``beta``: weight of the
+    """``alpha``: amplification per selection (1.0 = plain decoding, as in the official code); ``beta``: weight of the
     history in the EMA; ``tau``: relative-change threshold; ``selected_layer``: the layer whose attention selects;
-    ``start_layer``..``end_layer`` (inclusive): the layers whose cached values are amplified."""
+    ``start_layer``..``end_layer`` (inclusive): the layers whose cached values are amplified.
+
+    Raises ``ValueError`` for values outside their range; :meth:`validate` also checks the layers against a model.
+    """
 
     alpha: float = 1.1
     beta: float = 0.1
@@ -17,6 +28,17 @@ class SparcConfig:
     selected_layer: int = 20
     start_layer: int = 0
     end_layer: int = 31
+
+    def __post_init__(self) -> None:
+        if not self.alpha > 0:
+            raise ValueError(f"alpha must be > 0 (1.0 = plain decoding), got {self.alpha}")
+        if not 0 <= self.beta <= 1:
+            raise ValueError(f"beta must be in [0, 1], got {self.beta}")
+        for name in ("selected_layer", "start_layer", "end_layer"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.start_layer > self.end_layer:
+            raise ValueError(f"start_layer {self.start_layer} > end_layer {self.end_layer}")
 
     @property
     def enabled(self) -> bool:
@@ -26,26 +48,22 @@ class SparcConfig:
         return asdict(self)
 
     def validate(self, num_layers: int) -> None:
-        """Clear errors for layer indices outside the model."""
+        """Clear errors for layer indices outside a model of ``num_layers`` layers."""
         for name in ("selected_layer", "start_layer", "end_layer"):
             value = getattr(self, name)
             if not 0 <= value < num_layers:
                 raise ValueError(f"{name}={value} is outside the model's {num_layers} layers")
-        if self.start_layer > self.end_layer:
-            raise ValueError(f"start_layer {self.start_layer} > end_layer {self.end_layer}")
 
 
-PRESETS: dict[str, SparcConfig] = {
-    "llava-1.5": SparcConfig(alpha=1.1, beta=0.1, tau=1.5, selected_layer=20, start_layer=0, end_layer=31),
-    "llava-next": SparcConfig(alpha=1.1, beta=0.1, tau=4.0, selected_layer=20, start_layer=0, end_layer=31),
-    "baseline": SparcConfig(alpha=1.0),
-}
-
-
-def get_preset(name: str, **overrides: Any) -> SparcConfig:
-    """Preset ``name`` with the given fields replaced (``None`` values are ignored)."""
-    try:
-        preset = PRESETS[name]
-    except KeyError:
-        raise ValueError(f"unknown SPARC preset {name!r}; known: {', '.join(PRESETS)}") from None
-    return replace(preset, **{k: v for k, v in overrides.items() if v is not None})
+_OFFICIAL = Preset(
+    "the official scripts and the paper: alpha 1.1, beta 0.1, tau 1.5 (LLaVA-NeXT 4.0), layer 20, layers 0-31",
+    rules=(Rule({"tau": 4.0}, family=("llava_next",)),),
+)
+SPARC = register_method(MethodSpec(
+    name="sparc",
+    config=SparcConfig,
+    factory="sparc.method:Sparc",
+    presets={"paper": _OFFICIAL, "scripts": _OFFICIAL, "official": _OFFICIAL},
+    description="SPARC: selective, progressive attention recalibration of the image tokens",
+    source="mingi000508/SPARC @ bad02ff (attn_util.py, eval.py, scripts/*), spec/sparc-official.md",
+))

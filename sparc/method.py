@@ -14,15 +14,17 @@ State is per sequence (tensors of shape ``(B, N)``, ``N`` the longest image span
 padding and different image lengths (LLaVA-NeXT) give each sequence its own selections. Arithmetic stays in the
 model dtype, as the official fp16 code.
 
->>> generate(batch, GenerationConfig(), Sparc(PRESETS["llava-1.5"]))   # doctest: +SKIP
+>>> generate(batch, GenerationConfig(), Sparc(SparcConfig(tau=1.5)))   # doctest: +SKIP
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 
 from llava.attention import AttentionHook
 from llava.generation import DecodingContext, DecodingMethod
-from sparc.config import PRESETS, SparcConfig
+from sparc.config import SparcConfig
 
 
 DENSE_FRACTION = 16
@@ -94,14 +96,24 @@ class SparcHook(AttentionHook):
                 self.selections[index].append([j for j, chosen in enumerate(mask) if chosen])
 
 
+@dataclass(frozen=True)
+class SparcTrace:
+    """What SPARC did to one sequence: ``selections[k]``, the image-token indices (0-based in the image span) selected
+    at decode step ``k + 1`` (amplified from step ``k + 2`` on); ``counts[j]``, how often token ``j`` was selected
+    (its values carry ``alpha ** counts[j]``); ``image_len``, the length of the image span."""
+
+    selections: list[list[int]]
+    counts: list[int]
+    image_len: int
+
+
 class Sparc(DecodingMethod):
     """SPARC decoding; ``alpha == 1.0`` is plain decoding (the official code leaves the model unpatched then).
 
-    With ``record=True`` the hook keeps, per sequence and decode step, the image-token indices (0-based within the
-    image span) selected at that step; they are amplified from the next step on.
+    With ``record=True``, :meth:`traces` gives after each batch one :class:`SparcTrace` per sequence.
     """
 
-    def __init__(self, config: SparcConfig = PRESETS["llava-1.5"], record: bool = False):
+    def __init__(self, config: SparcConfig = SparcConfig(), record: bool = False):
         self.config = config
         self.record = record
         self.hook: SparcHook | None = None
@@ -110,3 +122,12 @@ class Sparc(DecodingMethod):
         self.config.validate(context.family.num_layers(context.model))
         prefill = context.prefill
         self.hook = SparcHook(self.config, prefill.image_start, prefill.image_len, self.record) if self.config.enabled else None
+
+    def traces(self) -> list[SparcTrace]:
+        """One :class:`SparcTrace` per sequence of the last batch (needs ``record=True`` and ``alpha != 1``)."""
+        hook = self.hook
+        if hook is None or not self.record:
+            raise ValueError("no SPARC trace: build Sparc(config, record=True) with alpha != 1.0")
+        lengths = hook.valid.sum(dim=1).tolist()
+        return [SparcTrace(hook.selections[row], hook.counts[row, :length].tolist(), length)
+                for row, length in enumerate(lengths)]

@@ -91,6 +91,24 @@ def _block(metrics: dict[str, float], block: str) -> tuple[float, ...]:
     return tuple(metrics[key + name] for name in ("Accuracy", "Precision", "Recall", "F1"))
 
 
+def test_metrics_over_zero_answers_are_null_not_zero() -> None:
+    """Upstream's counters start at 0.001, so a ratio over zero answers prints 0.0 (and AMBER 50.00, Hal 100); here
+    it is null with its reason, and the metrics over the answers there are keep their values."""
+    result = A.evaluate({1005: "Yes", 1006: "No."}, "a")  # attribute-state: truth yes, truth no; both right
+    m = result["metrics"]
+    assert [m[k] for k in ("CHAIR", "Cover", "Hal", "Cog", "AMBER")] == [None] * 5
+    # all: 2/2.001 = 99.95 -> 100.0; precision 1/1.001 = 99.9; recall 1/1.001; F1 = 2(.999)(.999)/(1.998 + .0001)
+    assert (m["Accuracy"], m["Precision"], m["Recall"], m["F1"]) == (100.0, 99.9, 99.9, 99.9)
+    assert [m[f"existence_{k}"] for k in ("Accuracy", "Precision", "Recall", "F1")] == [None] * 4
+    assert "CHAIR, Cover, Hal, Cog: no generative answer" in result["empty_reason"]
+    assert "no yes/no answer (existence)" in result["empty_reason"]
+    assert "AMBER: CHAIR or F1 undefined" in result["empty_reason"]
+    only_yes = A.evaluate({1005: "Yes"}, "da")["metrics"]  # no answer read as No, no question whose truth is no
+    assert only_yes["attribute_Accuracy"] == 99.7  # 1 / (1 + 3 x 0.001): three types' start values
+    assert only_yes["attribute_Precision"] is None and only_yes["attribute_Recall"] is None
+    assert only_yes["attribute_F1"] is None
+
+
 def test_discriminative_hand_computed() -> None:
     result = A.evaluate(DISCRIMINATIVE, "d")
     for block, expected in EXPECTED_DISCRIMINATIVE.items():

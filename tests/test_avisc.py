@@ -9,12 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from avisc import Avisc, ContrastConfig, M3id, Vcd, add_diffusion_noise, build_method, diffusion_schedule, preset
+from avisc.config import AviscConfig, M3idConfig, VcdConfig
+from avisc.methods import Avisc, M3id, Vcd, add_diffusion_noise, diffusion_schedule
 from avisc.blind import find_blind_tokens, layer_shares, non_blind_tokens, select_layers
 from avisc.methods import ContrastiveDecoding
 from helpers import (
     avisc_golden_run,
-    contrast_config_from,
+    contrast_method_from,
+    golden_logprob_tolerance,
     golden_image,
     golden_json,
     golden_model,
@@ -26,6 +28,7 @@ from helpers import (
     synthetic,
 )
 from llava.generation import DecodingMethod, GenerationConfig, generate
+from llava.methods import get_method
 
 # ================================================================================================================
 # golden: every case and image, parameters from the json
@@ -39,8 +42,8 @@ def test_golden(case, output):
     for step, (logprobs, expected) in enumerate(zip(logs, output["steps"])):
         assert int(torch.isfinite(logprobs).sum()) == expected["num_candidates"], f"step {step + 1}"
         ours = logprobs[expected["top_ids"]].double()
-        torch.testing.assert_close(ours, torch.tensor(expected["top_logprobs"], dtype=torch.float64), rtol=0, atol=1e-4,
-                                   msg=f"step {step + 1}")
+        torch.testing.assert_close(ours, torch.tensor(expected["top_logprobs"], dtype=torch.float64), rtol=0,
+                                   atol=golden_logprob_tolerance(case["params"], step + 1), msg=f"step {step + 1}")
         assert int(logprobs.argmax()) == tokens[step] == expected["top_ids"][0]
     assert masked == output["masked_image_token_indices"]
 
@@ -48,7 +51,7 @@ def test_golden(case, output):
 def test_golden_cases_build_the_right_methods():
     kinds = {}
     for case in golden_json("avisc_golden.json")["cases"]:
-        kinds[case["name"]] = type(build_method(contrast_config_from(case["params"])))
+        kinds[case["name"]] = type(contrast_method_from(case["params"]))
     assert kinds["avisc_paper"] is Avisc and kinds["m3id"] is M3id and kinds["base"] is DecodingMethod
 
 
@@ -137,7 +140,7 @@ def test_branch_prefill_masks_the_non_blind_tokens(scheme):
     batch = make_batch(tokenizer, model, processor, ["is there a dog ?", "describe this image in detail please ."],
                        [random_image(300, 200, 1), random_image(200, 300, 2)], "llava_v1", "crop")
     gamma, lamb = 0.5, 1.0
-    method = CaptureAvisc(ContrastConfig(method="avisc", layer_gamma=gamma, lamb=lamb, masking_scheme=scheme))
+    method = CaptureAvisc(AviscConfig(layer_gamma=gamma, lamb=lamb, masking_scheme=scheme))
     generate(batch, GenerationConfig(max_new_tokens=1), method, generators=seeded_generators([5, 6]))
     main, (branch,) = method.main, method.built
     expected = _reference_masked(model, main, gamma, lamb)
@@ -167,7 +170,7 @@ def test_avisc_needs_an_image_in_every_sequence():
     tokenizer, model, processor = synthetic("llava", 2)
     batch = make_batch(tokenizer, model, processor, ["is there a dog ?"], None)
     with pytest.raises(ValueError, match="AvisC needs an image"):
-        generate(batch, GenerationConfig(max_new_tokens=1), Avisc(ContrastConfig()))
+        generate(batch, GenerationConfig(max_new_tokens=1), Avisc(AviscConfig()))
 
 
 # ================================================================================================================
@@ -217,7 +220,7 @@ def test_vcd_branch_sees_each_row_noised_with_its_generator():
     tokenizer, model, processor = synthetic("llava", 2)
     batch = make_batch(tokenizer, model, processor, ["a dog ?", "a cat ?"], [random_image(300, 200, 1), random_image(80, 90, 2)],
                        "llava_v1", "crop")
-    method = CaptureVcd(ContrastConfig(method="vcd", cd_alpha=1.0))
+    method = CaptureVcd(VcdConfig(cd_alpha=1.0))
     generate(batch, GenerationConfig(max_new_tokens=1), method, generators=seeded_generators([3, 4]))
     signal, noise = diffusion_schedule()
     for row, seed in enumerate([3, 4]):
@@ -236,7 +239,7 @@ def test_m3id_weight(step, weight):
     assert abs((1 - gamma) / gamma - weight) < 0.005
     logits = torch.tensor([[2.0, 0.0, -1.0, 0.5]])
     other = torch.tensor([[0.0, 1.0, -1.0, 0.0]])
-    method = M3id(ContrastConfig(method="m3id", cd_beta=0.1))
+    method = M3id(M3idConfig(cd_beta=0.1))
     out = method.contrast(step, logits, other)
     conditioned, unconditioned = logits.log_softmax(-1), other.log_softmax(-1)
     torch.testing.assert_close(out, conditioned + ((1 - gamma) / gamma) * (conditioned - unconditioned))
@@ -249,13 +252,13 @@ def test_contrast_cutoff_hand_example():
     # log(0.1) + 2 = -0.303: logits below it (-0.5, -5) are cut, whatever the branch says
     logits = torch.tensor([[2.0, 0.0, -0.5, -5.0]])
     other = torch.tensor([[1.0, 1.0, -9.0, -9.0]])
-    avisc = build_method(ContrastConfig(method="avisc", cd_alpha=1.0, cd_beta=0.1))
+    avisc = Avisc(AviscConfig(cd_alpha=1.0, cd_beta=0.1))
     assert avisc.combine(1, logits, [other]).tolist() == [[3.0, -1.0, inf, inf]]          # 2l - l2
-    strong = build_method(ContrastConfig(method="avisc", cd_alpha=2.5, cd_beta=0.1))
+    strong = Avisc(AviscConfig(cd_alpha=2.5, cd_beta=0.1))
     torch.testing.assert_close(strong.combine(1, logits, [other])[0, :2], torch.tensor([4.5, -2.5]))  # 3.5l - 2.5l2
-    loose = build_method(ContrastConfig(method="avisc", cd_alpha=1.0, cd_beta=0.5))  # log .5 + 2 = 1.307: only 2.0
+    loose = Avisc(AviscConfig(cd_alpha=1.0, cd_beta=0.5))  # log .5 + 2 = 1.307: only 2.0
     assert loose.combine(1, logits, [other]).tolist() == [[3.0, inf, inf, inf]]
-    everything = build_method(ContrastConfig(method="avisc", cd_alpha=1.0, cd_beta=1.0))  # only the max survives
+    everything = Avisc(AviscConfig(cd_alpha=1.0, cd_beta=1.0))  # only the max survives
     assert torch.isfinite(everything.combine(1, logits, [other])).sum() == 1
 
 
@@ -263,64 +266,66 @@ def test_nan_branch_falls_back_to_the_original_logits_per_row():
     inf = float("-inf")
     logits = torch.tensor([[2.0, 0.0, -0.5], [1.0, 1.0, 0.0]])
     other = torch.tensor([[1.0, 1.0, 1.0], [float("nan"), 0.0, 0.0]])
-    method = build_method(ContrastConfig(method="avisc", cd_alpha=2.0, cd_beta=0.1))
+    method = Avisc(AviscConfig(cd_alpha=2.0, cd_beta=0.1))
     out = method.combine(3, logits, [other])
     assert out[0].tolist() == [4.0, -2.0, inf]          # 3l - 2l2 with the cutoff
     assert out[1].tolist() == [1.0, 1.0, 0.0]           # the branch is NaN: (1 + a) l - a l = l, cutoff -1.303 keeps all
 
 
-def test_vcd_alpha_override():
+def test_vcd_alpha_is_its_cd_alpha():
     logits, other = torch.tensor([[2.0, 1.0]]), torch.tensor([[0.0, 1.0]])
-    honoured = Vcd(ContrastConfig(method="vcd", cd_alpha=3.0))
-    forced = Vcd(ContrastConfig(method="vcd", cd_alpha=3.0, force_vcd_alpha_one=True))
-    assert honoured.combine(1, logits, [other]).tolist() == [[8.0, 1.0]]  # 4l - 3l2
-    assert forced.combine(1, logits, [other]).tolist() == [[4.0, 1.0]]    # 2l - l2
-    assert isinstance(honoured, ContrastiveDecoding)
+    assert Vcd(VcdConfig(cd_alpha=3.0)).combine(1, logits, [other]).tolist() == [[8.0, 1.0]]  # 4l - 3l2
+    assert Vcd(VcdConfig()).combine(1, logits, [other]).tolist() == [[4.0, 1.0]]              # 2l - l2
 
 
 # ================================================================================================================
 # presets and config validation
 
 
+def params(method, preset, family, benchmark=None, **overrides):
+    return get_method(method).resolve(preset, family=family, benchmark=benchmark, overrides=overrides).params
+
+
 def test_presets():
-    paper = preset("paper", "avisc", "llava")
-    assert (paper.layer_gamma, paper.lamb, paper.cd_alpha, paper.cd_beta, paper.masking_scheme) == (0.5, 1.0, 2.5, 0.1, "zeros")
-    assert preset("paper", "avisc", "llava_next").cd_alpha == 2.5
-    assert preset("paper", "avisc", "instructblip").cd_alpha == 3.0
-    pope = preset("scripts", "avisc", "llava", "pope")
-    assert (pope.lamb, pope.cd_alpha) == (0.99, 1.0)
-    pope_blip = preset("scripts", "avisc", "instructblip", "pope")
-    assert (pope_blip.lamb, pope_blip.cd_alpha) == (0.95, 1.0)
-    amber = preset("scripts", "avisc", "llava", "amber")
-    assert (amber.lamb, amber.cd_alpha) == (1.0, 2.5)
-    mme = preset("scripts", "avisc", "instructblip", "mme")
-    assert (mme.lamb, mme.cd_alpha) == (1.0, 1.0)
-    # VCD: alpha 1 by default; official forces it whatever is asked, the others honour an explicit value
-    assert preset("paper", "vcd", "llava").vcd_alpha == 1.0
-    assert preset("paper", "vcd", "llava", cd_alpha=2.0).vcd_alpha == 2.0
-    assert preset("official", "vcd", "llava", "pope", cd_alpha=2.0).vcd_alpha == 1.0
-    assert preset("official", "avisc", "llava", "pope").force_vcd_alpha_one
-    assert not preset("scripts", "avisc", "llava", "pope").force_vcd_alpha_one
-    m3id = preset("paper", "m3id", "llava")
-    assert (m3id.cd_beta, m3id.m3id_lambda) == (0.1, 0.02)
-    assert preset("paper", "vcd", "llava").noise_step == 500
-    assert preset("paper", "avisc", "llava", lamb=None, cd_beta=0.2).cd_beta == 0.2
-    with pytest.raises(ValueError, match="needs a benchmark"):
-        preset("scripts", "avisc", "llava")
-    with pytest.raises(ValueError, match="unknown preset"):
-        preset("best", "avisc", "llava")
+    paper = params("avisc", "paper", "llava", "pope")
+    assert paper == dict(layer_gamma=0.5, lamb=1.0, cd_alpha=2.5, cd_beta=0.1, masking_scheme="zeros")
+    assert params("avisc", "paper", "llava_next")["cd_alpha"] == 2.5
+    assert params("avisc", "paper", "instructblip")["cd_alpha"] == 3.0
+    for preset in ("scripts", "official"):  # avisc-official.md section 3
+        assert params("avisc", preset, "llava", "pope") == dict(paper, lamb=0.99, cd_alpha=1.0)
+        assert params("avisc", preset, "llava_next", "pope")["lamb"] == 0.99
+        assert (params("avisc", preset, "instructblip", "pope")["lamb"], params("avisc", preset, "instructblip", "pope")["cd_alpha"]) == (0.95, 1.0)
+        assert params("avisc", preset, "llava", "amber") == dict(paper, lamb=1.0, cd_alpha=2.5)
+        assert params("avisc", preset, "instructblip", "mme") == dict(paper, lamb=1.0, cd_alpha=1.0)
+        assert params("avisc", preset, "instructblip", "coco")["cd_alpha"] == 3.0  # no script: the paper's
+    # VCD: alpha 1 everywhere; an explicit value is honoured, also under official (recorded as a flag)
+    assert params("vcd", "paper", "llava") == dict(cd_beta=0.1, cd_alpha=1.0, noise_step=500)
+    assert params("vcd", "official", "llava", "pope") == params("vcd", "paper", "llava")
+    resolution = get_method("vcd").resolve("official", family="llava", overrides={"cd_alpha": 2.0})
+    assert resolution.params["cd_alpha"] == 2.0 and resolution.sources["cd_alpha"] == "flag"
+    assert params("m3id", "paper", "llava") == dict(cd_beta=0.1, m3id_lambda=0.02)
+    resolution = get_method("avisc").resolve("scripts", family="llava", benchmark="pope", overrides={"cd_beta": 0.2})
+    assert resolution.sources == {"layer_gamma": "default", "lamb": "preset:scripts[family=llava|llava_next,benchmark=pope]",
+                                  "cd_alpha": "preset:scripts[family=llava|llava_next,benchmark=pope]", "cd_beta": "flag",
+                                  "masking_scheme": "default"}
+    with pytest.raises(ValueError, match="no preset 'best'"):
+        get_method("avisc").resolve("best")
+    with pytest.raises(ValueError, match="avisc has no parameter 'noise_step'"):
+        get_method("avisc").resolve("paper", overrides={"noise_step": 3})
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(method="dola"), "unknown method"),
-    (dict(masking_scheme="blur"), "unknown masking scheme"),
-    (dict(cd_beta=0.0), "cd_beta"),
-    (dict(cd_beta=1.5), "cd_beta"),
-    (dict(noise_step=1000), "noise_step"),
+@pytest.mark.parametrize("config, kwargs, message", [
+    (AviscConfig, dict(masking_scheme="blur"), "unknown masking_scheme"),
+    (AviscConfig, dict(cd_beta=0.0), "cd_beta"),
+    (VcdConfig, dict(cd_beta=1.5), "cd_beta"),
+    (VcdConfig, dict(noise_step=1000), "noise_step"),
+    (AviscConfig, dict(layer_gamma=0.0), "layer_gamma"),
+    (AviscConfig, dict(cd_alpha=-1.0), "cd_alpha"),
+    (M3idConfig, dict(m3id_lambda=0.0), "m3id_lambda"),
 ])
-def test_config_validation(kwargs, message):
+def test_config_validation(config, kwargs, message):
     with pytest.raises(ValueError, match=message):
-        ContrastConfig(**kwargs)
+        config(**kwargs)
 
 
 # ================================================================================================================
@@ -335,7 +340,7 @@ SEEDS = [42, 43, 44]
 def _batch_vs_single(tokenizer, model, processor, questions, images, config, conv_mode, n):
     def run(rows):
         batch = make_batch(tokenizer, model, processor, [questions[r] for r in rows], [images[r] for r in rows], conv_mode, "crop")
-        method = build_method(config)
+        method = METHOD_CLASSES[type(config)](config)
         out = generate(batch, GenerationConfig(max_new_tokens=n), method, generators=seeded_generators([SEEDS[r] for r in rows]))
         masked = [f.masked.tolist() for f in method.found] if isinstance(method, Avisc) else None
         return batch, out.sequences, masked
@@ -350,10 +355,11 @@ def _batch_vs_single(tokenizer, model, processor, questions, images, config, con
             assert masked[row] == single_masked[0]
 
 
+METHOD_CLASSES = {AviscConfig: Avisc, VcdConfig: Vcd, M3idConfig: M3id}
 GOLDEN_CONFIGS = {
-    "avisc": ContrastConfig(method="avisc", cd_alpha=2.5, lamb=1.0, layer_gamma=0.5),
-    "vcd": ContrastConfig(method="vcd", cd_alpha=1.0),
-    "m3id": ContrastConfig(method="m3id"),
+    "avisc": AviscConfig(cd_alpha=2.5, lamb=1.0, layer_gamma=0.5),
+    "vcd": VcdConfig(cd_alpha=1.0),
+    "m3id": M3idConfig(),
 }
 
 

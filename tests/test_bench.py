@@ -1,7 +1,7 @@
 """``eval.bench``: the speed benchmark runs end to end on tiny models and writes complete, well-formed results.
 
 Timings are not checked (CI machines are shared and noisy); the structure is: every method / batch-size row is there,
-vanilla rows have ratio 1.0, every generated run had exactly ``--new-tokens`` tokens (the benchmark raises otherwise).
+baseline rows have ratio 1.0, every generated run had exactly ``--new-tokens`` tokens (the benchmark raises otherwise).
 """
 from __future__ import annotations
 
@@ -15,10 +15,11 @@ import torch
 
 from conftest import GOLDEN, PROJECT_ROOT
 from eval import bench
+from eval.methods import list_methods
 
 GOLDEN_LLAVA = GOLDEN / "tiny-llava-v1.5"
 TOP_FIELDS = ("device", "dtype", "model", "attn", "date", "torch", "transformers", "rows")
-ROW_FIELDS = ("method", "batch_size", "prefill_ms", "ms_per_token", "tokens_per_s", "peak_mem_mb", "ratio_to_vanilla")
+ROW_FIELDS = ("method", "batch_size", "prefill_ms", "ms_per_token", "tokens_per_s", "peak_mem_mb", "ratio_to_baseline")
 
 
 def check_result(result: dict, methods: list[str], batch_sizes: list[int], attn: str) -> None:
@@ -34,9 +35,9 @@ def check_result(result: dict, methods: list[str], batch_sizes: list[int], attn:
             assert field in row, (row["method"], field)
         assert row["prefill_ms"] > 0 and row["peak_mem_mb"] >= 0
         assert isinstance(row["ms_per_token"], float) and isinstance(row["tokens_per_s"], float)
-        assert isinstance(row["ratio_to_vanilla"], float)
-        if row["method"] == "vanilla":
-            assert row["ratio_to_vanilla"] == 1.0
+        assert isinstance(row["ratio_to_baseline"], float)
+        if row["method"] == "baseline":
+            assert row["ratio_to_baseline"] == 1.0
 
 
 @pytest.fixture
@@ -53,12 +54,12 @@ def test_main_in_process(tmp_path, capsys, restore_threads):
                        "--warmup", "0", "--threads", "1", "--sparc-tau", "-1", "--out", str(out)])
     assert code == 0
     result = json.loads(out.read_text())
-    check_result(result, list(bench.METHODS), [1, 2], "sdpa")
-    assert result["new_tokens"] == 3 and result["model"].startswith("synthetic tiny llava")
+    check_result(result, list_methods(), [1, 2], "sdpa")
+    assert result["new_tokens"] == 3 and result["model"] == "synthetic tiny-llava (random weights)"
     sparc_rows = [r for r in result["rows"] if r["method"] == "sparc"]
     assert all(r["sparc_selections_per_step"] > 0 for r in sparc_rows)
     table = capsys.readouterr().out
-    assert "| method | batch |" in table and table.count("| vanilla |") == 2
+    assert "| method | batch |" in table and table.count("| baseline |") == 2
 
 
 @pytest.mark.skipif(not GOLDEN_LLAVA.is_dir(), reason="golden checkpoint not found")
@@ -74,30 +75,30 @@ def test_subprocess_with_checkpoint(tmp_path):
     )
     assert completed.returncode == 0, completed.stderr[-2000:]
     result = json.loads(out.read_text())
-    check_result(result, ["vanilla", "vcd"], [1, 2], "sdpa")  # vanilla is added for the ratios
+    check_result(result, ["baseline", "vcd"], [1, 2], "sdpa")  # baseline is added for the ratios
     assert result["family"] == "llava" and result["clock"] == "process" and result["decoding"].startswith("sampling")
 
 
 @pytest.mark.parametrize(
     "name, family, expected",
     [
-        ("tiny", None, ("tiny", "llava")),
-        ("7b", "instructblip", ("7b", "instructblip")),
-        ("tiny-llava_next", None, ("tiny", "llava_next")),
-        ("TINY-llava-next", "llava_next", ("tiny", "llava_next")),
-        ("7b:instructblip", None, ("7b", "instructblip")),
-        ("/models/llava-v1.5-7b", None, (None, None)),
-        ("./tiny", None, (None, None)),
+        ("tiny", None, "tiny-llava"),
+        ("7b", "instructblip", "7b-instructblip"),
+        ("tiny-llava_next", None, "tiny-llava_next"),
+        ("TINY-llava-next", "llava_next", "tiny-llava_next"),
+        ("7b:instructblip", None, "7b-instructblip"),
+        ("/models/llava-v1.5-7b", None, "/models/llava-v1.5-7b"),
+        ("./tiny", None, "./tiny"),
     ],
 )
 def test_model_path_names(name, family, expected):
-    assert bench.parse_model_path(name, family) == expected
+    assert bench.model_name(name, family) == expected
 
 
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["--model-path", "tiny", "--methods", "vanilla,foo"], "unknown method"),
+        (["--model-path", "tiny", "--methods", "baseline,foo"], "unknown method"),
         (["--model-path", "tiny", "--batch-sizes", "1,0"], "positive integers"),
         (["--model-path", "tiny", "--batch-sizes", "a"], "comma-separated integers"),
         (["--model-path", "tiny", "--new-tokens", "1"], "at least 2"),
@@ -129,7 +130,7 @@ def test_help(capsys):
 
 def test_ratios_and_summary():
     samples = [bench.Sample(10.0, [2.0, 2.0, 2.0], 16.0, 1.0, 1.0), bench.Sample(12.0, [4.0, 4.0, 4.0], 24.0, 2.0, 2.0)]
-    rows = [bench.summarise("vanilla", 2, samples[:1]), bench.summarise("sparc", 2, samples[1:])]
+    rows = [bench.summarise("baseline", 2, samples[:1]), bench.summarise("sparc", 2, samples[1:])]
     bench.add_ratios(rows)
-    assert rows[0]["ratio_to_vanilla"] == 1.0 and rows[1]["ratio_to_vanilla"] == 2.0
+    assert rows[0]["ratio_to_baseline"] == 1.0 and rows[1]["ratio_to_baseline"] == 2.0
     assert rows[0]["tokens_per_s"] == 1000.0 and rows[1]["peak_mem_mb"] == 2.0

@@ -121,6 +121,20 @@ def test_metrics_on_hand_worked_captions() -> None:
     assert fourth["mscoco_gt_words"] == ["chair", "toilet"]
 
 
+@pytest.mark.parametrize("captions, nulls", [
+    ([], {"CHAIRs", "CHAIRi", "Recall", "Len", "Precision", "F1"}),  # nothing scored: no metric at all
+    ([(1, "It is dark.")], {"CHAIRi", "Precision", "F1"}),         # no object mention: 0/0 mentions
+    ([(6, "A picture.")], {"CHAIRi", "Precision", "Recall", "F1"}),  # and an empty GT set: 0/0 objects
+])
+def test_metrics_over_zero_items_are_null(captions: list, nulls: set[str]) -> None:
+    """A ratio over zero items is null, never 0 or 100 (upstream divides by zero); the others keep their value."""
+    m = C.evaluate(captions, gt=HAND_GT)["overall_metrics"]
+    assert {name for name, value in m.items() if value is None} == nulls
+    if "CHAIRs" not in nulls:  # one caption, nothing hallucinated (no mention); 4 tokens / 3 tokens
+        assert m["CHAIRs"] == 0 and m["Len"] == pytest.approx(0.01 * len(C.caption_to_words(captions[0][1]).raw_words))
+    assert C.empty_reason(m) is not None and (C.empty_reason(m) == "no caption scored") == (not captions)
+
+
 def test_batched_words_equal_one_by_one() -> None:
     chair = C.Chair(gt=HAND_GT)
     captions = [caption for _, caption in HAND_CAPTIONS]

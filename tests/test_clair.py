@@ -1,6 +1,7 @@
 """CLAIR scorer against a local server that speaks the OpenAI chat-completions protocol, through the real client."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -13,7 +14,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from conftest import PROJECT_ROOT
 from eval import clair
@@ -27,7 +30,8 @@ _REFERENCE = re.compile(r"Reference set:\n- (.*)\n")
 class FakeJudge:
     """Replies per candidate caption from a plan (a queue of actions), else from ``default(prompt)``.
 
-    Actions: a string (the reply content), ``("status", code)``, ``("sleep", seconds, content)``, ``("hang",)``.
+    Actions: a string (the reply content), ``("status", code)``, ``("sleep", seconds, content)``, ``("hang",)``,
+    ``("body", content_type, text)`` (HTTP 200 with that raw body), ``("cut",)`` (the body ends before its length).
     """
 
     def __init__(self) -> None:
@@ -65,10 +69,13 @@ def _handler(judge: FakeJudge) -> type[BaseHTTPRequestHandler]:
             pass
 
         def _send(self, status: int, payload: dict[str, Any]) -> None:
-            data = json.dumps(payload).encode()
+            self._send_raw(status, "application/json", json.dumps(payload))
+
+        def _send_raw(self, status: int, content_type: str, text: str, length: int | None = None) -> None:
+            data = text.encode()
             self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(data) if length is None else length))
             self.end_headers()
             self.wfile.write(data)
 
@@ -83,6 +90,13 @@ def _handler(judge: FakeJudge) -> type[BaseHTTPRequestHandler]:
                 return
             if isinstance(action, tuple) and action[0] == "hang":
                 judge.release.wait(30)
+                return
+            if isinstance(action, tuple) and action[0] == "body":
+                self._send_raw(200, action[1], action[2])
+                return
+            if isinstance(action, tuple) and action[0] == "cut":
+                self._send_raw(200, "application/json", '{"id": "chatcmpl-test", "choi', length=500)
+                self.close_connection = True
                 return
             if isinstance(action, tuple) and action[0] == "sleep":
                 time.sleep(action[1])
@@ -170,7 +184,8 @@ def test_prompt_and_request_settings(judge: FakeJudge, tmp_path: Path) -> None:
     assert rows["img1"]["reason"] == "close" and rows["img1"]["responses"] == ['{"score": 72, "reason": "close"}']
 
 
-def test_malformed_replies_retry_then_unparsable(judge: FakeJudge, tmp_path: Path) -> None:
+def test_replies_without_a_number_are_asked_again_then_unparsable_and_not_in_the_mean(judge: FakeJudge,
+                                                                                      tmp_path: Path) -> None:
     judge.plans = {"cap-retry": ["I cannot tell.", "85"],
                    "cap-garbage": ["garbage", "???", "nothing here"],
                    "cap-fraction": ["Score: 0.7\nReason: close match"]}
@@ -181,13 +196,18 @@ def test_malformed_replies_retry_then_unparsable(judge: FakeJudge, tmp_path: Pat
     assert clair.main(clair_args(judge, tmp_path, annotations, answers)) == 0
     assert (judge.count("cap-retry"), judge.count("cap-garbage"), judge.count("cap-fraction")) == (2, 3, 1)
     metrics, rows = outputs(tmp_path)
-    assert (rows["a"]["score"], rows["a"]["tries"], rows["a"]["parsed"]) == (85.0, 2, True)
-    assert (rows["b"]["score"], rows["b"]["tries"], rows["b"]["parsed"]) == (None, 3, False)
+    assert (rows["a"]["score"], rows["a"]["tries"], rows["a"]["status"]) == (85.0, 2, "judged")
+    assert (rows["b"]["score"], rows["b"]["tries"], rows["b"]["status"]) == (None, 3, "unparsable")
     assert rows["b"]["responses"] == ["garbage", "???", "nothing here"]
     assert (rows["c"]["score"], rows["c"]["reason"]) == (70.0, "close match")
-    assert metrics["metrics"]["clair"] == pytest.approx((85 + 0 + 70) / 3)
-    assert metrics["metrics"]["clair_parsed"] == pytest.approx((85 + 70) / 2)
-    assert metrics["metrics"]["unparsable"] == 1 and metrics["counts"]["unparsable"] == 1
+    assert metrics["metrics"] == {"clair": pytest.approx((85 + 70) / 2), "judged": 2, "unparsable": 1, "failed": 0}
+    assert any(p["id"] == "b" and "no score in 3 judge replies" in p["reason"] for p in metrics["problems"])
+    judge.plans = {"cap-garbage": ["Score: 40"]}  # not cached: a rerun asks for it again, and only for it
+    assert clair.main(clair_args(judge, tmp_path, annotations, answers)) == 0
+    assert (judge.count("cap-retry"), judge.count("cap-garbage"), judge.count("cap-fraction")) == (2, 4, 1)
+    metrics, rows = outputs(tmp_path)
+    assert metrics["metrics"] == {"clair": pytest.approx((85 + 40 + 70) / 3), "judged": 3, "unparsable": 0,
+                                  "failed": 0}
 
 
 def test_transient_errors_are_retried(judge: FakeJudge, tmp_path: Path) -> None:
@@ -215,10 +235,96 @@ def test_exhausted_retries_fail_the_sample_and_are_not_cached(judge: FakeJudge, 
     assert clair.main(clair_args(judge, tmp_path, annotations, answers, "--max_retries", "2")) == 1
     assert judge.count("cap-down") == 3
     metrics, rows = outputs(tmp_path)
-    assert metrics["counts"]["failed"] == 1 and rows["a"]["failed"] and rows["b"]["score"] == 50.0
+    assert metrics["metrics"]["failed"] == 1 and rows["a"]["status"] == "failed" and rows["b"]["score"] == 50.0
     assert any(p["id"] == "a" and "judge call failed" in p["reason"] for p in metrics["problems"])
     assert clair.main(clair_args(judge, tmp_path, annotations, answers)) == 0  # the server is back
     assert judge.count("cap-down") == 4 and judge.count("cap-ok") == 1
+
+
+# A reply the client cannot read: each is a failed call (retried), never a crash and never a score.
+UNREADABLE = {
+    "html page": ("body", "text/html", "<html><body><h1>502 Bad Gateway</h1></body></html>"),
+    "html labelled json": ("body", "application/json", "<!DOCTYPE html><html>proxy login</html>"),
+    "truncated json": ("body", "application/json", '{"id": "chatcmpl-1", "choices": [{"message": {"con'),
+    "body cut short": ("cut",),
+    "empty body": ("body", "application/json", ""),
+    "error object": ("body", "application/json", '{"error": {"message": "overloaded", "type": "server_error"}}'),
+    "no choices": ("body", "application/json", '{"id": "chatcmpl-1", "object": "chat.completion"}'),
+    "empty choices": ("body", "application/json", '{"choices": []}'),
+    "choice not an object": ("body", "application/json", '{"choices": ["85"]}'),
+    "message null": ("body", "application/json", '{"choices": [{"index": 0, "message": null}]}'),
+    "content null": ("body", "application/json", '{"choices": [{"message": {"role": "assistant", "content": null}}]}'),
+    "content a number": ("body", "application/json", '{"choices": [{"message": {"content": 85}}]}'),
+    "a list": ("body", "application/json", '[{"score": 85}]'),
+    "a string": ("body", "application/json", '"85"'),
+}
+
+
+@pytest.mark.parametrize("bad", UNREADABLE.values(), ids=UNREADABLE.keys())
+def test_unreadable_replies_are_failed_calls_retried_then_recorded(judge: FakeJudge, tmp_path: Path,
+                                                                   bad: tuple[str, ...]) -> None:
+    judge.plans = {"cap-bad": [bad, bad], "cap-flaky": [bad, '{"score": 80}']}
+    annotations = iiw_annotations(tmp_path, {"a": "ref a", "b": "ref b", "c": "ref c"})
+    answers = write_jsonl(tmp_path / "answers.jsonl", [{"image_id": "a", "caption": "cap-bad"},
+                                                       {"image_id": "b", "caption": "cap-flaky"},
+                                                       {"image_id": "c", "caption": "cap-ok"}])
+    args = clair_args(judge, tmp_path, annotations, answers, "--max_retries", "1")
+    assert clair.main(args) == 1  # finished, with one sample failed
+    metrics, rows = outputs(tmp_path)
+    assert (rows["a"]["status"], rows["a"]["score"]) == ("failed", None)
+    assert (rows["b"]["status"], rows["b"]["score"], rows["b"]["api_retries"]) == ("judged", 80.0, 1)
+    assert (rows["c"]["status"], rows["c"]["score"]) == ("judged", 50.0)
+    assert metrics["metrics"] == {"clair": (80 + 50) / 2, "judged": 2, "unparsable": 0, "failed": 1}
+    assert [p["line"] for p in metrics["problems"] if p["id"] == "a"] == [1]
+    assert (judge.count("cap-bad"), judge.count("cap-flaky"), judge.count("cap-ok")) == (2, 2, 1)
+    assert clair.main(args) == 0  # the failure was not cached: the healthy judge scores it now, the others are reused
+    assert (judge.count("cap-bad"), judge.count("cap-flaky"), judge.count("cap-ok")) == (3, 2, 1)
+    metrics, rows = outputs(tmp_path)
+    assert metrics["metrics"] == {"clair": (50 + 80 + 50) / 3, "judged": 3, "unparsable": 0, "failed": 0}
+
+
+def test_judge_errors_are_left_out_of_the_mean_not_scored_0_and_not_cached(judge: FakeJudge, tmp_path: Path,
+                                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 16.2: ``200 {"error": ...}`` for one of three samples gave 43.33 = (60 + 70 + 0) / 3, exit 0."""
+    error_body = ("body", "application/json", '{"error": {"message": "upstream overloaded", "type": "server_error"}}')
+    judge.plans = {"cap-60": ['{"score": 60}'], "cap-70": ['{"score": 70}'], "cap-err": [error_body] * 3}
+    annotations = iiw_annotations(tmp_path, {"a": "ref a", "b": "ref b", "c": "ref c"})
+    answers = write_jsonl(tmp_path / "answers.jsonl", [{"image_id": "a", "caption": "cap-60"},
+                                                       {"image_id": "b", "caption": "cap-70"},
+                                                       {"image_id": "c", "caption": "cap-err"}])
+    args = clair_args(judge, tmp_path, annotations, answers, "--max_retries", "2")
+    assert clair.main(args) == 1
+    metrics, rows = outputs(tmp_path)
+    assert round(metrics["metrics"]["clair"], 2) == 65.00
+    assert (metrics["metrics"]["failed"], rows["c"]["status"]) == (1, "failed")
+    assert "upstream overloaded" in rows["c"]["error"]
+    assert any(p["id"] == "c" and "upstream overloaded" in p["reason"] for p in metrics["problems"])
+    out = capsys.readouterr()
+    assert "| 65.00 |" in out.out and "1 sample(s) failed" in out.err
+    judge.plans = {"cap-err": ['{"score": 80}']}  # the judge is healthy again
+    assert clair.main(args) == 0
+    metrics, rows = outputs(tmp_path)
+    assert metrics["metrics"] == {"clair": pytest.approx((60 + 70 + 80) / 3), "judged": 3, "unparsable": 0,
+                                  "failed": 0}
+    assert metrics["counts"]["cached"] == 2 and judge.count("cap-err") == 4
+
+
+def test_unscored_entries_of_an_older_cache_are_asked_again(judge: FakeJudge, tmp_path: Path) -> None:
+    """Earlier versions cached an error reply as an unparsable 0; such an entry is not a result."""
+    annotations = iiw_annotations(tmp_path, {"a": "ref a", "b": "ref b"})
+    answers = write_jsonl(tmp_path / "answers.jsonl", [{"image_id": "a", "caption": "cap-a"},
+                                                       {"image_id": "b", "caption": "cap-b"}])
+    template = clair.PROMPT_FILE.read_text(encoding="utf-8")
+    old = [{"key": clair.cache_key("gpt-4o", clair.build_prompt(template, [caption], [ref])), "score": score,
+            "reason": None, "parsed": parsed, "responses": [""] * 3 if not parsed else ["90"], "tries": 3,
+            "api_retries": 0} for caption, ref, score, parsed in (("cap-a", "ref a", None, False),
+                                                                  ("cap-b", "ref b", 90.0, True))]
+    (tmp_path / "out" / "clair_cache").mkdir(parents=True)
+    write_jsonl(tmp_path / "out" / "clair_cache" / "clair_cache.jsonl", old)
+    assert clair.main(clair_args(judge, tmp_path, annotations, answers)) == 0
+    assert (judge.count("cap-a"), judge.count("cap-b")) == (1, 0)
+    metrics, _ = outputs(tmp_path)
+    assert metrics["metrics"]["clair"] == (50 + 90) / 2 and metrics["counts"]["cached"] == 1
 
 
 def test_cache_second_run_makes_no_requests(judge: FakeJudge, tmp_path: Path) -> None:
@@ -277,7 +383,7 @@ def test_pairs_by_image_id_and_reports_bad_answers(judge: FakeJudge, tmp_path: P
     assert {k: r["score"] for k, r in rows.items()} == {"A": 10.0, "C": 30.0}
     assert metrics["metrics"]["clair"] == 20.0
     counts = metrics["counts"]
-    assert (counts["answers"], counts["scored"], counts["unknown_id"], counts["missing_caption"],
+    assert (counts["answers"], metrics["metrics"]["judged"], counts["unknown_id"], counts["missing_caption"],
             counts["not_answered"]) == (4, 2, 1, 1, 1)
     where = {(p["line"], p["id"]) for p in metrics["problems"]}
     assert {(3, "Z"), (4, "B"), (None, "B")} <= where
@@ -296,19 +402,115 @@ def test_docci_subset_is_the_official_seeded_draw(judge: FakeJudge, tmp_path: Pa
     metrics, rows = outputs(tmp_path)
     assert metrics["counts"]["outside_subset"] == 1 and metrics["counts"]["not_answered"] == 1
     assert {p["id"] for p in metrics["problems"]} == {outside, drawn[2]}
-    assert len(rows) == 3
+    assert sorted(rows) == sorted(drawn[:2])  # exactly the subset: the answer outside it is reported, not scored
+    assert metrics["subset"] == {"source": "official draw", "manifest": None, "count": 3}
+
+
+def docci_annotations(tmp_path: Path, count: int) -> tuple[Path, list[str]]:
+    ids = [f"test_{i:05d}.jpg" for i in range(count)]
+    return write_jsonl(tmp_path / "docci.jsonl", [{"image_file": i, "description": f"d{i}"} for i in ids]), ids
+
+
+def runner_manifest(ids: list[str], **about: Any) -> dict[str, Any]:
+    """A manifest as the runners write it (``eval/datasets.py: manifest``): the ordered ids, their count and sha256."""
+    return {**about, "count": len(ids), "sha256": hashlib.sha256("\n".join(ids).encode()).hexdigest(), "ids": ids}
+
+
+def test_docci_scores_the_captioned_subset_of_the_manifest_beside_the_answers(judge: FakeJudge,
+                                                                               tmp_path: Path) -> None:
+    """Issue 15.4: a 3-sample DOCCI run stopped with "3 annotations, fewer than the subset of 500"."""
+    annotations, ids = docci_annotations(tmp_path, 8)
+    drawn = random.Random(5).sample(ids, 3)  # the runner's draw: Random(seed).sample(lines, n)
+    (tmp_path / "baseline_manifest.json").write_text(
+        json.dumps(runner_manifest(drawn, dataset_type="docci", seed=5, num_samples=3)))
+    outside = next(i for i in ids if i not in drawn)
+    answers = write_jsonl(tmp_path / "baseline.jsonl", [{"image_id": i, "caption": "c"} for i in drawn[:2] + [outside]])
+    args = clair_args(judge, tmp_path, annotations, answers)  # --docci_subset 500 and --seed 42 by default
+    args[args.index("iiw")] = "docci"
+    assert clair.main(args) == 0
+    metrics, rows = outputs(tmp_path)
+    assert list(rows) == drawn[:2]
+    assert metrics["subset"] == {"source": "manifest", "manifest": str(tmp_path / "baseline_manifest.json"),
+                                 "count": 3}
+    assert [(p["id"], p["reason"].split(" (")[0]) for p in metrics["problems"]] == [
+        (outside, "not in the captioned subset"), (drawn[2], "in the captioned subset")]
+    assert metrics["counts"]["not_answered"] == 1 and metrics["counts"]["outside_subset"] == 1
+
+
+def test_docci_script_with_num_samples_scores_its_subset(judge: FakeJudge, golden_dir: Path, tmp_path: Path) -> None:
+    """``NUM_SAMPLES=3 bash scripts/llava/captioning_docci.sh`` on the tiny model, judged by the local server."""
+    annotations, ids = docci_annotations(tmp_path, 6)
+    for index, name in enumerate(ids):
+        Image.fromarray(np.random.default_rng(index).integers(0, 255, (40, 56, 3), dtype=np.uint8)).save(
+            tmp_path / name)
+    result = subprocess.run(["bash", str(PROJECT_ROOT / "scripts" / "llava" / "captioning_docci.sh")], env={
+        **os.environ, "MODEL_PATH": str(golden_dir / "tiny-llava-v1.5"), "IMAGE_FOLDER": str(tmp_path),
+        "ANNOTATION_FILE": str(annotations), "SAVE_PATH": str(tmp_path / "out"), "NUM_SAMPLES": "3",
+        "MAX_NEW_TOKENS": "4", "BATCH_SIZE": "3", "JUDGE_URL": judge.base_url, "API_KEY_ENV": KEY_ENV,
+    }, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    drawn = random.Random(42).sample(ids, 3)  # the script's SEED 42
+    for run in ("baseline", "sparc"):
+        metrics = json.loads((tmp_path / "out" / f"{run}_clair.json").read_text())
+        assert metrics["subset"]["count"] == 3 and metrics["metrics"] == {
+            "clair": 50.0, "judged": 3, "unparsable": 0, "failed": 0}
+        rows = (tmp_path / "out" / f"{run}_clair.jsonl").read_text().splitlines()
+        assert [json.loads(row)["image_id"] for row in rows] == drawn
+
+
+def test_iiw_trial_run_scores_its_manifest_and_a_named_manifest_wins(judge: FakeJudge, tmp_path: Path) -> None:
+    annotations = iiw_annotations(tmp_path, {k: f"ref {k}" for k in "abcd"})
+    answers = write_jsonl(tmp_path / "trial.jsonl", [{"image_id": k, "caption": f"cap-{k}"} for k in "ba"])
+    (tmp_path / "trial_manifest.json").write_text(json.dumps(runner_manifest(["b", "a"], dataset_type="iiw")))
+    assert clair.main(clair_args(judge, tmp_path, annotations, answers)) == 0
+    metrics, rows = outputs(tmp_path)
+    assert list(rows) == ["b", "a"] and metrics["counts"]["not_answered"] == 0 and not metrics["problems"]
+    other = tmp_path / "elsewhere.json"
+    other.write_text(json.dumps({"ids": ["a"]}))
+    assert clair.main(clair_args(judge, tmp_path, annotations, answers, "--subset_manifest", str(other))) == 0
+    metrics, rows = outputs(tmp_path)
+    assert list(rows) == ["a"] and metrics["counts"]["outside_subset"] == 1
+    (tmp_path / "trial_manifest.json").unlink()
+    assert clair.main(clair_args(judge, tmp_path, annotations, answers)) == 0  # no manifest: every annotation
+    metrics, _ = outputs(tmp_path)
+    assert metrics["subset"]["source"] == "all annotations" and metrics["counts"]["not_answered"] == 2
+
+
+@pytest.mark.parametrize("text, message", [
+    ('{"dataset_type": "coco", "ids": ["a"]}', "a manifest of dataset type 'coco', not 'iiw'"),
+    ('{"ids": ["a", "zz"]}', "1 id(s) not in"),
+    ('{"count": 1}', "not a subset manifest"),
+    ('{"ids": "a"}', "not a subset manifest"),
+    ('["a"]', "not a subset manifest"),
+    ('{"ids": ["a"', "not a subset manifest"),
+    (None, "no such manifest"),
+])
+def test_bad_manifest_is_a_clear_error(judge: FakeJudge, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                       text: str | None, message: str) -> None:
+    annotations = iiw_annotations(tmp_path, {"a": "ref a"})
+    answers = write_jsonl(tmp_path / "answers.jsonl", [{"image_id": "a", "caption": "x"}])
+    path = tmp_path / "m.json"
+    if text is not None:
+        path.write_text(text)
+    assert clair.main(clair_args(judge, tmp_path, annotations, answers, "--subset_manifest", str(path))) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {path}: ") and message in err and len(err.splitlines()) == 1
+    assert not judge.requests and not (tmp_path / "out" / "run_clair.json").exists()
 
 
 def test_api_key_is_never_written_or_printed(judge: FakeJudge, tmp_path: Path,
                                              capfd: pytest.CaptureFixture[str]) -> None:
     judge.plans = {"cap-echo": [f"Score: 40. Reason: I saw your key {SENTINEL}"],
                    "cap-bad": [("status", 400, f"bad request from key {SENTINEL}")],
-                   "cap-429": [("status", 429, f"slow down, {SENTINEL}"), '{"score": 30}']}
-    annotations = iiw_annotations(tmp_path, {"a": "ref a", "b": "ref b", "c": "ref c"})
+                   "cap-429": [("status", 429, f"slow down, {SENTINEL}"), '{"score": 30}'],
+                   "cap-html": [("body", "text/html", f"<p>proxy: your key {SENTINEL} is not allowed</p>")] * 2}
+    annotations = iiw_annotations(tmp_path, {"a": "ref a", "b": "ref b", "c": "ref c", "d": "ref d"})
     answers = write_jsonl(tmp_path / "answers.jsonl", [{"image_id": "a", "caption": "cap-echo"},
                                                        {"image_id": "b", "caption": "cap-bad"},
-                                                       {"image_id": "c", "caption": "cap-429"}])
-    assert clair.main(clair_args(judge, tmp_path, annotations, answers)) == 1  # cap-bad failed
+                                                       {"image_id": "c", "caption": "cap-429"},
+                                                       {"image_id": "d", "caption": "cap-html"}])
+    args = clair_args(judge, tmp_path, annotations, answers, "--max_retries", "1")
+    assert clair.main(args) == 1  # cap-bad and cap-html failed
     _, rows = outputs(tmp_path)
     assert rows["a"]["score"] == 40.0 and rows["c"]["score"] == 30.0
     assert rows["a"]["reason"] == "I saw your key ***"

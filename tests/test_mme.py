@@ -18,8 +18,11 @@ def run_mme(tmp_path: Path, *args: str) -> dict:
     return json.loads(out.read_text())
 
 
-def test_lavin_fixture_official_parse(reference_dir: Path, tmp_path: Path) -> None:
-    result = run_mme(tmp_path, "--results_dir", str(reference_dir / "mme_gt" / "LaVIN"), "--parse", "official")
+def test_lavin_fixture_read_as_the_eval_tool_by_default(reference_dir: Path, tmp_path: Path) -> None:
+    """The eval-tool format is read as calculation.py reads it, with no flag (LaVIN's answers are free text such as
+    "yes, you should stop ... a "do not walk" sign", which the NEG_WORDS reading would call no)."""
+    result = run_mme(tmp_path, "--results_dir", str(reference_dir / "mme_gt" / "LaVIN"))
+    assert result["reading"] == "eval_tool" and "parse_pred_ans" in result["reading_rule"]
     scores = {name: round(value, 2) for name, value in result["metrics"].items()}
     assert (scores["perception"], scores["cognition"]) == (963.61, 249.64)
     assert [scores[t] for t in mme.HALLUCINATION] == [185.00, 88.33, 63.33, 75.00]
@@ -41,7 +44,7 @@ def lavin_as_answers(lavin: Path, path: Path) -> Path:
 def test_answers_route_matches_results_route(reference_dir: Path, tmp_path: Path) -> None:
     answers = lavin_as_answers(reference_dir / "mme_gt" / "LaVIN", tmp_path / "lavin.jsonl")
     result = run_mme(tmp_path, "--answers", str(answers), "--gt_dir", str(reference_dir / "mme_gt"),
-                     "--parse", "official")
+                     "--reading", "eval_tool")
     assert round(result["metrics"]["perception"], 2) == 963.61
     assert round(result["metrics"]["cognition"], 2) == 249.64
     assert result["counts"]["unanswered"] == 0 and not result["problems"]
@@ -149,15 +152,90 @@ def test_shipped_hallucination_questions_against_reference_gt(reference_dir: Pat
     assert (HALLUCINATION_FILE.parent / "LICENSE_RITUAL_MIT_for_mme_hallucination_jsonl").is_file()
 
 
-@pytest.mark.parametrize("text, pope_rule, official", [
-    ("Yes", "yes", "yes"),
-    ("no", "no", "no"),
-    ("There is no dog.", "no", "other"),
-    ("yes, but not red", "no", "yes"),
-    ("Nope", "yes", "no"),
-])
-def test_parse_modes(text: str, pope_rule: str, official: str) -> None:
-    assert (mme.read_label(text, "pope"), mme.read_label(text, "official")) == (pope_rule, official)
+# One image per task, a "Yes" question then a "No" question: a task scores 200 (both right), 50 (one right: acc 50,
+# acc+ 0) or 0. Predictions where the MME eval tool's parse_pred_ans (lower-case; exact yes/no, else yes/no within
+# the first 4 characters, else other) and AvisC's NEG_WORDS recorder (after strip) disagree.
+PERTURBED = {  # task: (prediction to the yes question, prediction to the no question)
+    "existence": ("Yes, there is a no left turn sign.", "No"),  # tool: 2 right = 200; avisc: word "no" -> 50
+    "count": ("Yes", "There is no dog."),                  # tool: "ther" -> other -> 50; avisc 200
+    "position": ("YES", "NO."),                            # both 200
+    "color": ("  yes", "Nope"),                            # tool: "  ye" other, "nope" no -> 50; avisc: yes, yes -> 50
+    "posters": ("yes", "no"),                              # both 200
+    "celebrity": ("Not sure", "not"),                      # tool: "not " -> no, no -> 50; avisc: yes ("Not"), no -> 200
+    "scene": ("It isn't raining", "no"),                   # tool: other; avisc: n't -> no: both 50
+    "landmark": ("Yes.", "Yes"),                           # both 50
+    "artwork": ("yes", "No, it is not."),                  # both 200
+    "OCR": ("yes", "I do not think so"),                   # tool: "i do" other -> 50; avisc: not -> 200
+    "commonsense_reasoning": ("yes, you should stop; the sign says do not walk", "no"),  # tool 200; avisc 50
+    "numerical_calculation": ("The answer is yes", "The answer is no"),  # tool 0; avisc 200
+    "text_translation": ("Yes", ""),                       # tool: "" other -> 50; avisc: empty is yes -> 50
+    "code_reasoning": ("yes", "no"),                       # both 200
+}
+# eval tool: Perception 200+50+200+50+200+50+50+50+200+50 = 1100, Cognition 200+0+50+200 = 450
+# AvisC:     Perception 50+200+200+50+200+200+50+50+200+200 = 1400, Cognition 50+200+50+200 = 500
+QUESTIONS = ("Is the answer yes?", "Is the answer no?")
+
+
+def write_perturbed(folder: Path) -> Path:
+    """The eval-tool results folder of ``PERTURBED``: ``image<TAB>question<TAB>gt<TAB>prediction`` per line."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for task, predictions in PERTURBED.items():
+        lines = [f"{task}.jpg\t{q}{Q}\t{gt}\t{p}\n" for q, gt, p in zip(QUESTIONS, ("Yes", "No"), predictions)]
+        (folder / f"{task}.txt").write_text("".join(lines))
+    return folder
+
+
+def test_results_dir_scored_as_the_eval_tool_where_readings_differ(tmp_path: Path) -> None:
+    folder = write_perturbed(tmp_path / "results")
+    result = run_mme(tmp_path, "--results_dir", str(folder))
+    assert result["reading"] == "eval_tool"
+    assert (result["metrics"]["perception"], result["metrics"]["cognition"]) == (1100, 450)
+    assert result["metrics"]["existence"] == 200 and result["metrics"]["numerical_calculation"] == 0
+    avisc = run_mme(tmp_path, "--results_dir", str(folder), "--reading", "avisc")
+    assert avisc["reading"] == "avisc"
+    assert (avisc["metrics"]["perception"], avisc["metrics"]["cognition"]) == (1400, 500)
+
+
+def test_answers_read_as_the_avisc_pipeline_by_default(tmp_path: Path) -> None:
+    """The same predictions as our runner's answers (with stray whitespace): cleaned, then NEG_WORDS by default; the
+    eval tool's reading on cleaned answers differs from the folder route only where a leading space moved the 4-char
+    window (color: "  yes" is yes once stripped -> 200, so Perception 1100 + 150)."""
+    gt = tmp_path / "gt"
+    gt.mkdir()
+    with (tmp_path / "answers.jsonl").open("w") as f:
+        for task, predictions in PERTURBED.items():
+            with (gt / f"{task}.txt").open("w") as g:
+                for q, answer, prediction in zip(QUESTIONS, ("Yes", "No"), predictions):
+                    g.write(f"{task}.jpg\t{q}{Q}\t{answer}\n")
+                    f.write(json.dumps({"question_id": f"{task}/{task}.jpg", "prompt": q, "text": prediction + "\n"})
+                            + "\n")
+    result = run_mme(tmp_path, "--answers", str(tmp_path / "answers.jsonl"), "--gt_dir", str(gt))
+    assert result["reading"] == "avisc"
+    assert (result["metrics"]["perception"], result["metrics"]["cognition"]) == (1400, 500)
+    tool = run_mme(tmp_path, "--answers", str(tmp_path / "answers.jsonl"), "--gt_dir", str(gt),
+                   "--reading", "eval_tool")
+    assert (tool["metrics"]["perception"], tool["metrics"]["cognition"]) == (1250, 450)
+
+
+def test_empty_task_file_is_left_out_not_a_crash(tmp_path: Path) -> None:
+    folder = write_perturbed(tmp_path / "results")
+    (folder / "OCR.txt").write_text("")
+    result = run_mme(tmp_path, "--results_dir", str(folder))
+    assert "OCR" not in result["runs"][0]["tasks"] and result["runs"][0]["totals"]["perception"] is None
+    assert "perception" not in result["metrics"] and result["metrics"]["cognition"] == 450
+    assert "perception: no score for OCR" in result["empty_reason"]
+    assert any("no questions; task left out" in p["reason"] for p in result["problems"])
+
+
+def test_answers_file_without_the_answer_fields_fails_first(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "gt").mkdir()
+    (tmp_path / "gt" / "existence.txt").write_text(f"1.jpg\tIs there a dog?{Q}\tYes\n")
+    answers = tmp_path / "captions.jsonl"
+    answers.write_text(json.dumps({"image_id": "existence/1.jpg", "caption": "yes"}) + "\n")
+    assert mme.main(["--answers", str(answers), "--gt_dir", str(tmp_path / "gt")]) == 2
+    err = capsys.readouterr().err
+    assert str(answers) in err and "fields found: image_id, caption" in err
+    assert "--text_key caption" in err and "--id_key image_id" in err
 
 
 def test_answers_without_gt_dir_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

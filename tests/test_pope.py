@@ -114,3 +114,62 @@ def test_missing_question_file_is_a_clear_error(tmp_path: Path, capsys: pytest.C
     answers = write_answers(tmp_path / "answers.jsonl")
     assert pope.main(["--answers", str(answers)]) == 2
     assert "cannot tell dataset and setting" in capsys.readouterr().err
+
+
+def runner_output_folder(folder: Path, names: list[str]) -> None:
+    """What the runners leave beside each answers file ``{name}.jsonl`` (eval/runner.py RunPaths), all matching the
+    POPE name pattern: errors log (one empty, one not), results, manifest, config, a metrics json, hidden shard files
+    of an interrupted sharded run (answers too) and an atomic-write temporary file."""
+    for name in names:
+        dataset, setting = pope.infer_setting(name)
+        path = pope.find_question_file(pope.DEFAULT_QUESTION_DIR, dataset, setting)
+        records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        answers = "".join(json.dumps({"question_id": r["question_id"], "text": "Yes\n" if r["label"] == "yes"
+                                      else "No.\n"}) + "\n" for r in records)
+        (folder / f"{name}.jsonl").write_text(answers)
+        (folder / f"{name}_errors.jsonl").write_text(
+            "" if "random" in name else json.dumps({"key": "1", "image": "x.jpg", "reason": "bad image"}) + "\n")
+        for side in ("results", "config", "pope"):
+            (folder / f"{name}_{side}.json").write_text("{}")
+        (folder / f"{name}_manifest.json").write_text(json.dumps({"ids": [str(r["question_id"]) for r in records]}))
+        (folder / f".{name}.answers.rank0.jsonl").write_text(answers)
+        (folder / f".{name}.errors.rank1.jsonl").write_text("")
+        (folder / f".{name}_pope.json.x1y2.tmp").write_text("{")
+
+
+def test_answers_dir_reads_only_answers_files_of_the_runners_folder(tmp_path: Path) -> None:
+    runner_output_folder(tmp_path, ["baseline_coco_pope_random", "baseline_gqa_pope_adversarial"])
+    (tmp_path / "coco_pope_popular_notes.jsonl").write_text(json.dumps({"note": "not answers"}) + "\n")
+    out = tmp_path / "metrics.json"
+    assert pope.main(["--answers_dir", str(tmp_path), "--save_path", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert set(result["metrics"]) == {"coco/random", "gqa/adversarial"}
+    for metrics in result["metrics"].values():
+        assert metrics == {"accuracy": 100.0, "precision": 100.0, "recall": 100.0, "f1": 100.0, "yes_ratio": 50.0}
+    skipped = [p for p in result["problems"] if "not an answers file" in p["reason"]]
+    assert [Path(p["file"]).name for p in skipped] == ["coco_pope_popular_notes.jsonl"]
+
+
+def test_a_trial_run_is_scored_on_the_questions_it_chose(tmp_path: Path) -> None:
+    """The runner's manifest beside the answers (a --limit 4 trial) says which questions were asked: the others are
+    not reported as unanswered."""
+    questions = pope.find_question_file(pope.DEFAULT_QUESTION_DIR, "coco", "random")
+    records = [json.loads(line) for line in questions.read_text().splitlines()][:4]
+    answers = tmp_path / "avisc_coco_pope_random.jsonl"
+    answers.write_text("".join(json.dumps({"question_id": r["question_id"], "text": "Yes" if r["label"] == "yes"
+                                           else "No"}) + "\n" for r in records[:3]))
+    (tmp_path / "avisc_coco_pope_random_manifest.json").write_text(
+        json.dumps({"ids": [str(r["question_id"]) for r in records]}))
+    assert pope.main(["--answers", str(answers), "--save_path", str(tmp_path / "m.json")]) == 0
+    result = json.loads((tmp_path / "m.json").read_text())
+    setting = result["settings"]["coco/random"]
+    assert setting["counts"]["questions"] == 4 and setting["counts"]["missing"] == 1
+    assert [p["id"] for p in result["problems"]] == [str(records[3]["question_id"])]
+
+
+def test_answers_dir_names_the_colliding_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    runner_output_folder(tmp_path, ["baseline_coco_pope_random", "avisc_coco_pope_random"])
+    assert pope.main(["--answers_dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "coco/random" in err and "avisc_coco_pope_random.jsonl" in err and "baseline_coco_pope_random.jsonl" in err
+    assert "_errors" not in err and ".rank0" not in err

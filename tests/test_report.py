@@ -1,4 +1,6 @@
-"""The report: labels from run blocks, runner results, --label and file names; grouping; paper rows; --out."""
+"""The report: labels from run blocks, runner results, --label and file names; grouping; paper rows; --out; runs
+that are not plain results (null metrics, short or limited subsets, AMBER's exact-only matching) marked and
+explained; one row per method whatever its name."""
 from __future__ import annotations
 
 import json
@@ -27,7 +29,7 @@ def results(tmp_path: Path) -> Path:
         write(root / f"chair_{seed}.json", {"scorer": "chair", "answers_file": "x.jsonl", "metrics": chair_metrics(chair_s),
                                             "counts": {}, "problems": [], "extra_key": [1, 2],
                                             "run": {"config": {"model_path": "liuhaotian/llava-v1.5-7b",
-                                                               "method": "base", "seed": seed}}})
+                                                               "method": "baseline", "seed": seed}}})
     write(root / "exp7_chair.json", {"scorer": "chair", "answers_file": "exp7.jsonl", "metrics": chair_metrics(0.45),
                                      "counts": {}, "problems": []})  # labelled with --label
     answers = root / "run_a" / "exp3.jsonl"  # labelled by the runner's results json beside the answers
@@ -48,6 +50,7 @@ def results(tmp_path: Path) -> Path:
                                                      "metrics": {"clair": 61.5, "clair_parsed": 62.0, "unparsable": 1},
                                                      "counts": {}, "problems": []})
     write(root / "llava-1.5_base_amber.json", {"scorer": "amber", "answers_file": "d.jsonl", "counts": {}, "problems": [],
+                                               "similarity": "spacy:en_core_web_lg",
                                                "metrics": {"CHAIR": 7.9, "Cover": 44.5, "Hal": 31.2, "Cog": 2.1,
                                                            "Accuracy": 67.1, "Precision": 85.5, "Recall": 61.0,
                                                            "F1": 71.2, "AMBER": 81.65, "existence_F1": 80.0}})
@@ -62,13 +65,18 @@ def test_report_tables(results: Path, tmp_path: Path, capsys: pytest.CaptureFixt
     text = capsys.readouterr().out
     assert out.read_text() == text
     lines = text.splitlines()
-    # CHAIR: two seeds of the baseline -> mean ± sample std; the paper's F1 beside ours
-    assert "| LLaVA-1.5 | base | ours | 2 (seeds 1, 2) | 45.00 ± 7.07 | 14.00 ± 0.00 | 78.00 ± 0.00 | 86.00 ± 0.00 | 82.00 ± 0.00 | 95.12 ± 0.00 |" in lines
-    assert "| LLaVA-1.5 | base | paper | - | - | - | - | - | 81.99 | - |" in lines
-    assert "| LLaVA-1.5 | SPARC | ours | 1 (seed 3) | 45.00 | 14.00 | 78.00 | 86.00 | 82.00 | 95.12 |" in lines
-    assert "| LLaVA-1.5 | SPARC | paper | - | - | - | - | - | 83.67 | - |" in lines
-    # CLAIR per dataset
-    assert "| LLaVA-1.5 | SPARC | 61.50 | 1 |" in lines
+    # Captioning: one row per method; two seeds of the baseline -> mean ± sample std; the paper's F1 beside ours;
+    # CLAIR in its dataset's column of the same row
+    assert any(line.startswith("### SPARC: captioning") and "Len = mean caption length in words" in line
+               and "not generated tokens" in line for line in lines)
+    assert ("| Model | Method | Source | Runs | COCO CHAIRs ↓ | COCO CHAIRi ↓ | COCO Recall ↑ | COCO F1 ↑ "
+            "| COCO Len (words) | IIW-400 CLAIR |") in lines
+    assert ("| LLaVA-1.5 | baseline | ours | 2 (seeds 1, 2) | 45.00 ± 7.07 | 14.00 ± 0.00 | 78.00 ± 0.00 "
+            "| 82.00 ± 0.00 | 95.12 ± 0.00 | - |") in lines
+    assert "| LLaVA-1.5 | baseline | paper | - | - | - | - | 81.99 | - | - |" in lines
+    assert "| LLaVA-1.5 | SPARC | ours | COCO: 1 (seed 3); IIW-400: 1 [1] | 45.00 | 14.00 | 78.00 | 82.00 | 95.12 | 61.50 |" in lines
+    assert "| LLaVA-1.5 | SPARC | paper | - | - | - | - | 83.67 | - | - |" in lines
+    assert "[1] CLAIR: 1 unparsable judge replies (see c.jsonl)" in lines
     # POPE, labelled from the runner's results json
     assert "| LLaVA-1.5 | coco | random | AvisC | ours | 1 (seed 42) | 88.00 | 88.50 | 87.50 | 87.99 |" in lines
     assert "| LLaVA-1.5 | coco | random | AvisC | paper | 1 | 87.93 | 88.24 | 87.53 | 87.88 |" in lines
@@ -76,9 +84,9 @@ def test_report_tables(results: Path, tmp_path: Path, capsys: pytest.CaptureFixt
     assert "| InstructBLIP | VCD | ours | 2 | 175.00 ± 7.07 | 95.00 ± 7.07 | 75.00 ± 7.07 | 115.00 ± 7.07 | 460.00 ± 0.00 |" in lines
     assert ("| InstructBLIP | VCD | paper | several seeds | 172.62 ± 8.92 | 98.33 ± 15.99 | 71.90 ± 13.42 "
             "| 117.14 ± 10.70 | 459.99 ± 16.56 |") in lines
-    # AMBER
-    assert "| LLaVA-1.5 | base | ours | 1 | 7.90 | 44.50 | 31.20 | 2.10 | 67.10 | 85.50 | 61.00 | 71.20 | 81.65 |" in lines
-    assert "| LLaVA-1.5 | base | paper | - | 7.95 | 44.45 | 31.00 | 2.15 | 67.00 | 85.45 | 60.95 | 71.10 | 81.58 |" in lines
+    # AMBER (old file name "base" read as baseline)
+    assert "| LLaVA-1.5 | baseline | ours | 1 | 7.90 | 44.50 | 31.20 | 2.10 | 67.10 | 85.50 | 61.00 | 71.20 | 81.65 |" in lines
+    assert "| LLaVA-1.5 | baseline | paper | - | 7.95 | 44.45 | 31.00 | 2.15 | 67.00 | 85.45 | 60.95 | 71.10 | 81.58 |" in lines
     # the scorer's problems are pointed at
     assert any("exp3_pope.json: 1 problem(s)" in line for line in lines)
     assert "some_results" not in text
@@ -87,7 +95,7 @@ def test_report_tables(results: Path, tmp_path: Path, capsys: pytest.CaptureFixt
 def test_labels_from_file_names() -> None:
     assert report.label_from_names("llava-v1.5-7b_avisc_seed55_coco_pope_random.jsonl") == report.Label(
         "LLaVA-1.5", "AvisC", "55")
-    assert report.label_from_names("instructblip_baseline_mme.json") == report.Label("InstructBLIP", "base", None)
+    assert report.label_from_names("instructblip_baseline_mme.json") == report.Label("InstructBLIP", "baseline", None)
     assert report.label_from_names("llava-v1.6-vicuna-7b_sparc_iiw.json") == report.Label("LLaVA-NeXT", "SPARC", None)
     assert report.label_from_names("results.json") is None
 
@@ -97,3 +105,79 @@ def test_bad_label_option_and_no_metric_files(tmp_path: Path, capsys: pytest.Cap
     assert "FILE=MODEL,METHOD" in capsys.readouterr().err
     assert report.main([str(tmp_path)]) == 2
     assert "no metric files" in capsys.readouterr().err
+
+
+def runner_run(folder: Path, name: str, config: dict[str, Any], subset: dict[str, Any] | None = None) -> str:
+    """An answers file with the runner's ``_results.json`` beside it; returns the answers path."""
+    answers = folder / f"{name}.jsonl"
+    write(folder / f"{name}_results.json", {"config": config, "seed": config.get("seed"),
+                                            **({"subset": subset} if subset else {})})
+    return str(answers)
+
+
+def chair_file(folder: Path, name: str, answers: str, chair_s: float) -> None:
+    write(folder / f"{name}_chair.json", {"scorer": "chair", "answers_file": answers, "metrics": chair_metrics(chair_s),
+                                          "counts": {}, "problems": []})
+
+
+def test_one_row_per_method_from_the_runner_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Method labels come from ``config.method`` (any name), file-name tokens as the fallback; old names of plain
+    decoding (base, vanilla) are read as baseline; rows in the papers' order, unknown methods last."""
+    for i, method in enumerate(["sparc", "dola", "opera", "vanilla", "pai", "vcd"]):
+        answers = runner_run(tmp_path, f"run{i}", {"model_path": "llava-hf/llava-1.5-7b-hf", "method": method,
+                                                    "seed": 42})
+        chair_file(tmp_path, f"run{i}", answers, 0.40 + i / 100)
+    chair_file(tmp_path, "llava-v1.5-7b_base", str(tmp_path / "llava-v1.5-7b_base.jsonl"), 0.5)  # name fallback
+    assert report.main([str(tmp_path)]) == 0
+    text = capsys.readouterr().out
+    rows = [line.split(" | ")[1] for line in text.splitlines() if line.startswith("| LLaVA-1.5 |") and "| ours |" in line]
+    assert rows == ["baseline", "VCD", "OPERA", "PAI", "SPARC", "dola"]
+    # vanilla (CHAIRs 43) and the old-named base file (50): one baseline row, sample std |50 - 43| / sqrt(2) = 4.95
+    assert "| LLaVA-1.5 | baseline | ours | 2 (seed 42; 1 without seed) | 46.50 ± 4.95 |" in text
+
+
+def test_mme_runs_labelled_with_their_own_seeds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    answers = [runner_run(tmp_path, f"avisc_mme_seed{seed}", {"model_path": "liuhaotian/llava-v1.5-7b",
+                                                               "method": "avisc", "seed": seed}) for seed in (43, 42)]
+    task = {"tasks": {t: {"score": 150.0} for t in ("existence", "count", "position", "color")},
+            "totals": {"hallucination": 600.0}}
+    write(tmp_path / "avisc_mme.json", {"scorer": "mme", "answers_file": answers, "metrics": {}, "problems": [],
+                                        "runs": [{**task, "source": a} for a in answers]})
+    assert report.main([str(tmp_path)]) == 0
+    assert "| LLaVA-1.5 | AvisC | ours | 2 (seeds 42, 43) | 150.00 ± 0.00 |" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("subset, limit, expected", [
+    ({"requested": 500, "available": 4, "used": 4, "short": True}, None,
+     "short subset: 4 samples used of the 500 the benchmark asks for (4 available)"),
+    ({"requested": 500, "available": 5000, "used": 2, "short": False}, 2,
+     "trial run (--limit 2): 2 samples used of 500 requested"),
+    ({"requested": None, "available": 3000, "used": 5, "short": False}, 5,
+     "trial run (--limit 5): 5 samples used of all requested"),
+])
+def test_short_and_limited_runs_are_marked(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                           subset: dict[str, Any], limit: int | None, expected: str) -> None:
+    full = runner_run(tmp_path, "baseline", {"model_path": "llava-1.5", "method": "baseline", "limit": None},
+                      {"requested": 500, "available": 5000, "used": 500, "short": False})
+    trial = runner_run(tmp_path, "sparc", {"model_path": "llava-1.5", "method": "sparc", "limit": limit}, subset)
+    chair_file(tmp_path, "baseline", full, 0.5)
+    chair_file(tmp_path, "sparc", trial, 0.4)
+    assert report.main([str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "| LLaVA-1.5 | baseline | ours | 1 | 50.00 |" in "\n".join(lines)  # a full run: no marker
+    assert any(line.startswith("| LLaVA-1.5 | SPARC | ours | 1 [1] |") for line in lines)
+    assert any(line.startswith(f"[1] {expected}") and "not the benchmark's result" in line for line in lines)
+
+
+def test_amber_exact_only_fallback_is_marked(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    metrics = {"CHAIR": 7.9, "Cover": 44.5, "Hal": 31.2, "Cog": 2.1, "Accuracy": 67.1, "Precision": 85.5,
+               "Recall": 61.0, "F1": 71.2, "AMBER": 81.65}
+    for method, similarity in (("avisc", "exact-only"), ("baseline", "spacy:en_core_web_lg")):
+        write(tmp_path / f"llava-1.5_{method}_amber.json", {"scorer": "amber", "answers_file": f"{method}.jsonl",
+                                                            "similarity": similarity, "metrics": metrics,
+                                                            "problems": []})
+    assert report.main([str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "| LLaVA-1.5 | AvisC | ours | 1 [1] | 7.90 | 44.50 | 31.20 | 2.10 | 67.10 | 85.50 | 61.00 | 71.20 | 81.65 |" in lines
+    assert "| LLaVA-1.5 | baseline | ours | 1 | 7.90 | 44.50 | 31.20 | 2.10 | 67.10 | 85.50 | 61.00 | 71.20 | 81.65 |" in lines
+    assert f"[1] {report.EXACT_ONLY_NOTE}" in lines and "exact word matching only" in report.EXACT_ONLY_NOTE

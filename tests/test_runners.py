@@ -61,8 +61,8 @@ def test_caption_runner_reproduces_the_official_captions(golden_dir, tmp_path):
     assert [r["image_id"] for r in records] == sorted(expected)
     assert {r["image_id"]: r["caption"] for r in records} == expected
     results = json.loads((tmp_path / "paper_results.json").read_text())
-    assert results["config"]["sparc"] == {**case["params"]}
-    assert results["config"]["method"] == "sparc"
+    assert results["config"]["method_params"] == {**case["params"]}
+    assert results["config"]["method"] == "sparc" and results["config"]["preset"] == "paper"
     assert results["seed"] == 42 and results["counts"]["answered"] == len(expected)
     assert {"torch", "transformers", "commit"} <= set(results["environment"])
     manifest = json.loads((tmp_path / "paper_manifest.json").read_text())
@@ -98,25 +98,35 @@ def test_changed_settings_are_refused_unless_overwrite(golden_dir, tmp_path):
     noise_images(images, 2)
     model = tiny_llava(golden_dir)
     assert caption.main(caption_args(model, images, tmp_path, "run")) == 0
-    with pytest.raises(ConfigMismatch, match=r"sparc\.tau: 1\.5 -> 2\.0"):
+    with pytest.raises(ConfigMismatch, match=r"method_params\.tau: 1\.5 -> 2\.0"):
         caption.main(caption_args(model, images, tmp_path, "run", "--tau", "2.0"))
     assert caption.main(caption_args(model, images, tmp_path, "run", "--tau", "2.0", "--overwrite")) == 0
-    assert json.loads((tmp_path / "run_config.json").read_text())["sparc"]["tau"] == 2.0
+    assert json.loads((tmp_path / "run_config.json").read_text())["method_params"]["tau"] == 2.0
 
 
-def test_accelerate_two_processes_equal_one(golden_dir, tmp_path):
-    """`accelerate launch` with 2 CPU processes: each takes a shard, rank 0 merges; the file equals a 1-process run."""
+@pytest.mark.parametrize("launcher", ["torchrun", "accelerate"])
+def test_two_processes_really_split_the_work(golden_dir, tmp_path, launcher):
+    """Two real CPU processes (``torch.distributed.run``, or ``accelerate launch`` with two processes): each rank
+    answers about half of the samples into its shard, rank 0 merges; the file equals a one-process run, and
+    ``_results.json`` records the world size and each rank's count."""
     images = tmp_path / "images"
     noise_images(images, 5)
     model = tiny_llava(golden_dir)
     assert caption.main(caption_args(model, images, tmp_path / "one", "run")) == 0
-    launch = [PYTHON, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
-              "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "eval.caption",
-              *caption_args(model, images, tmp_path / "two", "run")]
-    result = subprocess.run(launch, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-2000:]
+    if launcher == "torchrun":
+        launch = [PYTHON, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(29500 + os.getpid() % 1000)]
+    else:
+        launch = [PYTHON, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+                  "--main_process_port", str(29500 + os.getpid() % 1000 + 1), "--mixed_precision", "no",
+                  "--dynamo_backend", "no"]
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    result = subprocess.run([*launch, "-m", "eval.caption", *caption_args(model, images, tmp_path / "two", "run")],
+                            capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "two" / "run.jsonl").read_bytes() == (tmp_path / "one" / "run.jsonl").read_bytes()
     assert not list((tmp_path / "two").glob(".run.*.rank*.jsonl")), "shard files are merged and removed"
+    distributed = json.loads((tmp_path / "two" / "run_results.json").read_text())["distributed"]
+    assert distributed["world_size"] == 2 and sorted(distributed["answered_per_rank"]) == [2, 3]
 
 
 def test_bad_images_are_skipped_recorded_and_retried(golden_dir, tmp_path):
@@ -127,17 +137,18 @@ def test_bad_images_are_skipped_recorded_and_retried(golden_dir, tmp_path):
     good = (images / "img00.jpg").read_bytes()
     (images / "truncated.jpg").write_bytes(good[: len(good) // 3])
     Image.new("RGB", (1, 1)).save(images / "tiny.png")
-    Image.new("RGB", (10000, 10000), (40, 90, 160)).save(images / "huge.png")
+    Image.new("RGB", (30000, 20), (40, 90, 160)).save(images / "huge.png")  # pad-to-square: 900M pixels
     model = tiny_llava(golden_dir)
     assert caption.main(caption_args(model, images, tmp_path / "out", "run")) == 0
     out = tmp_path / "out"
     answered = {r["image_id"] for r in lines(out / "run.jsonl")}
     errors = {e["key"]: e["reason"] for e in lines(out / "run_errors.jsonl")}
-    assert answered == {"img00", "img01", "huge"}
-    assert set(errors) == {"empty", "text", "truncated", "tiny"}
+    assert answered == {"img00", "img01"}
+    assert set(errors) == {"empty", "text", "truncated", "tiny", "huge"}
     assert all(str(images) in reason for reason in errors.values())
+    assert "30000x20" in errors["huge"] and "89,478,485" in errors["huge"]
     counts = json.loads((out / "run_results.json").read_text())["counts"]
-    assert counts["skipped"] == 4 and counts["answered"] == 3
+    assert counts["skipped"] == 5 and counts["answered"] == 2
     assert caption.main(caption_args(model, images, out, "run", "--strict")) == 1, "--strict: non-zero with skips"
     Image.new("RGB", (40, 40), (0, 0, 0)).save(images / "tiny.png")  # fixed: the rerun retries it
     assert caption.main(caption_args(model, images, out, "run")) == 0
@@ -216,14 +227,17 @@ def test_iiw_and_docci_readers(tmp_path):
     (tmp_path / "data.jsonl").write_text("".join(json.dumps({"image/key": f"aar_{i}", "IIW": "x"}) + "\n" for i in range(4))
                                          + "{broken\n" + json.dumps({"other": 1}) + "\n")
     problems = []
-    iiw = caption_samples("iiw", tmp_path, tmp_path / "data.jsonl", None, 42, problems)
+    iiw = caption_samples("iiw", tmp_path, tmp_path / "data.jsonl", None, 42, problems, "q").samples
     assert [s.key for s in iiw] == [f"aar_{i}" for i in range(4)] and iiw[0].image_path == tmp_path / "aar_0.jpg"
     assert [p.line for p in problems] == [5, 6]
+    assert [s.origin for s in iiw] == [f"{tmp_path / 'data.jsonl'}:{n}" for n in range(1, 5)]
     docci_lines = [{"image_file": f"test_{i:05d}.jpg", "description": "d"} for i in range(30)]
     (tmp_path / "docci.jsonl").write_text("".join(json.dumps(r) + "\n" for r in docci_lines))
-    docci = caption_samples("docci", tmp_path, tmp_path / "docci.jsonl", 5, 42, [])
+    docci = caption_samples("docci", tmp_path, tmp_path / "docci.jsonl", 5, 42, [], "q")
     import random
-    assert [s.key for s in docci] == [r["image_file"] for r in random.Random(42).sample(docci_lines, 5)]
+    assert [s.key for s in docci.samples] == [r["image_file"] for r in random.Random(42).sample(docci_lines, 5)]
+    assert (docci.requested, docci.available, docci.short) == (5, 30, False)
+    assert caption_samples("docci", tmp_path, tmp_path / "docci.jsonl", 500, 42, [], "q").short
 
 
 def test_vqa_pope_with_llava_and_instructblip_feeds_the_pope_scorer(golden_dir, tiny_instructblip, tmp_path):
@@ -236,7 +250,7 @@ def test_vqa_pope_with_llava_and_instructblip_feeds_the_pope_scorer(golden_dir, 
              "label": "yes" if i % 2 else "no"} for i, w in enumerate(["dog", "cat", "car", "tree"])]
     questions.write_text("{broken\n" + "".join(json.dumps(r) + "\n" for r in rows))
     for model, name in ((tiny_llava(golden_dir), "llava"), (tiny_instructblip, "blip")):
-        for method in ("base", "avisc"):
+        for method in ("baseline", "avisc"):
             code = vqa.main(["--benchmark", "pope", "--method", method, "--model-path", model, "--image-folder", str(images),
                              "--question-file", str(questions), "--save-path", str(tmp_path), "--experiment-name",
                              f"{name}_{method}", "--max-new-tokens", "4", "--batch-size", "2"])
@@ -249,8 +263,8 @@ def test_vqa_pope_with_llava_and_instructblip_feeds_the_pope_scorer(golden_dir, 
             metrics = json.loads((tmp_path / f"{name}_{method}_pope.json").read_text())
             assert metrics["counts"]["scored"] == 4 if "scored" in metrics["counts"] else True
     config = json.loads((tmp_path / "blip_avisc_config.json").read_text())
-    assert config["generation"]["top_k"] == 50 and config["generation"]["max_new_tokens"] == 4
-    assert config["method_config"]["cd_alpha"] == 3.0  # the paper's InstructBLIP alpha
+    assert config["protocol"]["top_k"] == 50 and config["protocol"]["max_new_tokens"] == 4
+    assert config["method_params"]["cd_alpha"] == 3.0  # the paper's InstructBLIP alpha
 
 
 def test_vqa_mme_and_amber_readers(tmp_path):

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from helpers import (
+    assert_selections_match,
     golden_image,
     golden_json,
     golden_model,
@@ -18,24 +19,38 @@ from helpers import (
     synthetic,
 )
 from llava.generation import GenerationConfig, generate
-from sparc import PRESETS, Sparc, SparcConfig, SparcHook, get_preset
+from llava.methods import get_method
+from sparc.config import SparcConfig
+from sparc.method import Sparc, SparcHook
 
 # ================================================================================================================
 # golden: every case and image of both files, parameters from the json
 
 
+def check_golden(golden_file: str, case: dict, output: dict) -> None:
+    tokens, selections, ratios = sparc_golden_run(golden_file, case["name"], output["image"])
+    assert tokens == output["generated_ids"]
+    assert_selections_match(selections, output["selected_positions_per_step"], ratios, case["params"].get("tau", 0.0),
+                            golden_json(golden_file)["image_token_start"])
+
+
 @pytest.mark.parametrize("case, output", golden_params("sparc_golden.json"))
 def test_golden_llava15(case, output):
-    tokens, selections = sparc_golden_run("sparc_golden.json", case["name"], output["image"])
-    assert tokens == output["generated_ids"]
-    assert selections == output["selected_positions_per_step"]
+    check_golden("sparc_golden.json", case, output)
 
 
 @pytest.mark.parametrize("case, output", golden_params("sparc_next_golden.json"))
 def test_golden_llava_next(case, output):
-    tokens, selections = sparc_golden_run("sparc_next_golden.json", case["name"], output["image"])
-    assert tokens == output["generated_ids"]
-    assert selections == output["selected_positions_per_step"]
+    check_golden("sparc_next_golden.json", case, output)
+
+
+def test_selection_comparison_fails_on_a_real_difference():
+    """The tie allowance of the golden comparison only excuses ties: a token far from tau that differs fails."""
+    official = [[35, 40], [36]]
+    assert_selections_match([[35, 40], [36]], official, [[0.0] * 8, [0.0] * 8], 1.5, 35)
+    with pytest.raises(AssertionError, match="relative change 0.9"):
+        assert_selections_match([[35], [36]], official, [[0.0] * 5 + [0.9] + [0.0] * 2, [0.0] * 8], 1.5, 35)
+    assert_selections_match([[35], [36]], official, [[0.0] * 5 + [1.50001] + [0.0] * 2, [0.0] * 8], 1.5, 35)
 
 
 def test_golden_selections_cover_every_forwarded_step():
@@ -235,13 +250,22 @@ def test_config_validation_and_presets():
     batch = make_batch(tokenizer, model, processor, ["a dog ?"], [random_image(64, 64)])
     with pytest.raises(ValueError, match="outside the model's 2 layers"):
         generate(batch, GenerationConfig(max_new_tokens=1), Sparc(SparcConfig()))
-    # the official scripts' settings
-    assert PRESETS["llava-1.5"] == SparcConfig(alpha=1.1, beta=0.1, tau=1.5, selected_layer=20, start_layer=0, end_layer=31)
-    assert PRESETS["llava-next"].tau == 4.0 and PRESETS["llava-next"].alpha == 1.1
-    assert not PRESETS["baseline"].enabled and PRESETS["llava-1.5"].enabled
-    assert get_preset("llava-1.5", tau=2.0, beta=None) == SparcConfig(tau=2.0)
-    with pytest.raises(ValueError, match="unknown SPARC preset"):
-        get_preset("llava-2")
+    # the official scripts' settings, one preset with LLaVA-NeXT's tau as a family rule
+    spec = get_method("sparc")
+    official = dict(alpha=1.1, beta=0.1, tau=1.5, selected_layer=20, start_layer=0, end_layer=31)
+    for preset in ("paper", "scripts", "official"):
+        assert spec.resolve(preset, family="llava").params == official
+        assert spec.resolve(preset, family="llava_next").params == dict(official, tau=4.0)
+    resolved = spec.resolve("paper", family="llava_next", overrides={"tau": 2.0})
+    assert resolved.params["tau"] == 2.0 and resolved.sources["tau"] == "flag"
+    assert spec.resolve("paper", family="llava_next").sources["tau"] == "preset:paper[family=llava_next]"
+    assert not SparcConfig(alpha=1.0).enabled and SparcConfig().enabled
+    with pytest.raises(ValueError, match="no preset 'llava-2'"):
+        spec.resolve("llava-2")
+    for bad, message in ((dict(alpha=0.0), "alpha must be > 0"), (dict(beta=1.5), "beta must be in"),
+                         (dict(selected_layer=-1), "selected_layer must be >= 0")):
+        with pytest.raises(ValueError, match=message):
+            SparcConfig(**bad)
     assert SparcConfig().to_dict() == dict(alpha=1.1, beta=0.1, tau=1.5, selected_layer=20, start_layer=0, end_layer=31)
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from eval.plotting import (
+from eval.figures.common import (
     FIGURE_WIDTH,
     anyres_geometry,
     crop_geometry,
@@ -100,7 +100,7 @@ def test_geometry_matches_the_models_image_span(golden_dir):
     from llava.model.builder import load_pretrained_model
     from llava.model.families import family_of
 
-    for name, aspects in (("tiny-llava-v1.5", ("pad", "crop")), ("tiny-llava-v1.6-vicuna", (None,))):
+    for name, aspects in (("tiny-llava-v1.5", ("pad", "crop")), ("tiny-llava-v1.6-vicuna", (None, "pad", "crop"))):
         tokenizer, model, processor, _ = load_pretrained_model(golden_dir / name, device_map="cpu", dtype=torch.float32)
         family = family_of(model)
         for image_name in ("img_wide.jpg", "img_tall.jpg", "img_square.jpg"):
@@ -112,6 +112,138 @@ def test_geometry_matches_the_models_image_span(golden_dir):
                 assert geometry.num_tokens == sequence.image_len, (name, image_name, aspect)
                 if geometry.mode == "pad":
                     assert geometry.background == tuple(int(x * 255) for x in processor.image_mean)
+
+
+# Aspect ratios the model accepts: extreme strips (2000x20 keeps no high-res row after unpadding, 20x2000 no column;
+# 3000x2 and 2x3000 are 1 pixel thick on the grid canvas), squares, the grid pinpoints' own ratios, near-ties.
+ASPECT_SIZES = [
+    (2000, 20), (20, 2000), (3000, 2), (2, 3000), (5000, 7), (336, 336), (17, 17), (1000, 1000), (336, 672),
+    (672, 336), (672, 672), (1008, 336), (336, 1008), (168, 336), (2016, 672), (480, 320), (481, 320), (240, 400),
+    (1000, 200), (999, 333), (1009, 336), (337, 1009), (640, 480), (4000, 900),
+]
+
+
+@pytest.mark.parametrize(
+    "size, tokens, unpadded",
+    [
+        # best (1008, 336): a 24x72 map; new height int(20 * 72 / 2000) = 0, padding 12: no row stays
+        ((2000, 20), 576, [0, 72]),
+        # best (336, 1008): a 72x24 map; new width int(20 * 72 / 2000) = 0, padding 12: 72 rows of no column,
+        # each still closed by its newline token
+        ((20, 2000), 576 + 72, [72, 0]),
+        # every pinpoint keeps 0 pixels (2 * scale < 1): the first, (336, 672), wins; a 48x24 map, no row stays
+        ((3000, 2), 576, [0, 24]),
+    ],
+)
+def test_anyres_geometry_of_extreme_strips_by_hand(size, tokens, unpadded):
+    g = anyres_geometry(size, PINPOINTS)
+    assert g.num_tokens == tokens and g.notes["unpadded"] == unpadded
+    assert len(g.views) == 1 and len(g.newline) == unpadded[0]  # the base grid only: the high-res grid is empty
+
+
+class _FakeModel:
+    """What ``merge_tiles`` reads of a LLaVA-NeXT model: the vision and grid config and the newline embedding."""
+
+    def __init__(self, merge: str, dim: int = 3):
+        from types import SimpleNamespace
+
+        import torch
+
+        vision = SimpleNamespace(image_size=336, patch_size=14)
+        self.config = SimpleNamespace(vision_config=vision, image_grid_pinpoints=PINPOINTS, mm_patch_merge_type=merge)
+        self.model = SimpleNamespace(image_newline=torch.full((dim,), -1.0))
+
+
+@pytest.mark.parametrize("merge", ["spatial_unpad", "flat"])
+@pytest.mark.parametrize("size", ASPECT_SIZES)
+def test_layout_is_what_merge_tiles_builds_token_by_token(size, merge):
+    """Tile features carrying their own (tile, patch) id, merged by the model's code: each position of the image
+    span holds the feature the layout (and so the figure) says, the newline embedding where it says newline."""
+    import torch
+
+    from llava.model.families import FAMILIES
+
+    family, model = FAMILIES["llava_next"], _FakeModel(merge)
+    layout = family.image_layout(model, size, tiled=True)
+    ids = torch.arange((1 + layout.num_tiles) * 576, dtype=torch.float32).view(-1, 576, 1).expand(-1, -1, 3)
+    merged = family.merge_tiles(model, ids, size)[:, 0]
+    assert merged.shape[0] == layout.num_tokens
+    expected = torch.full((layout.num_tokens,), -1.0)
+    expected[:576] = torch.arange(576.0)
+    row0, _, col0, _ = layout.window
+    for (r, c), token in np.ndenumerate(layout.grid_tokens()):
+        row, col = row0 + r, col0 + c  # the cell of the tiles' feature map: tile (row // 24, col // 24)
+        tile = (row // 24) * layout.tiles[0] + col // 24
+        expected[token] = 576 * (1 + tile) + (row % 24) * 24 + col % 24
+    assert torch.equal(merged, expected)
+    assert [i for i in range(layout.num_tokens) if merged[i] == -1] == list(layout.newline_tokens)
+    single = family.merge_tiles(model, ids[:1], size)  # pad / crop: one tile
+    assert single.shape[0] == family.image_layout(model, size, tiled=False).num_tokens == 576 + (merge != "flat")
+
+
+@pytest.mark.parametrize("size", ASPECT_SIZES)
+def test_geometry_is_the_span_the_tiny_next_model_produces(size):
+    """The figure geometry predicts the image span the model really splices, for every aspect mode."""
+    from helpers import synthetic
+    from llava.mm_utils import Preprocessing
+    from llava.model.families import family_of
+
+    tokenizer, model, processor = synthetic("llava_next")
+    family = family_of(model)
+    image = Image.new("RGB", size, (120, 30, 200))
+    for aspect in (None, "pad", "crop"):
+        big = Preprocessing.of(processor, aspect, PINPOINTS) if aspect else None
+        if big is not None and np.prod(big.largest_image(size)) > 4_000_000:
+            continue  # pad / crop of a thin strip builds a huge image (3000x2 crop: 504000x336); one tile all the same
+        sequence = family.embed(model, tokenizer, ["<image>\nhi"], family.pixel_values(model, processor, [image], aspect))[0]
+        geometry = geometry_for(model, processor, size, aspect)
+        assert geometry.num_tokens == sequence.image_len, aspect
+        tokens = np.concatenate([v.tokens.ravel() for v in geometry.views] + [np.array(geometry.newline, dtype=int)])
+        assert sorted(tokens.tolist()) == list(range(geometry.num_tokens))  # every token exactly once
+
+
+@pytest.mark.parametrize("size", [(2000, 20), (20, 2000), (3000, 2)])
+def test_figures_draw_extreme_strips(tmp_path, size):
+    """Both figures, from a real trace of the tiny LLaVA-NeXT model, on strips that keep no high-res row / column."""
+    import torch
+
+    from eval.benchmarks import resolve_run
+    from eval.figures.avisc import render_avisc
+    from eval.figures.avisc import trace as avisc_trace
+    from eval.figures.common import Prepared
+    from eval.figures.sparc import render_sparc
+    from eval.figures.sparc import trace as sparc_trace
+    from helpers import synthetic
+    from llava.model.builder import LoadedModel
+    from llava.model.families import family_of
+
+    tokenizer, model, processor = synthetic("llava_next")
+    loaded = LoadedModel(tokenizer, model, processor, family_of(model), torch.device("cpu"), 2048, "tiny-next", True)
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
+    sparc_run = resolve_run("folder", "llava_next", "sparc", protocol_overrides={"max_new_tokens": 3})
+    result = sparc_trace(Prepared(image, loaded, sparc_run))
+    render_sparc(image, result["selections"], result["counts"], result["tokens"], result["geometry"],
+                 tmp_path / "sparc.png", dpi=40)
+    assert Image.open(tmp_path / "sparc.png").width == round(FIGURE_WIDTH * 40)
+    found = avisc_trace(Prepared(image, loaded, resolve_run("amber", "llava_next", "avisc")), "is there a dog?")
+    render_avisc(image, found["shares"], found["layers"], found["attention"], found["masked"], found["geometry"],
+                 tmp_path / "avisc.png", lamb=1.0, dpi=40)
+    assert Image.open(tmp_path / "avisc.png").width == round(FIGURE_WIDTH * 40)
+
+
+@pytest.mark.parametrize("tool", ["sparc", "avisc"])
+def test_figure_clis_on_a_2000x20_strip(tmp_path, tool, capsys):
+    """The issue's example: ``python -m eval.figures sparc --model-path tiny-next --image-file strip.png`` (2000x20)."""
+    import importlib
+
+    cli = importlib.import_module(f"eval.figures.{tool}").cli
+    Image.new("RGB", (2000, 20), (200, 100, 50)).save(tmp_path / "strip.png")
+    out, dump = tmp_path / "figure.png", tmp_path / "figure.json"
+    code = cli(["--model-path", "tiny-next", "--image-file", str(tmp_path / "strip.png"), "--max-new-tokens", "2",
+                "--out", str(out), "--json", str(dump), "--dpi", "40"])
+    assert code == 0, capsys.readouterr().err
+    geometry = json.loads(dump.read_text())["geometry"]
+    assert geometry["num_tokens"] == 576 and geometry["unpadded"] == [0, 72] and out.is_file()
 
 
 # ---------------------------------------------------------------------------------------------- rendering
@@ -148,7 +280,7 @@ def _sparc_selections(geometry, steps: int = 30, seed: int = 0) -> list[list[int
 
 
 def test_render_sparc_pad(golden_dir, tmp_path):
-    from sparc.visualize import render_sparc
+    from eval.figures.sparc import render_sparc
 
     image = _image(golden_dir)
     geometry = pad_geometry(image.size, background=(122, 116, 104))
@@ -167,7 +299,7 @@ def test_render_sparc_pad(golden_dir, tmp_path):
 
 
 def test_render_sparc_anyres_counts_newlines(golden_dir, tmp_path):
-    from sparc.visualize import render_sparc
+    from eval.figures.sparc import render_sparc
 
     image = _image(golden_dir, "img_tall.jpg")
     geometry = anyres_geometry(image.size, PINPOINTS)
@@ -178,7 +310,7 @@ def test_render_sparc_anyres_counts_newlines(golden_dir, tmp_path):
 
 
 def test_render_avisc_grid_and_strip(golden_dir, tmp_path):
-    from avisc.visualize import render_avisc
+    from eval.figures.avisc import render_avisc
 
     rng = np.random.default_rng(0)
     image = _image(golden_dir)
@@ -211,7 +343,7 @@ def test_token_pieces_keep_spaces():
 
 # ---------------------------------------------------------------------------------------------- CLIs
 def test_sparc_cli_end_to_end(golden_dir, tmp_path, capsys):
-    from sparc.visualize import cli
+    from eval.figures.sparc import cli
 
     out, dump = tmp_path / "sparc.png", tmp_path / "sparc.json"
     code = cli(["--model-path", str(golden_dir / "tiny-llava-v1.5"), "--image-file", str(golden_dir / "images" / "img_wide.jpg"),
@@ -236,7 +368,7 @@ def test_sparc_cli_end_to_end(golden_dir, tmp_path, capsys):
 
 def test_sparc_cli_bad_image(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "sparc.visualize", "--model-path", "tiny", "--image-file", str(tmp_path / "missing.jpg")],
+        [sys.executable, "-m", "eval.figures", "sparc", "--model-path", "tiny", "--image-file", str(tmp_path / "missing.jpg")],
         capture_output=True, text=True, cwd=PROJECT, timeout=120,
     )
     assert result.returncode == 2
@@ -245,7 +377,7 @@ def test_sparc_cli_bad_image(tmp_path):
 
 
 def test_avisc_cli_end_to_end(golden_dir, tmp_path, capsys):
-    from avisc.visualize import cli
+    from eval.figures.avisc import cli
 
     out, dump = tmp_path / "avisc.png", tmp_path / "avisc.json"
     code = cli(["--model-path", str(golden_dir / "tiny-llava-v1.5"), "--image-file", str(golden_dir / "images" / "img_tall.jpg"),
@@ -261,7 +393,7 @@ def test_avisc_cli_end_to_end(golden_dir, tmp_path, capsys):
 
 
 def test_avisc_cli_not_a_checkpoint(golden_dir, tmp_path, capsys):
-    from avisc.visualize import cli
+    from eval.figures.avisc import cli
 
     code = cli(["--model-path", str(tmp_path), "--image-file", str(golden_dir / "images" / "img_wide.jpg"),
                 "--out", str(tmp_path / "x.png")])

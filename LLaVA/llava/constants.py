@@ -8,3 +8,9 @@ DEFAULT_IMAGE_TOKEN = "<image>"
 DEFAULT_IMAGE_PATCH_TOKEN = "<im_patch>"
 DEFAULT_IM_START_TOKEN = "<im_start>"
 DEFAULT_IM_END_TOKEN = "<im_end>"
+
+ASPECT_MODES = ("pad", "anyres", "crop")
+"""Image preprocessing modes (``llava.mm_utils.process_images``)."""
+
+DTYPE_NAMES = ("float32", "float16", "bfloat16")
+"""Model dtypes by name (``llava.model.builder.DTYPES``)."""

@@ -8,18 +8,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-import torch
-
+from llava.constants import ASPECT_MODES, DTYPE_NAMES
 from llava.conversation import get_conv_template
-from llava.generation import GenerationConfig, generate
-from llava.inputs import PromptBatch
-from llava.mm_utils import ASPECT_MODES, ImageLoadError, load_image
-from llava.model.builder import DTYPES, CheckpointError, load_pretrained_model, resolve_dtype
-from llava.model.families import family_of
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m llava.run", description=__doc__)
-    parser.add_argument("--model-path", "--model_path", required=True, help="checkpoint folder or hub id")
+    parser.add_argument("--model-path", "--model_path", required=True,
+                        help="checkpoint folder or hub id, or a random model for trials: tiny, tiny-next, tiny-instructblip")
     parser.add_argument("--image-file", "--image_file", required=True)
     parser.add_argument("--query", required=True)
     parser.add_argument("--conv-mode", "--conv_mode", default=None, help="default: vicuna_v1 (LLaVA); none for InstructBLIP")
@@ -29,21 +24,26 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
     parser.add_argument("--top-p", "--top_p", type=float, default=None)
     parser.add_argument("--seed", type=int, default=0, help="for sampling")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--dtype", choices=sorted(DTYPES), default=None, help="default: float16 on GPU, float32 on CPU")
+    parser.add_argument("--device", default=None, help="default: cuda when available, else cpu")
+    parser.add_argument("--dtype", choices=DTYPE_NAMES, default=None, help="default: float16 on GPU, float32 on CPU")
     parser.add_argument("--attn", choices=("sdpa", "eager"), default=None, help="default: sdpa on GPU, eager on CPU")
     return parser
 
 
 def answer(args: argparse.Namespace) -> str:
+    import torch
+
+    from llava.generation import GenerationConfig, generate
+    from llava.inputs import PromptBatch
+    from llava.mm_utils import load_image
+    from llava.model.builder import load_model
+
     if args.conv_mode is not None:
         get_conv_template(args.conv_mode)  # fail before loading the model
-    image = load_image(args.image_file)
-    tokenizer, model, processor, _ = load_pretrained_model(
-        args.model_path, device_map={"": args.device}, dtype=resolve_dtype(args.dtype, args.device),
-        attn_implementation=args.attn,
-    )
-    family = family_of(model)
+    load_image(args.image_file)  # fail before loading the model
+    loaded = load_model(args.model_path, args.device, args.dtype, args.attn)
+    family, model, tokenizer, processor = loaded.family, loaded.model, loaded.tokenizer, loaded.image_processor
+    image = load_image(args.image_file, family.preprocessing(model, processor, args.image_aspect))
     prompt = family.format_prompt(model, args.query, args.conv_mode)
     batch = PromptBatch(model, tokenizer, processor, [prompt], family.pixel_values(model, processor, [image], args.image_aspect))
     sampling = args.temperature > 0
@@ -51,7 +51,7 @@ def answer(args: argparse.Namespace) -> str:
         max_new_tokens=args.max_new_tokens, do_sample=sampling, temperature=args.temperature if sampling else 1.0,
         top_p=args.top_p, eos_token_ids=(tokenizer.eos_token_id,),
     )
-    generator = torch.Generator(device=args.device).manual_seed(args.seed)
+    generator = torch.Generator(device=loaded.device).manual_seed(args.seed)
     output = generate(batch, config, generators=[generator])
     return tokenizer.decode(output.sequences[0], skip_special_tokens=True).strip()
 
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         print(answer(args))
-    except (ImageLoadError, CheckpointError, ValueError, OSError) as e:
+    except (ValueError, OSError) as e:  # ImageLoadError and CheckpointError are ValueErrors
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -13,6 +13,7 @@ import json
 import os
 import warnings
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -35,6 +36,7 @@ from transformers.models.clip.image_processing_pil_clip import CLIPImageProcesso
 from transformers.utils import cached_file
 
 from llava.attention import hooked_name
+from llava.constants import DTYPE_NAMES
 from llava.model.families import family_of
 
 ORIGINAL_KEY_MAPPING = {
@@ -70,7 +72,7 @@ def quiet_transformers() -> Iterator[None]:
         transformers.logging.set_verbosity(verbosity)
 
 
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+DTYPES = {name: getattr(torch, name) for name in DTYPE_NAMES}
 
 
 def resolve_dtype(name: str | None, device: str | torch.device) -> torch.dtype:
@@ -85,18 +87,65 @@ def default_dtype() -> torch.dtype:
     return resolve_dtype(None, "cuda" if torch.cuda.is_available() else "cpu")
 
 
+def _not_found(model_path: str, reason: str) -> CheckpointError:
+    """The one-line error for a model path that is neither a local checkpoint nor a reachable hub id."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(model_path)
+    except HFValidationError:
+        return CheckpointError(f"{model_path}: no such checkpoint folder, and not a hub id")
+    first_line = reason.strip().splitlines()[0] if reason.strip() else "not found"
+    return CheckpointError(f"{model_path}: no such checkpoint folder, and the hub could not provide it ({first_line})")
+
+
 def read_config(model_path: str) -> dict[str, Any]:
-    """The raw ``config.json`` of a local folder or hub id, with a clear error when there is none."""
-    if Path(model_path).exists() and not Path(model_path, "config.json").is_file():
+    """The raw ``config.json`` of a local folder or hub id, with a one-line error when there is none."""
+    path = Path(model_path)
+    if path.exists() and not path.is_dir():
+        raise CheckpointError(f"{model_path}: not a model checkpoint (a file, not a folder)")
+    if path.is_dir() and not (path / "config.json").is_file():
         raise CheckpointError(f"{model_path}: not a model checkpoint (no config.json)")
     try:
-        path = cached_file(model_path, "config.json")
+        config_file = cached_file(model_path, "config.json")
     except OSError as e:
-        raise CheckpointError(f"{model_path}: cannot read config.json ({e})") from e
-    if path is None:
-        raise CheckpointError(f"{model_path}: not a model checkpoint (no config.json)")
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+        raise _not_found(model_path, str(e)) from None
+    if config_file is None:
+        raise _not_found(model_path, "no config.json")
+    try:
+        with open(config_file, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"{model_path}: unreadable config.json ({e})") from None
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """What a checkpoint is, read from its ``config.json`` alone (no weights): the family and the decoder depth."""
+
+    family: str
+    num_layers: int
+
+
+def inspect_checkpoint(model_path: str) -> CheckpointInfo:
+    """The family and number of decoder layers of a checkpoint or synthetic model name, without loading weights, so
+    that settings can be checked before a long model load. Raises :class:`CheckpointError`."""
+    from llava.model.names import parse_synthetic_name
+    from llava.model.synthetic import synthetic_num_layers
+
+    synthetic = parse_synthetic_name(model_path)
+    if synthetic is not None:
+        shape, family = synthetic
+        return CheckpointInfo(family or "llava", synthetic_num_layers(shape))
+    raw = read_config(model_path)
+    if "mm_vision_tower" in raw:
+        anyres = raw.get("image_aspect_ratio") == "anyres" or str(raw.get("mm_patch_merge_type", "flat")).startswith("spatial")
+        return CheckpointInfo("llava_next" if anyres else "llava", int(raw.get("num_hidden_layers", 32)))
+    model_type = raw.get("model_type")
+    if model_type not in ("llava", "llava_next", "instructblip"):
+        raise CheckpointError(f"{model_path}: unsupported model (model_type {model_type!r})")
+    text = raw.get("text_config") or {}
+    return CheckpointInfo(model_type, int(text.get("num_hidden_layers", 32)))
 
 
 def resolve_vision_tower(model_path: str, name: str) -> str:
@@ -222,6 +271,64 @@ def load_pretrained_model(
         raise CheckpointError(f"{model_path}: unsupported model (model_type {raw.get('model_type')!r})")
     prepare_model(model, tokenizer, attn_implementation)
     return tokenizer, model, image_processor, raw.get("max_sequence_length", 2048)
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to decode: what :func:`load_pretrained_model` returns, its family and device."""
+
+    tokenizer: Any
+    model: torch.nn.Module
+    image_processor: Any
+    family: Any
+    device: torch.device
+    context_len: int
+    model_path: str
+    synthetic: bool = False
+
+
+def resolve_device(requested: str | torch.device | None, rank: int = 0) -> torch.device:
+    """``requested``, else this process's GPU (``rank`` modulo the GPUs) when there is one, else the CPU. A CUDA
+    device without CUDA is a :class:`CheckpointError`."""
+    if requested:
+        device = torch.device(requested)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise CheckpointError(f"device {requested}: no CUDA device is available")
+        return device
+    if torch.cuda.is_available():
+        return torch.device("cuda", rank % torch.cuda.device_count())
+    return torch.device("cpu")
+
+
+def load_model(
+    model_path: str,
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype | None = None,
+    attn_implementation: str | None = None,
+    vision_tower: str | None = None,
+) -> LoadedModel:
+    """The one model factory of the project (runners, benchmark, figures, ``llava.run``): a checkpoint (local folder
+    or hub id: original LLaVA, ``llava-hf``, InstructBLIP) or a random model named like ``tiny``, ``tiny-next``,
+    ``tiny-instructblip``, ``7b-llava`` (:mod:`llava.model.synthetic`), on ``device`` (default: a GPU when there is
+    one) in ``dtype`` (default: float16 on a GPU, float32 on the CPU). Raises :class:`CheckpointError` with one line."""
+    from llava.model.names import parse_synthetic_name
+    from llava.model.synthetic import synthetic_model
+
+    device = resolve_device(device)
+    torch_dtype = dtype if isinstance(dtype, torch.dtype) else resolve_dtype(dtype, device)
+    synthetic = parse_synthetic_name(model_path)
+    if synthetic is not None:
+        shape, family = synthetic
+        tokenizer, model, processor, context_len = synthetic_model(
+            family or "llava", shape, dtype=torch_dtype, device=device, attn_implementation=attn_implementation
+        )
+    else:
+        tokenizer, model, processor, context_len = load_pretrained_model(
+            model_path, device_map={"": str(device)}, dtype=torch_dtype, vision_tower=vision_tower,
+            attn_implementation=attn_implementation,
+        )
+    return LoadedModel(tokenizer, model, processor, family_of(model), device, context_len, str(model_path),
+                       synthetic is not None)
 
 
 def prepare_model(model: torch.nn.Module, tokenizer: Any, attn_implementation: str | None = None) -> None:

@@ -9,7 +9,6 @@ code path that serves ``load_pretrained_model`` serves them too.
 """
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import torch
@@ -62,19 +61,11 @@ BLIP_SHAPES = {
 }
 
 
-SYNTHETIC_NAME = re.compile(
-    r"^(?P<shape>tiny|7b)(?:[-_:](?P<family>llava|llava[-_]next|next|instructblip))?$", re.IGNORECASE
-)
-
-
-def parse_synthetic_name(name: str) -> tuple[str, str | None] | None:
-    """``(shape, family or None)`` for names like ``tiny``, ``7b``, ``tiny-next``, ``7b-instructblip``; None for
-    anything else (a checkpoint path)."""
-    match = SYNTHETIC_NAME.match(name.strip())
-    if match is None:
-        return None
-    family = (match.group("family") or "").lower().replace("-", "_") or None
-    return match.group("shape").lower(), "llava_next" if family == "next" else family
+def synthetic_num_layers(shape: str) -> int:
+    """Decoder layers of a synthetic model of ``shape``."""
+    if shape not in TEXT_SHAPES:
+        raise ValueError(f"unknown shape {shape!r}; expected one of {', '.join(TEXT_SHAPES)}")
+    return TEXT_SHAPES[shape]["num_hidden_layers"]
 
 
 def toy_tokenizer(vocab_size: int = VOCAB_SIZE) -> PreTrainedTokenizerFast:

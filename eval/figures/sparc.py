@@ -1,8 +1,11 @@
 """What SPARC does while it writes a caption: which image patches it selects at each decode step, how much their
 attention is amplified so far (``alpha ** count``), and which words triggered the selections.
 
-    python -m sparc.visualize --model-path liuhaotian/llava-v1.5-7b --image-file photo.jpg --out sparc.png
-    python -m sparc.visualize --model-path tiny --image-file photo.jpg          # random model, quick demo
+    python -m eval.figures sparc --model-path liuhaotian/llava-v1.5-7b --image-file photo.jpg --out sparc.png
+    python -m eval.figures sparc --model-path tiny --image-file photo.jpg          # random model, quick demo
+
+Settings resolve as in the runners: the captioning protocol (template, prompt, the model's preprocessing) and
+SPARC's preset for the model's family (``--preset``, ``--method-args``, ``--tau``, ...).
 
 The figure: a large panel with the total amplification over the image (per grid for LLaVA-NeXT: base image and
 high-res grid), small panels for the steps with the most selections (patches selected at that step outlined,
@@ -13,7 +16,7 @@ Step ``t`` is the forward pass that reads the ``t``-th generated token: its quer
 compared with the EMA, the tokens that jump are selected, and their cached values are multiplied by ``alpha`` from
 step ``t + 1`` on (the official one-step lag). The last generated token is never read, so it triggers nothing.
 
-Python API, without a model: :func:`render_sparc` (and the geometry helpers of :mod:`eval.plotting`).
+Python API, without a model: :func:`render_sparc` (and the geometry helpers of :mod:`eval.figures.common`).
 """
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image
 
-from eval.plotting import (
+from eval.figures.common import (
     ACCENT,
     FIGURE_WIDTH,
     INK,
@@ -34,18 +37,19 @@ from eval.plotting import (
     CliError,
     InchLayout,
     Piece,
+    Prepared,
     TokenGeometry,
+    add_figure_arguments,
     draw_canvas,
     draw_cells,
     draw_pieces,
     geometry_for,
     layout_pieces,
-    load_model,
     new_figure,
     outline_cells,
     pieces_from_tokens,
+    prepare,
     printable,
-    quiet_transformers,
     readable_on,
     run_cli,
     save,
@@ -53,9 +57,8 @@ from eval.plotting import (
     style_axes,
     token_pieces,
 )
-from llava.model.builder import DTYPES
+from eval.methods import get_method
 
-DEFAULT_QUERY = "Please describe this image in detail."
 LEFT, RIGHT, GAP = 0.5, 0.4, 0.3
 
 
@@ -113,7 +116,7 @@ def render_sparc(
     ``selections[k]``: image-token indices (0-based in the image span) selected at decode step ``k + 1``;
     ``counts``: per-token selection counts (``None``: summed from ``selections``; otherwise it must agree);
     ``tokens``: the generated tokens' text (the one of step ``k + 1`` at index ``k``); ``geometry``: where each image
-    token lies (:func:`eval.plotting.geometry_for`, ``pad_geometry``, ``anyres_geometry``); ``steps``: how many step
+    token lies (:func:`eval.figures.common.geometry_for`, ``pad_geometry``, ``anyres_geometry``); ``steps``: how many step
     panels (the steps with most selections), or ``step_indices`` (0-based) to choose them.
     """
     if not geometry.spatial:
@@ -347,65 +350,43 @@ def _timeline(ax: Any, per_step: Sequence[int], per_step_newline: Sequence[int],
 # ----------------------------------------------------------------------------------------------------------------
 # Running the model
 # ----------------------------------------------------------------------------------------------------------------
-def trace(tokenizer: Any, model: Any, image_processor: Any, image: Image.Image, query: str, config: Any,
-          conv_mode: str | None = "vicuna_v1", max_new_tokens: int = 64) -> dict[str, Any]:
-    """Generate a caption with SPARC and return what the figure needs (selections, counts, tokens, geometry)."""
-    from llava.generation import GenerationConfig, generate
+def trace(prepared: Prepared) -> dict[str, Any]:
+    """Generate a caption with SPARC (the prepared run's settings) and return what the figure needs: the method's
+    :class:`~sparc.method.SparcTrace`, the tokens and the geometry."""
+    from eval.generation_setup import generation_config
+    from llava.generation import generate
     from llava.inputs import PromptBatch
-    from llava.model.families import family_of
     from sparc.method import Sparc
 
+    loaded, run, image = prepared.loaded, prepared.run, prepared.image
+    config = get_method("sparc").build_config(run.params)
     if not config.enabled:
         raise CliError("alpha = 1.0 is plain decoding (SPARC off): nothing to show")
-    family = family_of(model)
-    prompt = family.format_prompt(model, query, conv_mode)
-    batch = PromptBatch(model, tokenizer, image_processor, [prompt], family.pixel_values(model, image_processor, [image]))
-    geometry = geometry_for(model, image_processor, image.size)
+    family, model, tokenizer = loaded.family, loaded.model, loaded.tokenizer
+    aspect = run.protocol["image_aspect"]
+    prompt = family.format_prompt(model, run.protocol["prompt"], run.protocol["conv_mode"])
+    batch = PromptBatch(model, tokenizer, loaded.image_processor, [prompt],
+                        family.pixel_values(model, loaded.image_processor, [image], aspect))
+    geometry = geometry_for(model, loaded.image_processor, image.size, aspect)
     method = Sparc(config, record=True)
-    eos = tuple(i for i in (tokenizer.eos_token_id,) if i is not None) or (2,)
-    output = generate(batch, GenerationConfig(max_new_tokens=max_new_tokens, eos_token_ids=eos), method)
-    hook = method.hook
-    image_len = int(hook.valid[0].sum())
-    geometry.check(image_len)
+    output = generate(batch, generation_config(run.protocol, tokenizer), method)
+    sparc_trace = method.traces()[0]
+    geometry.check(sparc_trace.image_len)
     ids = output.sequences[0]
     return {
-        "family": family.name,
-        "prompt": prompt,
-        "geometry": geometry,
-        "token_ids": ids,
-        "tokens": token_pieces(tokenizer, ids),
-        "caption": tokenizer.decode(ids, skip_special_tokens=True).strip(),
-        "selections": hook.selections[0],
-        "counts": hook.counts[0, :image_len].tolist(),
+        "family": family.name, "prompt": prompt, "geometry": geometry, "config": config, "token_ids": ids,
+        "tokens": token_pieces(tokenizer, ids), "caption": tokenizer.decode(ids, skip_special_tokens=True).strip(),
+        "selections": sparc_trace.selections, "counts": sparc_trace.counts,
     }
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m sparc.visualize",
-        description="Draw SPARC's per-step patch selections and cumulative amplification over the image.",
-    )
-    parser.add_argument("--model-path", required=True,
-                        help="checkpoint folder or hub id; 'tiny' / 'tiny-next': random LLaVA-1.5 / NeXT for a demo")
-    parser.add_argument("--image-file", required=True)
-    parser.add_argument("--query", default=DEFAULT_QUERY)
-    parser.add_argument("--preset", choices=["llava-1.5", "llava-next"], default=None,
-                        help="SPARC settings (default: by model family)")
-    parser.add_argument("--alpha", type=float)
-    parser.add_argument("--beta", type=float)
-    parser.add_argument("--tau", type=float)
-    parser.add_argument("--selected-layer", type=int)
-    parser.add_argument("--start-layer", type=int)
-    parser.add_argument("--end-layer", type=int)
-    parser.add_argument("--max-new-tokens", type=int, default=64)
-    parser.add_argument("--conv-mode", default="vicuna_v1")
-    parser.add_argument("--device", default=None, help="default: cuda when available, else cpu")
-    parser.add_argument("--dtype", choices=sorted(DTYPES), default=None,
-                        help="default: float16 on a GPU, float32 on the CPU")
-    parser.add_argument("--out", default=None, help="PNG path (default: sparc_<image name>.png)")
+    parser = argparse.ArgumentParser(prog="python -m eval.figures sparc", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_figure_arguments(parser, "sparc", max_new_tokens=64)
+    parser.add_argument("--query", dest="prompt", default=None,
+                        help="the question (default: the captioning benchmarks' \"Please describe this image in detail.\")")
     parser.add_argument("--steps", type=int, default=8, help="how many step panels (the steps with most selections)")
-    parser.add_argument("--json", default=None, help="also write the per-step selections and counts here")
-    parser.add_argument("--dpi", type=int, default=100)
     return parser
 
 
@@ -415,41 +396,30 @@ def main(argv: Sequence[str] | None = None) -> Path:
         raise CliError("--steps must be at least 1")
     if args.max_new_tokens < 2:
         raise CliError("--max-new-tokens must be at least 2 (the first selection is made reading token 1)")
-    from llava.mm_utils import load_image
-    from llava.model.families import family_of
-    from sparc.config import get_preset
-
-    image = load_image(args.image_file)  # fail fast, before loading a model
-    quiet_transformers()
-    tokenizer, model, processor = load_model(args.model_path, args.device, args.dtype, ("llava", "llava_next"))
-    family = family_of(model)
-    if family.name not in ("llava", "llava_next"):
-        raise CliError(f"{args.model_path}: SPARC figures need a LLaVA-1.5 or LLaVA-NeXT model, not {family.name}")
-    preset = args.preset or ("llava-next" if family.name == "llava_next" else "llava-1.5")
-    config = get_preset(preset, alpha=args.alpha, beta=args.beta, tau=args.tau, selected_layer=args.selected_layer,
-                        start_layer=args.start_layer, end_layer=args.end_layer)
-    result = trace(tokenizer, model, processor, image, args.query, config, args.conv_mode, args.max_new_tokens)
+    prepared = prepare(args, "folder", ("llava", "llava_next"))
+    result = trace(prepared)
+    config, run = result["config"], prepared.run
     geometry: TokenGeometry = result["geometry"]
     out = Path(args.out or f"sparc_{Path(args.image_file).stem}.png")
-    subtitle = (f"{Path(args.model_path).name or args.model_path} \u00b7 preset {preset}: \u03b1 {config.alpha} \u00b7 "
+    subtitle = (f"{Path(args.model_path).name or args.model_path} \u00b7 preset {run.preset}: \u03b1 {config.alpha} \u00b7 "
                 f"\u03b2 {config.beta} \u00b7 \u03c4 {config.tau} \u00b7 layer {config.selected_layer} \u00b7 layers "
                 f"{config.start_layer}-{config.end_layer} \u00b7 {geometry.mode} "
                 f"{geometry.image_size[0]}x{geometry.image_size[1]}, {geometry.num_tokens} image tokens  \u00b7  "
-                f"\u201c{shorten(args.query, 70)}\u201d")
-    render_sparc(image, result["selections"], result["counts"], result["tokens"], geometry, out, alpha=config.alpha,
-                 steps=args.steps, subtitle=subtitle, dpi=args.dpi)
+                f"\u201c{shorten(run.protocol['prompt'], 70)}\u201d")
+    render_sparc(prepared.image, result["selections"], result["counts"], result["tokens"], geometry, out,
+                 alpha=config.alpha, steps=args.steps, subtitle=subtitle, dpi=args.dpi)
     print(f"figure: {out}")
     print(f"caption: {shorten(result['caption'], 300)}")
     if args.json:
         newline = set(geometry.newline)
         dump = {
-            "model_path": args.model_path, "image_file": str(args.image_file), "query": args.query,
-            "prompt": result["prompt"], "preset": preset, "config": config.to_dict(), "family": result["family"],
+            "model_path": args.model_path, "image_file": str(args.image_file), "query": run.protocol["prompt"],
+            "prompt": result["prompt"], "settings": run.to_dict(), "family": result["family"],
             "geometry": geometry.to_dict(), "token_ids": result["token_ids"], "tokens": result["tokens"],
             "caption": result["caption"],
-            "steps": [{"step": k + 1, "token": result["tokens"][k], "selected": s,
-                       "newline_selected": [j for j in s if j in newline]}
-                      for k, s in enumerate(result["selections"])],
+            "steps": [{"step": k + 1, "token": result["tokens"][k], "selected": selected,
+                       "newline_selected": [j for j in selected if j in newline]}
+                      for k, selected in enumerate(result["selections"])],
             "counts": result["counts"],
             "amplification": [config.alpha ** c for c in result["counts"]],
         }
@@ -460,7 +430,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
 
 
 def cli(argv: Sequence[str] | None = None) -> int:
-    return run_cli("sparc.visualize", main, argv)
+    return run_cli("eval.figures sparc", main, argv)
 
 
 if __name__ == "__main__":

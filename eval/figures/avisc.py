@@ -2,14 +2,17 @@
 attention goes, which image tokens it judges *blind* (kept in the contrast branch) and which it masks; optionally the
 answers with and without AvisC.
 
-    python -m avisc.visualize --model-path liuhaotian/llava-v1.5-7b --image-file photo.jpg --answer --out avisc.png
-    python -m avisc.visualize --model-path tiny-instructblip --image-file photo.jpg     # random model, quick demo
+    python -m eval.figures avisc --model-path liuhaotian/llava-v1.5-7b --image-file photo.jpg --answer --out avisc.png
+    python -m eval.figures avisc --model-path tiny-instructblip --image-file photo.jpg     # random model, quick demo
 
-The image grid follows the preprocessing: CLIP center-crop (the AvisC scripts' default for LLaVA-1.5, ``--aspect
-crop``) or pad-to-square (``--aspect pad``); LLaVA-NeXT's base image and unpadded high-res grid (newline tokens
-counted apart); InstructBLIP's 32 query tokens have no layout and are drawn as a strip.
+Settings resolve as in the runners: the protocol of ``--benchmark`` (template, preprocessing, decoding) and AvisC's
+preset for that benchmark and the model's family (``--preset``, ``--method-args``, ``--lamb``, ...).
 
-Python API, without a model: :func:`render_avisc` (and the geometry helpers of :mod:`eval.plotting`).
+The image grid follows the preprocessing: CLIP center-crop (the AvisC scripts' default for LLaVA-1.5) or
+pad-to-square (``--image-aspect pad``); LLaVA-NeXT's base image and unpadded high-res grid (newline tokens counted
+apart); InstructBLIP's 32 query tokens have no layout and are drawn as a strip.
+
+Python API, without a model: :func:`render_avisc` (and the geometry helpers of :mod:`eval.figures.common`).
 """
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from PIL import Image
 
-from eval.plotting import (
+from eval.figures.common import (
     BLIND,
     FIGURE_WIDTH,
     INK,
@@ -29,23 +32,24 @@ from eval.plotting import (
     CliError,
     InchLayout,
     Piece,
+    Prepared,
     TokenGeometry,
+    add_figure_arguments,
     draw_canvas,
     draw_cells,
     draw_pieces,
     geometry_for,
     layout_pieces,
-    load_model,
     new_figure,
     outline_cells,
+    prepare,
     printable,
-    quiet_transformers,
     run_cli,
     save,
     shorten,
     style_axes,
 )
-from llava.model.builder import DTYPES
+from eval.methods import get_method
 
 DEFAULT_QUERY = "Describe this image."
 LEFT, RIGHT = 0.5, 0.4
@@ -339,35 +343,36 @@ def _strip_chart(ax: Any, strip: Any, attention: np.ndarray, blind: np.ndarray, 
 # ----------------------------------------------------------------------------------------------------------------
 # Running the model
 # ----------------------------------------------------------------------------------------------------------------
-def trace(tokenizer: Any, model: Any, image_processor: Any, image: Image.Image, query: str, config: Any,
-          conv_mode: str | None, aspect: str | None, answer: bool = False, max_new_tokens: int = 64, seed: int = 42,
-          greedy: bool = False) -> dict[str, Any]:
-    """AvisC's prefill analysis (and, with ``answer``, the answers with and without AvisC) for one image."""
+def trace(prepared: Prepared, query: str, answer: bool = False) -> dict[str, Any]:
+    """AvisC's prefill analysis (the method's :class:`~avisc.blind.BlindTokens`) for one image and, with ``answer``,
+    the answers with and without AvisC, decoded as the prepared run's protocol says."""
     import torch
 
     from avisc.methods import Avisc
-    from llava.generation import GenerationConfig, generate
+    from eval.generation_setup import generation_config, sample_seed
+    from llava.generation import generate
     from llava.inputs import PromptBatch
-    from llava.model.families import family_of
 
-    family = family_of(model)
-    prompt = family.format_prompt(model, query, conv_mode)
-    images = family.pixel_values(model, image_processor, [image], aspect)
-    batch = PromptBatch(model, tokenizer, image_processor, [prompt], images)
-    geometry = geometry_for(model, image_processor, image.size, aspect)
-    eos = tuple(i for i in (tokenizer.eos_token_id,) if i is not None) or (2,)
-    settings = GenerationConfig(max_new_tokens=max_new_tokens if answer else 1, do_sample=not greedy, eos_token_ids=eos)
-    device = family.lm_head(model).weight.device
+    loaded, run, image = prepared.loaded, prepared.run, prepared.image
+    family, model, tokenizer = loaded.family, loaded.model, loaded.tokenizer
+    config = get_method("avisc").build_config(run.params)
+    aspect = run.protocol["image_aspect"]
+    prompt = family.format_prompt(model, query, run.protocol["conv_mode"])
+    batch = PromptBatch(model, tokenizer, loaded.image_processor, [prompt],
+                        family.pixel_values(model, loaded.image_processor, [image], aspect))
+    geometry = geometry_for(model, loaded.image_processor, image.size, aspect)
+    settings = generation_config({**run.protocol, "max_new_tokens": run.protocol["max_new_tokens"] if answer else 1},
+                                 tokenizer)
 
-    def generators() -> list[torch.Generator]:
-        return [torch.Generator(device=device).manual_seed(seed)]
+    def generators() -> list["torch.Generator"]:  # the same draw for both answers (a runner's per-sample seed)
+        return [torch.Generator(device=loaded.device).manual_seed(sample_seed(run.protocol["seed"], query))]
 
     method = Avisc(config)
     output = generate(batch, settings, method, generators())
     found = method.found[0]
     geometry.check(int(found.attention.shape[0]))
     result: dict[str, Any] = {
-        "family": family.name, "prompt": prompt, "geometry": geometry,
+        "family": family.name, "prompt": prompt, "geometry": geometry, "config": config,
         "shares": found.shares.float().cpu().numpy(), "layers": found.layers.cpu().tolist(),
         "attention": found.attention.float().cpu().numpy(), "masked": found.masked.cpu().tolist(), "answers": None,
     }
@@ -379,33 +384,13 @@ def trace(tokenizer: Any, model: Any, image_processor: Any, image: Image.Image, 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m avisc.visualize",
-        description="Draw AvisC's layer shares, image attention and blind / masked tokens for one image.",
-    )
-    parser.add_argument("--model-path", required=True,
-                        help="checkpoint folder or hub id; 'tiny' / 'tiny-next' / 'tiny-instructblip': random models")
-    parser.add_argument("--image-file", required=True)
-    parser.add_argument("--query", default=DEFAULT_QUERY)
-    parser.add_argument("--preset", choices=["paper", "scripts", "official"], default="paper")
+    parser = argparse.ArgumentParser(prog="python -m eval.figures avisc", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_figure_arguments(parser, "avisc", max_new_tokens=64)
+    parser.add_argument("--query", default=DEFAULT_QUERY, help="the question (default: AMBER's generative query)")
     parser.add_argument("--benchmark", choices=["pope", "amber", "mme"], default="amber",
-                        help="whose script settings --preset scripts/official takes (default amber)")
-    parser.add_argument("--layer-gamma", type=float)
-    parser.add_argument("--lamb", type=float)
-    parser.add_argument("--cd-alpha", type=float)
-    parser.add_argument("--masking-scheme", choices=["zeros", "ones", "noise"])
-    parser.add_argument("--aspect", choices=["crop", "pad", "anyres"], default=None,
-                        help="image preprocessing (default: crop for LLaVA-1.5 as the AvisC scripts, else the model's)")
-    parser.add_argument("--conv-mode", default="llava_v1")
+                        help="whose protocol and script settings apply (default amber)")
     parser.add_argument("--answer", action="store_true", help="also generate the answers with and without AvisC")
-    parser.add_argument("--max-new-tokens", type=int, default=64)
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--greedy", action="store_true", help="decode greedily instead of sampling (temperature 1)")
-    parser.add_argument("--device", default=None, help="default: cuda when available, else cpu")
-    parser.add_argument("--dtype", choices=sorted(DTYPES), default=None)
-    parser.add_argument("--out", default=None, help="PNG path (default: avisc_<image name>.png)")
-    parser.add_argument("--json", default=None, help="also write the shares, layers, attention and masked tokens here")
-    parser.add_argument("--dpi", type=int, default=100)
     return parser
 
 
@@ -413,29 +398,18 @@ def main(argv: Sequence[str] | None = None) -> Path:
     args = build_parser().parse_args(argv)
     if args.max_new_tokens < 1:
         raise CliError("--max-new-tokens must be at least 1")
-    from avisc.config import preset
-    from llava.mm_utils import load_image
-    from llava.model.families import family_of
-
-    image = load_image(args.image_file)
-    quiet_transformers()
-    tokenizer, model, processor = load_model(args.model_path, args.device, args.dtype, ("llava", "llava_next", "instructblip"))
-    family = family_of(model)
-    aspect = args.aspect if args.aspect is not None else ("crop" if family.name == "llava" else None)
-    config = preset(args.preset, "avisc", family.name, args.benchmark if args.preset != "paper" else None,
-                    layer_gamma=args.layer_gamma, lamb=args.lamb, cd_alpha=args.cd_alpha,
-                    masking_scheme=args.masking_scheme)
-    result = trace(tokenizer, model, processor, image, args.query, config, args.conv_mode, aspect, args.answer,
-                   args.max_new_tokens, args.seed, args.greedy)
+    prepared = prepare(args, args.benchmark, ("llava", "llava_next", "instructblip"))
+    result = trace(prepared, args.query, args.answer)
+    config, run = result["config"], prepared.run
     geometry: TokenGeometry = result["geometry"]
     out = Path(args.out or f"avisc_{Path(args.image_file).stem}.png")
-    decoding = "greedy" if args.greedy else f"sampling, seed {args.seed}"
-    subtitle = (f"{Path(args.model_path).name or args.model_path} ({family.name}) \u00b7 preset {args.preset}: "
+    decoding = "greedy" if run.protocol["decoding"] == "greedy" else f"sampling, seed {run.protocol['seed']}"
+    subtitle = (f"{Path(args.model_path).name or args.model_path} ({result['family']}) \u00b7 preset {run.preset}: "
                 f"\u03b3 {config.layer_gamma:g} \u00b7 \u03bb {config.lamb:g} \u00b7 \u03b1 {config.cd_alpha:g} \u00b7 "
                 f"\u03b2 {config.cd_beta:g} \u00b7 {geometry.mode} {geometry.image_size[0]}x{geometry.image_size[1]}"
                 + (f" \u00b7 {decoding}" if args.answer else ""))
-    render_avisc(image, result["shares"], result["layers"], result["attention"], result["masked"], geometry, out,
-                 lamb=config.lamb, layer_gamma=config.layer_gamma, masking_scheme=config.masking_scheme,
+    render_avisc(prepared.image, result["shares"], result["layers"], result["attention"], result["masked"], geometry,
+                 out, lamb=config.lamb, layer_gamma=config.layer_gamma, masking_scheme=config.masking_scheme,
                  answers=result["answers"], query=args.query, subtitle=subtitle, dpi=args.dpi)
     print(f"figure: {out}")
     for label, text in (result["answers"] or {}).items():
@@ -445,8 +419,8 @@ def main(argv: Sequence[str] | None = None) -> Path:
         masked = set(result["masked"])
         dump = {
             "model_path": args.model_path, "image_file": str(args.image_file), "query": args.query,
-            "prompt": result["prompt"], "family": result["family"], "preset": args.preset,
-            "config": config.to_dict(), "aspect": geometry.mode, "geometry": geometry.to_dict(),
+            "prompt": result["prompt"], "family": result["family"], "settings": run.to_dict(),
+            "aspect": geometry.mode, "geometry": geometry.to_dict(),
             "shares": result["shares"].tolist(), "layers": result["layers"],
             "attention": result["attention"].tolist(),
             "threshold": float(result["attention"].mean() + config.lamb * result["attention"].std(ddof=1)),
@@ -460,7 +434,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
 
 
 def cli(argv: Sequence[str] | None = None) -> int:
-    return run_cli("avisc.visualize", main, argv)
+    return run_cli("eval.figures avisc", main, argv)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Shared pieces of the method figures (``sparc.visualize``, ``avisc.visualize``).
+"""Shared pieces of the method figures (:mod:`eval.figures.sparc`, :mod:`eval.figures.avisc`).
 
 1. **Token geometry**: which region of the image each token of the image span covers, following the preprocessing
    that produced it.
@@ -10,8 +10,12 @@
    - ``anyres`` (LLaVA-NeXT, ``spatial_unpad``): the first 576 tokens are the base image squashed to 336x336 (a
      24x24 grid of rectangular cells over the whole image); then the feature map of the best grid resolution, with
      the rows / columns that only hold padding removed, row by row, each row closed by one ``image_newline`` token
-     (which has no region). ``576 + rows * (cols + 1)`` tokens.
+     (which has no region). ``576 + rows * (cols + 1)`` tokens; an extreme strip can keep no row (576 tokens, the
+     base grid only). LLaVA-NeXT in ``pad`` / ``crop`` mode adds one newline token after the 576.
    - ``sequence`` (InstructBLIP): 32 Q-Former queries, no spatial layout.
+
+   The token layout itself comes from the model family (``LlavaFamily.image_layout``), the one place that
+   ``merge_tiles`` follows too; this module only maps it onto the image.
 
    All boxes are in the **original image's pixel coordinates** (``x`` right, ``y`` down); padding lies outside
    ``[0, W] x [0, H]``.
@@ -19,7 +23,8 @@
 2. Drawing primitives on ``matplotlib`` (``Figure`` + Agg canvas, no ``pyplot`` global state): the canvas a grid is
    drawn over, cell values as a heat overlay, outlines of a set of cells, and text made of coloured tokens.
 
-3. CLI plumbing: loading a checkpoint or a random ``tiny`` model, token pieces, one-line errors.
+3. CLI plumbing: the arguments and settings the figures share with the runners (model factory, presets, protocol),
+   token pieces, one-line errors.
 
 >>> g = pad_geometry((480, 320))
 >>> g.token_box(0, canvas=True), g.token_box(0)        # top-left cell of the padded square, 80 px above the image
@@ -30,18 +35,23 @@
 """
 from __future__ import annotations
 
-import math
+import argparse
 import sys
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 from PIL import Image
 
-from llava.mm_utils import expand2square, parse_grid_pinpoints, select_best_resolution
+from llava.mm_utils import clip_resize_size, expand2square, fit_size, to_rgb
+
+if TYPE_CHECKING:
+    from eval.benchmarks import ResolvedRun
+    from llava.model.builder import LoadedModel
+    from llava.model.families import ImageLayout
 
 GRID_SIDE = 24  # CLIP-L/14 at 336 px: 24x24 patches
 TILE_SIZE = 336
@@ -132,12 +142,13 @@ class TokenGeometry:
         return (x0, y0, x1, y1)
 
     def canvas(self, image: Image.Image) -> tuple[Image.Image, tuple[float, float, float, float]]:
-        """The picture to draw under the grid and its ``imshow`` extent (padding shown in ``pad`` mode)."""
+        """The picture to draw under the grid (``image`` through ``llava.mm_utils.to_rgb``, as the model sees it)
+        and its ``imshow`` extent (padding shown in ``pad`` mode)."""
         if self.mode == "pad":
             square = expand2square(image, self.background)
             ox, oy = self.canvas_origin
             return square, (ox, ox + square.width, oy + square.height, oy)
-        return image, (0.0, float(image.width), float(image.height), 0.0)
+        return to_rgb(image), (0.0, float(image.width), float(image.height), 0.0)
 
     def check(self, image_len: int) -> None:
         if image_len != self.num_tokens:
@@ -175,26 +186,12 @@ def pad_geometry(image_size: tuple[int, int], side: int = GRID_SIDE, background:
 def crop_geometry(image_size: tuple[int, int], side: int = GRID_SIDE, size: int = TILE_SIZE) -> TokenGeometry:
     """CLIP ``crop``: shortest side resized to ``size`` (``int`` rounding of the long side), centred square crop."""
     width, height = image_size
-    short, long = min(width, height), max(width, height)
-    new_long = int(size * long / short)
-    new_w, new_h = (size, new_long) if width <= height else (new_long, size)
+    new_w, new_h = clip_resize_size(image_size, size)
     left, top = (new_w - size) // 2, (new_h - size) // 2
     sx, sy = width / new_w, height / new_h
     box = (left * sx, top * sy, (left + size) * sx, (top + size) * sy)
     view = GridView("center crop", np.arange(side * side).reshape(side, side), box)
     return TokenGeometry("crop", (width, height), side * side, (view,), box)
-
-
-def _unpadded_window(feature_h: int, feature_w: int, image_size: tuple[int, int]) -> tuple[int, int, int, int]:
-    """``(row0, rows, col0, cols)`` that ``llava.mm_utils.unpad_image`` keeps of a ``feature_h x feature_w`` map."""
-    import torch
-
-    from llava.mm_utils import unpad_image
-
-    index = torch.arange(feature_h * feature_w).view(1, feature_h, feature_w)
-    kept = unpad_image(index, image_size)[0]
-    first = int(kept[0, 0])
-    return first // feature_w, kept.shape[0], first % feature_w, kept.shape[1]
 
 
 def anyres_geometry(
@@ -205,44 +202,38 @@ def anyres_geometry(
     merge: str = "spatial_unpad",
 ) -> TokenGeometry:
     """LLaVA-NeXT ``anyres``: base image tokens, then the tile grid (unpadded, one newline per row for
-    ``spatial_unpad``; all tiles' full grids, tile by tile, for ``flat``)."""
+    ``spatial_unpad``; all tiles' full grids, tile by tile, for ``flat``), as ``llava.model.families.image_layout``
+    lays out the image span."""
+    from llava.model.families import image_layout
+
+    return layout_geometry(image_size, image_layout(image_size, side, tile_size, merge, grid_pinpoints), tile_size)
+
+
+def layout_geometry(image_size: tuple[int, int], layout: ImageLayout, tile_size: int = TILE_SIZE) -> TokenGeometry:
+    """The ``anyres`` geometry of a ``llava.model.families.ImageLayout`` with tiles: the base grid over the whole
+    (squashed) image, then the kept cells of the tiles' feature map mapped back through ``resize_and_pad_image``
+    (omitted when an extreme strip keeps no row or column of it)."""
     width, height = image_size
-    best_w, best_h = select_best_resolution(image_size, parse_grid_pinpoints(grid_pinpoints))
-    tiles_x, tiles_y = best_w // tile_size, best_h // tile_size
-    # resize_and_pad_image: aspect kept, centred on the best-resolution canvas
-    scale_w, scale_h = best_w / width, best_h / height
-    if scale_w < scale_h:
-        new_w, new_h = best_w, min(math.ceil(height * scale_w), best_h)
-    else:
-        new_w, new_h = min(math.ceil(width * scale_h), best_w), best_h
-    px, py = (best_w - new_w) // 2, (best_h - new_h) // 2
-    to_x = lambda x: (x - px) * width / new_w  # noqa: E731  canvas -> original coordinates
-    to_y = lambda y: (y - py) * height / new_h  # noqa: E731
-    base = GridView(f"base image ({side}x{side}, squashed)", np.arange(side * side).reshape(side, side),
-                    (0.0, 0.0, float(width), float(height)))
-    feature_h, feature_w = tiles_y * side, tiles_x * side
+    side = layout.side
+    whole = (0.0, 0.0, float(width), float(height))
+    base = GridView(f"base image ({side}x{side}, squashed)", np.arange(side * side).reshape(side, side), whole)
+    best_w, best_h = layout.best_resolution
+    new_w, new_h = fit_size(image_size, layout.best_resolution)
+    px, py = (best_w - new_w) // 2, (best_h - new_h) // 2  # where resize_and_pad_image pastes the image
     cell = tile_size / side
-    notes = {"best_resolution": [best_w, best_h], "tiles": [tiles_x, tiles_y], "feature_map": [feature_h, feature_w]}
-    if merge == "flat":
-        rows, cols = np.meshgrid(np.arange(feature_h), np.arange(feature_w), indexing="ij")
-        tile = (rows // side) * tiles_x + cols // side
-        tokens = side * side * (1 + tile) + (rows % side) * side + cols % side
-        grid = GridView(f"tiles ({feature_h}x{feature_w})", tokens, (to_x(0), to_y(0), to_x(best_w), to_y(best_h)))
-        total = side * side * (1 + tiles_x * tiles_y)
-        return TokenGeometry("anyres", (width, height), total, (base, grid), (0.0, 0.0, float(width), float(height)),
-                             notes={**notes, "merge": merge})
-    if merge != "spatial_unpad":
-        raise ValueError(f"unsupported mm_patch_merge_type {merge!r} (flat or spatial_unpad)")
-    row0, rows, col0, cols = _unpadded_window(feature_h, feature_w, image_size)
-    start = side * side
-    tokens = start + np.arange(rows)[:, None] * (cols + 1) + np.arange(cols)[None, :]
-    newline = tuple(int(start + r * (cols + 1) + cols) for r in range(rows))
-    box = (to_x(col0 * cell), to_y(row0 * cell), to_x((col0 + cols) * cell), to_y((row0 + rows) * cell))
-    grid = GridView(f"high-res grid ({rows}x{cols}, unpadded)", tokens, box)
-    total = start + rows * (cols + 1)
-    notes.update(merge=merge, unpadded=[rows, cols], window=[row0, col0])
-    return TokenGeometry("anyres", (width, height), total, (base, grid), (0.0, 0.0, float(width), float(height)),
-                         newline=newline, notes=notes)
+    row0, rows, col0, cols = layout.window
+    box = ((col0 * cell - px) * width / new_w, (row0 * cell - py) * height / new_h,
+           ((col0 + cols) * cell - px) * width / new_w, ((row0 + rows) * cell - py) * height / new_h)
+    views = [base]
+    if rows and cols:
+        name = f"high-res grid ({rows}x{cols}, unpadded)" if layout.merge == "spatial_unpad" else f"tiles ({rows}x{cols})"
+        views.append(GridView(name, layout.grid_tokens(), box))
+    notes = {"best_resolution": [best_w, best_h], "tiles": list(layout.tiles),
+             "feature_map": [layout.tiles[1] * side, layout.tiles[0] * side], "merge": layout.merge}
+    if layout.merge == "spatial_unpad":
+        notes.update(unpadded=[rows, cols], window=[row0, col0])
+    return TokenGeometry("anyres", (width, height), layout.num_tokens, tuple(views), whole,
+                         newline=layout.newline_tokens, notes=notes)
 
 
 def sequence_geometry(image_size: tuple[int, int], num_tokens: int) -> TokenGeometry:
@@ -252,24 +243,25 @@ def sequence_geometry(image_size: tuple[int, int], num_tokens: int) -> TokenGeom
 
 
 def geometry_for(model: Any, image_processor: Any, image_size: tuple[int, int], aspect: str | None = None) -> TokenGeometry:
-    """The geometry of the image span that ``family_of(model).pixel_values(..., aspect)`` + ``embed`` produce."""
+    """The geometry of the image span that ``family_of(model).pixel_values(..., aspect)`` + ``embed`` produce, from
+    the family's own layout of that span (``LlavaFamily.image_layout``, which ``merge_tiles`` follows)."""
     from llava.model.families import family_of
 
     family = family_of(model)
     if family.name == "instructblip":
         return sequence_geometry(image_size, int(model.config.num_query_tokens))
-    vision = model.config.vision_config
-    size, side = int(vision.image_size), int(vision.image_size) // int(vision.patch_size)
+    size = int(model.config.vision_config.image_size)
     mode = family.aspect_mode(model, aspect)
+    layout = family.image_layout(model, image_size, tiled=mode == "anyres")
+    if mode == "anyres":
+        return layout_geometry(image_size, layout, size)
     if mode == "pad":
         mean = getattr(image_processor, "image_mean", None) or (0.0, 0.0, 0.0)
-        return pad_geometry(image_size, side, tuple(int(x * 255) for x in mean))
-    if mode == "crop":
-        return crop_geometry(image_size, side, size)
-    merge = getattr(model.config, "mm_patch_merge_type", "spatial_unpad")
-    if family.name != "llava_next":
-        merge = "flat"  # LlavaFamily concatenates the tiles as they come
-    return anyres_geometry(image_size, model.config.image_grid_pinpoints, size, side, merge)
+        geometry = pad_geometry(image_size, layout.side, tuple(int(x * 255) for x in mean))
+    else:
+        geometry = crop_geometry(image_size, layout.side, size)
+    # one tile: LLaVA-NeXT's spatial_unpad still closes the base features with a newline token
+    return replace(geometry, num_tokens=layout.num_tokens, newline=layout.newline_tokens)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -309,7 +301,7 @@ class InchLayout:
 
 def soften(image: Image.Image, amount: float = 0.45) -> np.ndarray:
     """The image partly desaturated and lightened, so that overlays stand out; ``(H, W, 3)`` floats in ``[0, 1]``."""
-    rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    rgb = np.asarray(to_rgb(image), dtype=np.float32) / 255.0
     gray = rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
     mixed = (1 - amount) * rgb + amount * gray[..., None]
     return 0.82 * mixed + 0.18
@@ -517,35 +509,67 @@ def quiet_transformers() -> None:
     warnings.filterwarnings("ignore", category=UserWarning)
 
 
-def load_model(model_path: str, device: str | None, dtype: str | None, tiny_families: Iterable[str]) -> tuple[Any, Any, Any]:
-    """``(tokenizer, model, image_processor)`` of a checkpoint, or of a random model named like ``tiny``,
-    ``tiny-next`` or ``tiny-instructblip`` (``llava.model.synthetic.parse_synthetic_name``)."""
-    import torch
+@dataclass
+class Prepared:
+    """What a figure command runs on: the image, the loaded model and the run's resolved settings."""
 
-    from llava.model.builder import CheckpointError, load_pretrained_model, resolve_dtype
-    from llava.model.synthetic import parse_synthetic_name, synthetic_model
+    image: Image.Image
+    loaded: LoadedModel
+    run: ResolvedRun
 
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise CliError(f"--device {device}: no CUDA device is available")
-    torch_dtype = resolve_dtype(dtype, device)
-    synthetic = parse_synthetic_name(model_path)
-    if synthetic is not None:
-        shape, family = synthetic[0], synthetic[1] or "llava"
-        if family not in tiny_families:
-            raise CliError(f"{model_path}: {family} models are not supported here (only {', '.join(tiny_families)})")
-        tokenizer, model, processor, _ = synthetic_model(family, shape, dtype=torch_dtype, device=device)
-        return tokenizer, model, processor
-    path = Path(model_path)
-    if path.exists() and not path.is_dir():
-        raise CliError(f"{model_path}: not a model checkpoint (a file, not a folder)")
+
+def add_figure_arguments(parser: argparse.ArgumentParser, method: str, max_new_tokens: int) -> None:
+    """The arguments every figure command shares with the runners: the model, the method's preset and parameters,
+    and the protocol fields a figure may change."""
+    from eval.cli import PROTOCOL_FLAGS, add, add_method_arguments, add_model_arguments
+    from llava.constants import ASPECT_MODES
+
+    add_model_arguments(parser)
+    add(parser, "--image-file", required=True)
+    add_method_arguments(parser, [method], method)
+    protocol = parser.add_argument_group("protocol (default: the benchmark's)")
+    add(protocol, "--conv-mode", default=None, help="conversation template")
+    add(protocol, "--image-aspect", "--aspect", choices=ASPECT_MODES, default=None,
+        help="image preprocessing")
+    add(protocol, "--max-new-tokens", type=int, default=max_new_tokens)
+    add(protocol, "--seed", type=int, default=None)
+    add(protocol, "--decoding", choices=("greedy", "sample"), default=None)
+    parser.set_defaults(**{name: None for name in PROTOCOL_FLAGS if name not in
+                           ("conv_mode", "image_aspect", "max_new_tokens", "seed", "decoding", "prompt")})
+    add(parser, "--out", default=None, help="PNG path")
+    add(parser, "--json", default=None, help="also write the figure's data here")
+    add(parser, "--dpi", type=int, default=100)
+
+
+def prepare(args: argparse.Namespace, benchmark: str, families: Sequence[str]) -> Prepared:
+    """Resolve the settings as the runners do (the benchmark's protocol, the method's preset, the flags) and check
+    them and the image before loading the model; then load it (:func:`llava.model.builder.load_model`)."""
+    from eval.benchmarks import resolve_run
+    from eval.cli import method_overrides, protocol_overrides
+    from eval.files import InputError
+    from eval.methods import get_method
+    from llava.conversation import get_conv_template
+    from llava.mm_utils import load_image
+    from llava.model.builder import inspect_checkpoint, load_model
+
     try:
-        tokenizer, model, processor, _ = load_pretrained_model(model_path, device_map=device, dtype=torch_dtype)
-    except CheckpointError as e:
+        info = inspect_checkpoint(args.model_path)
+        if info.family not in families:
+            raise CliError(f"{args.model_path}: a {info.family} model; this figure needs {' or '.join(families)}")
+        run = resolve_run(benchmark, info.family, args.method, args.preset, method_overrides(args),
+                          protocol_overrides(args))
+        if run.protocol["conv_mode"] is not None:
+            get_conv_template(run.protocol["conv_mode"])
+        config = get_method(run.method).build_config(run.params)
+        if hasattr(config, "validate"):
+            config.validate(info.num_layers)
+    except (InputError, ValueError) as e:
         raise CliError(str(e)) from None
-    except OSError as e:
-        raise CliError(f"{model_path}: cannot load the checkpoint ({shorten(str(e), 200)})") from None
-    return tokenizer, model, processor
+    image = load_image(args.image_file)  # fail fast, before loading a model
+    quiet_transformers()
+    loaded = load_model(args.model_path, args.device, args.dtype, args.attn, args.vision_tower)
+    preprocessing = loaded.family.preprocessing(loaded.model, loaded.image_processor, run.protocol["image_aspect"])
+    return Prepared(load_image(args.image_file, preprocessing), loaded, run)
 
 
 def token_pieces(tokenizer: Any, ids: Sequence[int]) -> list[str]:
@@ -563,15 +587,16 @@ def token_pieces(tokenizer: Any, ids: Sequence[int]) -> list[str]:
 
 
 def run_cli(prog: str, main: Any, argv: Sequence[str] | None) -> int:
-    """Run ``main(argv)``; input problems become one ``prog: error: ...`` line and exit status 2."""
-    from llava.mm_utils import ImageLoadError
-
+    """Run ``main(argv)``; input problems (bad settings, images, checkpoints) become one ``prog: error: ...`` line and
+    exit status 2."""
     try:
         main(argv)
-    except (CliError, ImageLoadError) as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
-        return 2
-    except ValueError as e:  # bad settings caught by the library (layers out of range, unknown preset, ...)
+    except Exception as e:  # the library's error types are imported only when needed: --help stays fast
+        from llava.mm_utils import ImageLoadError
+        from llava.model.builder import CheckpointError
+
+        if not isinstance(e, (CliError, ImageLoadError, CheckpointError, ValueError)):
+            raise
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -1,0 +1,234 @@
+"""Benchmark protocols as data (the ``lmms-eval`` task idea): one :class:`BenchmarkSpec` per benchmark.
+
+A spec holds everything that decides a benchmark's outputs apart from the method: its reader and data files, the
+prompt and template per model family, the image preprocessing, the decoding, the token budget, the seed and the
+scorer. A run is spec x method x model: :func:`resolve_run` merges, in this order (later wins), the spec's protocol
+for the model's family, the spec's values under the chosen preset name (MME's seed 55 under the AvisC scripts), the
+method preset's protocol settings (a method whose official code had its own protocol, e.g. PAI), and explicit flags;
+and it resolves the method's parameters (:mod:`llava.methods`). Every value records where it came from.
+
+Protocols (``sparc-official.md`` section 2, ``avisc-official.md`` section 3):
+
+- captioning (``coco``, ``iiw``, ``docci``, ``folder``): "Please describe this image in detail.", ``vicuna_v1``, the
+  model's own preprocessing (pad for LLaVA-1.5, anyres for LLaVA-NeXT), greedy, 512 new tokens, seed 42;
+- yes/no (``pope``, ``mme``, ``amber``): the raw question, ``llava_v1``, CLIP resize + center-crop for LLaVA-1.5,
+  sampling at temperature 1 (InstructBLIP: LAVIS' top-k 50 and 63 new tokens), 64 new tokens, seed 42.
+
+>>> run = resolve_run("pope", "llava", "avisc", "scripts")
+>>> run.protocol["conv_mode"], run.protocol["decoding"], run.params["lamb"], run.sources["lamb"]
+('llava_v1', 'sample', 0.99, 'preset:scripts[family=llava|llava_next,benchmark=pope]')
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from eval.methods import get_method
+from llava.methods import PROTOCOL_FIELDS
+
+DATA = Path(__file__).resolve().parent / "data"
+DECODINGS = ("greedy", "sample")
+TASKS = ("caption", "yesno")
+CAPTION_PROMPT = "Please describe this image in detail."
+
+
+@dataclass(frozen=True)
+class PerFamily:
+    """A setting that differs between model families: ``default``, unless ``by_family`` names the family."""
+
+    default: Any
+    by_family: Mapping[str, Any] = field(default_factory=dict)
+
+    def get(self, family: str) -> tuple[Any, bool]:
+        """``(value, whether it is family-specific)``."""
+        if family in self.by_family:
+            return self.by_family[family], True
+        return self.default, False
+
+
+@dataclass(frozen=True)
+class BenchmarkSpec:
+    """One benchmark.
+
+    ``reader``: the dataset reader in :mod:`eval.datasets`; ``num_samples``: the subset drawn (None: all);
+    ``question_file``: the default question file (shipped), if any; ``needs``: data arguments without which it cannot
+    run; ``protocol``: a value (or :class:`PerFamily`) for every field of :data:`~llava.methods.PROTOCOL_FIELDS`;
+    ``by_preset``: protocol values that hold under the named presets only; ``answer_field``: the answer's key in the
+    output lines; ``scorer``: the ``eval`` module that scores it.
+    """
+
+    name: str
+    title: str
+    task: str
+    reader: str
+    scorer: str | None
+    protocol: Mapping[str, Any]
+    num_samples: int | None = None
+    question_file: Path | None = None
+    needs: tuple[str, ...] = ()
+    by_preset: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        missing = set(PROTOCOL_FIELDS) - set(self.protocol)
+        unknown = set(self.protocol) - set(PROTOCOL_FIELDS)
+        if missing or unknown or self.task not in TASKS:
+            raise ValueError(f"benchmark {self.name}: protocol missing {sorted(missing)}, unknown {sorted(unknown)}")
+
+    @property
+    def answer_field(self) -> str:
+        return "caption" if self.task == "caption" else "text"
+
+    @property
+    def id_field(self) -> str:
+        return "image_id" if self.task == "caption" else "question_id"
+
+    def protocol_for(self, family: str, preset: str | None = None) -> tuple[dict[str, Any], dict[str, str]]:
+        """The protocol values for a model family (and preset), with their sources."""
+        values, sources = {}, {}
+        for name, value in self.protocol.items():
+            specific = False
+            if isinstance(value, PerFamily):
+                value, specific = value.get(family)
+            values[name] = value
+            sources[name] = f"benchmark:{self.name}" + (f"[family={family}]" if specific else "")
+        for name, value in self.by_preset.get(preset or "", {}).items():
+            values[name], sources[name] = value, f"benchmark:{self.name}[preset={preset}]"
+        return values, sources
+
+
+CAPTIONING = {
+    "conv_mode": PerFamily("vicuna_v1", {"instructblip": None}),
+    "prompt": CAPTION_PROMPT,
+    "image_aspect": None,  # the model's own: pad (LLaVA-1.5), anyres (LLaVA-NeXT), 224 (InstructBLIP)
+    "decoding": "greedy",
+    "temperature": 1.0,
+    "top_k": None,
+    "top_p": None,
+    "max_new_tokens": 512,
+    "seed": 42,
+    "num_beams": 1,
+}
+YES_NO = {
+    "conv_mode": PerFamily("llava_v1", {"instructblip": None}),
+    "prompt": None,  # the question of each sample
+    "image_aspect": PerFamily("crop", {"llava_next": None, "instructblip": None}),
+    "decoding": "sample",
+    "temperature": 1.0,
+    # LAVIS' InstructBLIP generate: top_k left at transformers' default 50; max_length 64 counts the BOS it seeds
+    "top_k": PerFamily(None, {"instructblip": 50}),
+    "top_p": None,
+    "max_new_tokens": PerFamily(64, {"instructblip": 63}),
+    "seed": 42,
+    "num_beams": 1,
+}
+AVISC_SCRIPT_SEED = {"scripts": {"seed": 55}, "official": {"seed": 55}}  # experiments/cd_scripts/mme_eval.sh
+
+BENCHMARKS: dict[str, BenchmarkSpec] = {spec.name: spec for spec in (
+    BenchmarkSpec("coco", "COCO val2014 captions (CHAIR)", "caption", "coco", "chair", CAPTIONING, num_samples=500,
+                  needs=("image_folder",)),
+    BenchmarkSpec("iiw", "IIW-400 captions (CLAIR)", "caption", "iiw", "clair", CAPTIONING,
+                  needs=("image_folder", "annotation_file")),
+    BenchmarkSpec("docci", "DOCCI captions (CLAIR)", "caption", "docci", "clair", CAPTIONING, num_samples=500,
+                  needs=("image_folder", "annotation_file")),
+    BenchmarkSpec("folder", "every image of a folder (no scorer)", "caption", "folder", None, CAPTIONING,
+                  needs=("image_folder",)),
+    BenchmarkSpec("pope", "POPE (COCO, A-OKVQA, GQA)", "yesno", "pope", "pope", YES_NO,
+                  needs=("image_folder", "question_file")),
+    BenchmarkSpec("mme", "MME (hallucination subset by default)", "yesno", "mme", "mme", YES_NO,
+                  question_file=DATA / "mme" / "mme_hallucination.jsonl", needs=("image_folder",),
+                  by_preset=AVISC_SCRIPT_SEED),
+    BenchmarkSpec("amber", "AMBER (all 15,220 queries)", "yesno", "amber", "amber", YES_NO,
+                  question_file=DATA / "amber" / "query_all.json.gz", needs=("image_folder",)),
+)}
+
+
+def get_benchmark(name: str) -> BenchmarkSpec:
+    try:
+        return BENCHMARKS[name]
+    except KeyError:
+        raise ValueError(f"unknown benchmark {name!r}; known: {', '.join(BENCHMARKS)}") from None
+
+
+def benchmarks_of(task: str) -> list[str]:
+    return [name for name, spec in BENCHMARKS.items() if spec.task == task]
+
+
+def check_protocol(values: Mapping[str, Any]) -> None:
+    """Clear errors for protocol values that cannot run."""
+    if values["decoding"] not in DECODINGS:
+        raise ValueError(f"decoding must be one of {', '.join(DECODINGS)}, got {values['decoding']!r}")
+    if values["max_new_tokens"] < 1:
+        raise ValueError(f"max_new_tokens must be at least 1, got {values['max_new_tokens']}")
+    if values["num_beams"] < 1:
+        raise ValueError(f"num_beams must be at least 1, got {values['num_beams']}")
+    if values["num_beams"] > 1 and values["decoding"] != "greedy":
+        raise ValueError("beam search (num_beams > 1) needs greedy decoding")
+    if not values["temperature"] > 0:
+        raise ValueError(f"temperature must be > 0 (greedy decoding: --decoding greedy), got {values['temperature']}")
+    if values["top_k"] is not None and values["top_k"] < 1:
+        raise ValueError(f"top_k must be at least 1, got {values['top_k']}")
+    if values["top_p"] is not None and not 0 < values["top_p"] <= 1:
+        raise ValueError(f"top_p must be in (0, 1], got {values['top_p']}")
+
+
+@dataclass(frozen=True)
+class ResolvedRun:
+    """A benchmark x method x model-family run: the protocol, the method's parameters, and each value's source."""
+
+    benchmark: BenchmarkSpec
+    family: str
+    method: str
+    preset: str
+    protocol: dict[str, Any]
+    params: dict[str, Any]
+    sources: dict[str, str]
+
+    def to_dict(self) -> dict[str, Any]:
+        """What ``_results.json`` records: the method, preset, resolved parameters and protocol, and the sources."""
+        return {"benchmark": self.benchmark.name, "family": self.family, "method": self.method, "preset": self.preset,
+                "method_params": self.params, "protocol": self.protocol, "sources": self.sources}
+
+
+def resolve_run(
+    benchmark: str | BenchmarkSpec,
+    family: str,
+    method: str,
+    preset: str | None = None,
+    method_overrides: Mapping[str, Any] | None = None,
+    protocol_overrides: Mapping[str, Any] | None = None,
+) -> ResolvedRun:
+    """Resolve every setting of a run (see the module docstring for the order); ``ValueError`` on a bad name or
+    value."""
+    spec = benchmark if isinstance(benchmark, BenchmarkSpec) else get_benchmark(benchmark)
+    method_spec = get_method(method)
+    preset_name, _ = method_spec.preset(preset)
+    resolution = method_spec.resolve(preset_name, family=family, benchmark=spec.name, task=spec.task,
+                                     overrides=method_overrides)
+    protocol, sources = spec.protocol_for(family, preset_name)
+    for name, value in resolution.protocol.items():
+        protocol[name], sources[name] = value, resolution.sources[name]
+    for name, value in (protocol_overrides or {}).items():
+        if name not in PROTOCOL_FIELDS:
+            raise ValueError(f"unknown protocol setting {name!r}")
+        protocol[name], sources[name] = value, "flag"
+    check_protocol(protocol)
+    sources.update({name: resolution.sources[name] for name in resolution.params})
+    return ResolvedRun(spec, family, method_spec.name, preset_name, protocol, resolution.params, sources)
+
+
+def protocol_table(task: str, families: tuple[str, ...] = ("llava", "llava_next", "instructblip")) -> str:
+    """The resolved protocol defaults of the benchmarks of ``task``, one line per benchmark and family (for
+    ``--help``)."""
+    lines = []
+    for name in benchmarks_of(task):
+        spec = BENCHMARKS[name]
+        subset = f"{spec.num_samples} samples" if spec.num_samples else "all samples"
+        lines.append(f"  {name}: {spec.title}; {subset}; scorer {spec.scorer or '-'}")
+        for family in families:
+            values, _ = spec.protocol_for(family)
+            shown = ", ".join(f"{k}={v!r}" for k, v in values.items() if v is not None)
+            lines.append(f"    {family}: {shown}")
+        for preset, values in spec.by_preset.items():
+            lines.append(f"    under --preset {preset}: " + ", ".join(f"{k}={v!r}" for k, v in values.items()))
+    return "\n".join(lines)

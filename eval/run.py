@@ -1,0 +1,226 @@
+"""One run of a benchmark with a method on a model, from a :class:`RunSpec`: the driver behind ``eval.caption`` and
+``eval.vqa`` (see :mod:`eval.cli` for how the command line becomes a spec, :mod:`eval.runner` for the loop).
+
+>>> spec = RunSpec(resolve_run("folder", "llava", "sparc"), ModelSettings("tiny"), DataSettings(Path("photos")),
+...                OutputSettings(Path("out"), "sparc"))                                         # doctest: +SKIP
+>>> execute(spec)                                                                            # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import errno
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from eval.benchmarks import DATA, ResolvedRun
+from eval.datasets import (
+    SampleSet,
+    amber_samples,
+    caption_samples,
+    drop_unusable,
+    mme_samples,
+    pope_samples,
+    select_by_manifest,
+)
+from eval.files import InputError, Problem, report_problems
+from eval.methods import get_method
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """Which model, and how to load it (None: the default of :func:`llava.model.builder.load_model`)."""
+
+    model_path: str
+    vision_tower: str | None = None
+    dtype: str | None = None
+    device: str | None = None
+    attn: str | None = None
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    """Where the benchmark's data are, and which part of them to run."""
+
+    image_folder: Path
+    annotation_file: str | None = None
+    question_file: str | None = None
+    pope_split: str | None = None
+    num_samples: int | None = None
+    subset_manifest: str | None = None
+    limit: int | None = None
+
+
+@dataclass(frozen=True)
+class OutputSettings:
+    """Where the outputs go and how the run behaves."""
+
+    save_path: Path
+    experiment_name: str
+    batch_size: int = 1
+    overwrite: bool = False
+    strict: bool = False
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything one run needs: the resolved benchmark x method settings, the model, the data and the outputs.
+    ``num_layers`` (when known before loading) lets the method's layer settings be checked early."""
+
+    run: ResolvedRun
+    model: ModelSettings
+    data: DataSettings
+    output: OutputSettings
+    num_layers: int | None = None
+
+    @property
+    def task(self) -> str:
+        return self.run.benchmark.task
+
+    @property
+    def description(self) -> str:
+        return f"{self.run.benchmark.name} ({self.run.method})"
+
+
+def question_file(spec: RunSpec) -> Path | None:
+    """The question file of a yes/no benchmark: ``--question-file``, the shipped file of ``--pope-split``, or the
+    benchmark's default."""
+    data, benchmark = spec.data, spec.run.benchmark
+    if data.question_file:
+        return Path(data.question_file)
+    if data.pope_split:
+        dataset, setting = data.pope_split.split("/")
+        return DATA / "pope" / "vcd" / dataset / f"{dataset}_pope_{setting}.json"
+    return benchmark.question_file
+
+
+def check_spec(spec: RunSpec) -> None:
+    """Errors that need no model: the template, the method's layers, the data files. Raises :class:`InputError`."""
+    from llava.conversation import get_conv_template
+
+    run, data = spec.run, spec.data
+    try:
+        if run.protocol["conv_mode"] is not None:
+            get_conv_template(run.protocol["conv_mode"])
+        config = get_method(run.method).build_config(run.params)
+        if spec.num_layers is not None and hasattr(config, "validate"):
+            config.validate(spec.num_layers)
+    except ValueError as e:
+        raise InputError(str(e)) from None
+    if spec.output.batch_size < 1:
+        raise InputError(f"--batch-size must be at least 1, got {spec.output.batch_size}")
+    if data.limit is not None and data.limit < 1:
+        raise InputError(f"--limit must be at least 1, got {data.limit}")
+    if not data.image_folder.is_dir():
+        raise InputError(f"{data.image_folder}: no such image folder")
+    if run.benchmark.task == "yesno":
+        questions = question_file(spec)
+        if questions is None:
+            raise InputError(f"{run.benchmark.name} needs --question-file" +
+                             (" or --pope-split (e.g. coco/random)" if run.benchmark.name == "pope" else ""))
+        if not questions.exists():
+            raise InputError(f"{questions}: no such question file")
+    elif "annotation_file" in run.benchmark.needs:
+        if data.annotation_file is None:
+            raise InputError(f"--annotation-file is required for dataset type {run.benchmark.name}")
+        if not Path(data.annotation_file).is_file():
+            raise InputError(f"{data.annotation_file}: no such annotation file")
+
+
+def check_output_folder(folder: Path) -> None:
+    """Fail now, not after a long model load, when the output folder cannot be created or written."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-check-"):
+            pass
+    except OSError as e:
+        raise InputError(f"cannot write to {folder}: {e.strerror or e}; choose another --save-path") from None
+
+
+def read_samples(spec: RunSpec, problems: list[Problem]) -> SampleSet:
+    """The samples of the run, in generation order, without duplicates and empty questions (recorded as problems),
+    after ``--subset-manifest`` and ``--limit``."""
+    run, data = spec.run, spec.data
+    benchmark = run.benchmark
+    if benchmark.task == "caption":
+        num_samples = data.num_samples if data.num_samples is not None else benchmark.num_samples
+        if data.subset_manifest:  # the manifest's ids, drawn from the whole dataset
+            num_samples = None
+        found = caption_samples(benchmark.reader, data.image_folder, data.annotation_file, num_samples,
+                                run.protocol["seed"], problems, run.protocol["prompt"])
+        if data.subset_manifest:
+            chosen = select_by_manifest(found.samples, data.subset_manifest)
+            found = SampleSet(chosen, len(chosen), len(found.samples))
+    else:
+        readers = {"pope": pope_samples, "mme": mme_samples, "amber": amber_samples}
+        samples = readers[benchmark.reader](question_file(spec), data.image_folder, problems)
+        found = SampleSet(samples, None, len(samples))
+    samples = drop_unusable(found.samples, problems)
+    if data.limit is not None:
+        samples = samples[: data.limit]
+    return SampleSet(samples, found.requested, found.available)
+
+
+def _disk_error(e: OSError) -> InputError:
+    """One line for an output that could not be written: what happened and what to do."""
+    where = f" writing {e.filename}" if e.filename else ""
+    if e.errno == errno.ENOSPC:
+        return InputError(f"disk full{where}: the answers written so far are kept; free space and rerun the same "
+                          "command to resume")
+    if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return InputError(f"cannot write{where} ({e.strerror}): make the output folder writable and rerun to resume")
+    return InputError(f"output error{where}: {e.strerror or e}; rerun the same command to resume")
+
+
+def execute(spec: RunSpec) -> int:
+    """Read the samples, load the model, generate (resumable, sharded, crash-safe), write the results; the exit
+    status (0; 1 when no sample has an answer or, with ``strict``, when any was skipped)."""
+    from eval.generation_setup import Decoder
+    from eval.runner import Distributed, RunPaths, Runner, exit_code, write_results
+    from llava.model.builder import CheckpointError, load_model
+
+    problems: list[Problem] = []
+    sample_set = read_samples(spec, problems)
+    report_problems(problems)
+    if sample_set.short:
+        print(f"warning: {spec.run.benchmark.name}: {sample_set.available} samples available, fewer than the "
+              f"{sample_set.requested} the benchmark asks for: results are not comparable (recorded in _results.json)",
+              file=sys.stderr)
+    dist = Distributed.current()
+    paths = RunPaths(spec.output.save_path, spec.output.experiment_name)
+    try:
+        model = spec.model
+        loaded = load_model(model.model_path, model.device or dist.device(), model.dtype, model.attn, model.vision_tower)
+    except (CheckpointError, OSError) as e:
+        raise InputError(str(e)) from None
+    decoder = Decoder(loaded, spec.run)
+    identity = {**decoder.identity(spec), "data": about_data(spec)}
+    runner = Runner(sample_set.samples, decoder, paths, identity, spec.run.benchmark.id_field, spec.output.batch_size,
+                    spec.output.overwrite, dist, spec.description, problems, decoder.load_image)
+    try:
+        runner.prepare(about_data(spec))
+        report = runner.run()
+        if dist.rank == 0:
+            config = {**identity, **spec.run.to_dict(), **runtime(spec)}
+            write_results(paths, config, report, loaded.device, sample_set.subset(len(sample_set.samples)))
+    except OSError as e:
+        raise _disk_error(e) from None
+    finally:
+        dist.close()
+    return exit_code(report, spec.output.strict) if dist.rank == 0 else 0  # rank 0 holds the merged counts
+
+
+def about_data(spec: RunSpec) -> dict[str, Any]:
+    """The data part of a run's identity (also written into the manifest)."""
+    data, benchmark = spec.data, spec.run.benchmark
+    if benchmark.task == "caption":
+        num_samples = data.num_samples if data.num_samples is not None else benchmark.num_samples
+        return {"dataset_type": benchmark.name, "num_samples": None if data.subset_manifest else num_samples,
+                "seed": spec.run.protocol["seed"], "subset_manifest": data.subset_manifest}
+    return {"benchmark": benchmark.name, "question_file": str(question_file(spec))}
+
+
+def runtime(spec: RunSpec) -> dict[str, Any]:
+    """Settings that may change between a run and its resumption (recorded, not checked)."""
+    return {"batch_size": spec.output.batch_size, "limit": spec.data.limit}

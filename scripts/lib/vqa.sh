@@ -1,0 +1,49 @@
+# Shared by scripts/{llava,instructblip}/{pope,mme,amber}.sh (sourced after their variables are set), with lib/run.sh.
+source "$(dirname "${BASH_SOURCE[0]}")/run.sh"
+
+# answer METHOD EXPERIMENT ARGS...: one run of eval.vqa.
+answer() {
+  local method=$1 name=$2
+  shift 2
+  run_args "$method"
+  $LAUNCH eval.vqa "${RUN_ARGS[@]}" "$@" --save-path "$SAVE_PATH" --experiment-name "$name"
+}
+
+# POPE: every method on the 9 settings (COCO and A-OKVQA on COCO images, GQA on GQA images), each scored.
+run_pope() {
+  local method dataset setting images name
+  for method in $METHODS; do
+    for dataset in $POPE_DATASETS; do
+      images=$([ "$dataset" = gqa ] && echo "$GQA_IMAGES" || echo "$COCO_IMAGES")
+      for setting in $POPE_SETTINGS; do
+        name="${method}_${dataset}_pope_${setting}"
+        answer "$method" "$name" --benchmark pope --image-folder "$images" --pope-split "$dataset/$setting"
+        python -m eval.pope --answers "$SAVE_PATH/$name.jsonl" --save_path "$SAVE_PATH/${name}_pope.json"
+      done
+    done
+  done
+}
+
+# MME: every method with every seed of SEEDS, scored together (mean +- std).
+run_mme() {
+  local method seed answers
+  for method in $METHODS; do
+    answers=()
+    for seed in $SEEDS; do
+      answer "$method" "${method}_mme_seed${seed}" --benchmark mme --image-folder "$MME_ROOT" --seed "$seed" \
+        ${QUESTION_FILE:+--question-file "$QUESTION_FILE"}
+      answers+=("$SAVE_PATH/${method}_mme_seed${seed}.jsonl")
+    done
+    python -m eval.mme --answers "${answers[@]}" --gt_dir "$MME_GT" --save_path "$SAVE_PATH/${method}_mme.json"
+  done
+}
+
+# AMBER: every method on all queries, scored with evaluation type a.
+run_amber() {
+  local method name
+  for method in $METHODS; do
+    name="${method}_amber"
+    answer "$method" "$name" --benchmark amber --image-folder "$AMBER_IMAGES" ${QUERY_FILE:+--question-file "$QUERY_FILE"}
+    python -m eval.amber --inference_data "$SAVE_PATH/$name.jsonl" --evaluation_type a --save_path "$SAVE_PATH/${name}_amber.json"
+  done
+}
