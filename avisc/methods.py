@@ -12,7 +12,7 @@ Each method builds one extra branch after the main prefill and contrasts its log
 Then every method keeps only the tokens whose *original* logit is within ``log(beta)`` of the best one; where the
 branch yields NaN, the step falls back to the original logits (as the official sampler).
 
->>> generate(batch, GenerationConfig(do_sample=True), build_method(preset("paper", "avisc", "llava")), generators)  # doctest: +SKIP
+>>> generate(batch, GenerationConfig(do_sample=True), Avisc(AviscConfig(cd_alpha=2.5)), generators)  # doctest: +SKIP
 """
 from __future__ import annotations
 
@@ -21,12 +21,11 @@ import math
 import torch
 
 from avisc.blind import BlindTokens, find_blind_tokens
-from avisc.config import ContrastConfig
+from avisc.config import DIFFUSION_STEPS, AviscConfig, ContrastConfig, M3idConfig, VcdConfig
 from llava.attention import AttentionHook
 from llava.generation import DecodingContext, DecodingMethod
 from llava.inputs import Prefill
 
-DIFFUSION_STEPS = 1000
 
 
 def diffusion_schedule(num_steps: int = DIFFUSION_STEPS) -> tuple[torch.Tensor, torch.Tensor]:
@@ -45,7 +44,10 @@ def add_diffusion_noise(pixels: torch.Tensor, noise_step: int, generator: torch.
 
 
 class ContrastiveDecoding(DecodingMethod):
-    """Shared by VCD, M3ID and AvisC: one extra branch, its logits contrasted with the main ones, the cutoff."""
+    """Shared by VCD, M3ID and AvisC: one extra branch, its logits contrasted with the main ones, the cutoff.
+
+    ``config`` is the method's config (:mod:`avisc.config`); ``alpha`` is its ``cd_alpha`` (M3ID has none: it
+    overrides :meth:`contrast`)."""
 
     def __init__(self, config: ContrastConfig):
         self.config = config
@@ -68,9 +70,7 @@ class ContrastiveDecoding(DecodingMethod):
 class Vcd(ContrastiveDecoding):
     """Visual contrastive decoding: the second branch sees the image with diffusion noise."""
 
-    @property
-    def alpha(self) -> float:
-        return self.config.vcd_alpha  # 1.0 under the official override
+    config: VcdConfig
 
     def branches(self, context: DecodingContext) -> list[Prefill]:
         images = context.batch.images
@@ -85,6 +85,8 @@ class Vcd(ContrastiveDecoding):
 
 class M3id(ContrastiveDecoding):
     """M3ID: contrast with the text-only prompt, weighted by ``(1 - g_t) / g_t``, ``g_t = exp(-lambda * t)``."""
+
+    config: M3idConfig
 
     def contrast(self, step: int, logits: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
         gamma = math.exp(-self.config.m3id_lambda * step)
@@ -118,7 +120,7 @@ class Avisc(ContrastiveDecoding):
     After each batch, ``found`` holds the :class:`~avisc.blind.BlindTokens` of every sequence.
     """
 
-    def __init__(self, config: ContrastConfig):
+    def __init__(self, config: AviscConfig):
         super().__init__(config)
         self.found: list[BlindTokens] = []
 
@@ -147,10 +149,3 @@ class Avisc(ContrastiveDecoding):
             return torch.randn(shape, generator=generator, dtype=embeds.dtype, device=embeds.device)
         fill = 1.0 if self.config.masking_scheme == "ones" else 0.0
         return embeds.new_full(shape, fill)
-
-
-def build_method(config: ContrastConfig) -> DecodingMethod:
-    """The decoding method for ``config.method`` (``base`` is plain decoding, without the cutoff)."""
-    methods = {"base": None, "vcd": Vcd, "m3id": M3id, "avisc": Avisc}
-    method_class = methods[config.method]
-    return DecodingMethod() if method_class is None else method_class(config)

@@ -19,7 +19,7 @@ from typing import Any, Sequence
 
 from llava.methods import STANDARD_PRESETS, MethodSpec, create_method, get_method, list_methods
 
-METHOD_MODULES = ("sparc.config", "avisc.config", "sparc.opera.config")
+METHOD_MODULES = ("sparc.config", "avisc.config", "sparc.pai.config", "sparc.opera.config")
 """The light modules that register this project's methods, in the order they are listed."""
 
 for _module in METHOD_MODULES:

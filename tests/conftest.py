@@ -12,6 +12,8 @@ GOLDEN = REFERENCE / "golden"
 
 # CHAIR and AMBER need NLTK data; CI has no route to the NLTK download site.
 os.environ.setdefault("NLTK_DATA", str(REFERENCE / "nltk_data"))
+# The tests never use the model hub; offline, a hub id fails at once instead of retrying for half a minute.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # One intra-op thread (also for the runners the tests start as subprocesses): the tiny models run thousands of small
 # ops, which two threads slow down, by 10x when other work shares the cores. Set OMP_NUM_THREADS to override.
 os.environ.setdefault("OMP_NUM_THREADS", "1")

@@ -10,9 +10,8 @@ import pytest
 import torch
 
 from avisc.config import AviscConfig, M3idConfig, VcdConfig
-from avisc.methods import Avisc, M3id, Vcd, add_diffusion_noise, diffusion_schedule
 from avisc.blind import find_blind_tokens, layer_shares, non_blind_tokens, select_layers
-from avisc.methods import ContrastiveDecoding
+from avisc.methods import Avisc, M3id, Vcd, add_diffusion_noise, diffusion_schedule
 from helpers import (
     avisc_golden_run,
     contrast_method_from,

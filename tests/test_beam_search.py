@@ -22,19 +22,11 @@ from llava.beam_search import (
     trim_left,
     write_rows,
 )
-from llava.conversation import get_conv_template
 from llava.generation import DecodingMethod, GenerationConfig, generate, new_cache
 from llava.inputs import PromptBatch
+from sparc.opera.config import OPERA_CONV_MODE
 
 OPERA_GOLDEN = "pai_opera/opera_golden.json"
-
-
-def opera_prompt(question: str) -> str:
-    """OPERA's prompt text (spec/opera-official.md section 1): the Vicuna system sentence, "USER:" without a space,
-    the image, the question. Two spaces after the image: transformers 5's Llama tokenizer drops the lone "▁" (29871)
-    that the official tokenizer puts before the question, and the second space gives it back (the ids are checked
-    against the golden ``input_ids`` below)."""
-    return get_conv_template("vicuna_v1").system + f"USER: <image>  {question} ASSISTANT:"
 
 
 def opera_batch(images: list[str], questions: list[str] | None = None, attn: str | None = None) -> PromptBatch:
@@ -44,8 +36,10 @@ def opera_batch(images: list[str], questions: list[str] | None = None, attn: str
     data = golden_json(OPERA_GOLDEN)
     tokenizer, model, processor = golden_model(data["checkpoint"], attn)
     questions = questions or [data["question"]] * len(images)
-    pixels = family_of(model).pixel_values(model, processor, [golden_image(i) for i in images], "crop")
-    return PromptBatch(model, tokenizer, processor, [opera_prompt(q) for q in questions], pixels)
+    family = family_of(model)
+    pixels = family.pixel_values(model, processor, [golden_image(i) for i in images], "crop")
+    prompts = [family.format_prompt(model, q, OPERA_CONV_MODE) for q in questions]  # OPERA's template (PAI's)
+    return PromptBatch(model, tokenizer, processor, prompts, pixels)
 
 
 def beam_score_tolerance(step: int) -> float:

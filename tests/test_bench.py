@@ -15,11 +15,11 @@ import torch
 
 from conftest import GOLDEN, PROJECT_ROOT
 from eval import bench
-from eval.methods import list_methods
 
 GOLDEN_LLAVA = GOLDEN / "tiny-llava-v1.5"
 TOP_FIELDS = ("device", "dtype", "model", "attn", "date", "torch", "transformers", "rows")
-ROW_FIELDS = ("method", "batch_size", "prefill_ms", "ms_per_token", "tokens_per_s", "peak_mem_mb", "ratio_to_baseline")
+ROW_FIELDS = ("method", "batch_size", "prefill_ms", "ms_per_token", "tokens_per_s", "peak_mem_mb", "ratio_to_baseline",
+              "wall_s", "user_s", "sys_s")
 
 
 def check_result(result: dict, methods: list[str], batch_sizes: list[int], attn: str) -> None:
@@ -38,6 +38,11 @@ def check_result(result: dict, methods: list[str], batch_sizes: list[int], attn:
         assert isinstance(row["ratio_to_baseline"], float)
         if row["method"] == "baseline":
             assert row["ratio_to_baseline"] == 1.0
+        if row["method"] in ("beam", "opera") and "beam" in methods:  # beam searches: also against plain beam search
+            assert row["ratio_to_beam"] == (1.0 if row["method"] == "beam" else
+                                            round(row["ms_per_token"] / next(r["ms_per_token"] for r in rows if r[
+                                                "method"] == "beam" and r["batch_size"] == row["batch_size"]), 4))
+        assert row["wall_s"] > 0 and row["user_s"] >= 0 and row["sys_s"] >= 0
 
 
 @pytest.fixture
@@ -54,7 +59,7 @@ def test_main_in_process(tmp_path, capsys, restore_threads):
                        "--warmup", "0", "--threads", "1", "--sparc-tau", "-1", "--out", str(out)])
     assert code == 0
     result = json.loads(out.read_text())
-    check_result(result, list_methods(), [1, 2], "sdpa")
+    check_result(result, bench.bench_methods(), [1, 2], "sdpa")
     assert result["new_tokens"] == 3 and result["model"] == "synthetic tiny-llava (random weights)"
     sparc_rows = [r for r in result["rows"] if r["method"] == "sparc"]
     assert all(r["sparc_selections_per_step"] > 0 for r in sparc_rows)

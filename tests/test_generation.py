@@ -276,3 +276,88 @@ def test_merge_caches_left_pads_the_shorter_cache():
         keys, values = merged.update(torch.full((3, 4, 1, 16), 5.0), torch.full((3, 4, 1, 16), 6.0), layer)
         assert keys.shape == (3, 4, 6, 16) and (keys[:, :, 5] == 5).all() and (values[:, :, 5] == 6).all()
         assert (keys[1:, :, :5] == 3).all() and (values[0, :, 2:5] == 2).all()
+
+
+# ================================================================================================================
+# branches of another prompt layout: their own row group, length and mask
+
+
+class RecordBranches(DecodingMethod):
+    """A text-only branch (another layout) and a copy of the main input (the same layout), in that order; keeps the
+    logits ``combine`` receives and decodes with the main logits."""
+
+    def __init__(self):
+        self.seen: list[tuple[torch.Tensor, list[torch.Tensor]]] = []
+
+    def branches(self, context):
+        return [context.batch.encode(text_only=True), context.batch.encode()]
+
+    def combine(self, step, logits, branch_logits):
+        self.seen.append((logits.clone(), [b.clone() for b in branch_logits]))
+        return logits
+
+
+def test_branches_decode_as_they_would_alone():
+    """Main rows decode as without branches; the text-only rows (own cache, own positions) give the logits of the
+    text-only prompt decoded alone on the same tokens; the same-layout copy gives the main logits; ``combine`` gets
+    the branches in the order the method returned them."""
+    from llava.generation import _forward, _prefill
+    from llava.model.families import family_of
+
+    batch = _synthetic_batch()
+    method = RecordBranches()
+    out = generate(batch, GenerationConfig(max_new_tokens=5), method)
+    assert out.sequences == generate(batch, GenerationConfig(max_new_tokens=5)).sequences
+    model, family = batch.model, family_of(batch.model)
+    text = batch.encode(text_only=True)
+    assert text.padded and len(set(text.lengths.tolist())) == 3
+    with torch.inference_mode():
+        cache, logits = _prefill(model, family, text, None, 8)
+        mask, positions = text.attention_mask, text.lengths.clone()
+        tokens = torch.tensor(out.sequences)
+        for step, (main, (text_logits, copy_logits)) in enumerate(method.seen):
+            torch.testing.assert_close(text_logits, logits, rtol=0, atol=1e-5, msg=f"step {step + 1}")
+            torch.testing.assert_close(copy_logits, main, rtol=0, atol=1e-5, msg=f"step {step + 1}")
+            mask = torch.cat([mask, mask.new_ones(3, 1)], dim=1)
+            logits = _forward(model, family, family.embed_tokens(model, tokens[:, step, None]), mask, positions[:, None],
+                              cache, None)
+            positions = positions + 1
+
+
+def test_short_branch_attends_over_its_own_length_without_a_mask(monkeypatch):
+    """At batch 1, M3ID's text-only branch is not padded to the image prompt's length: each decode step attends
+    twice per layer, over the main cache and over the branch's own (short) cache, neither with a mask."""
+    import torch.nn.functional as F
+
+    from avisc.config import M3idConfig
+    from avisc.methods import M3id
+
+    tokenizer, model, processor = synthetic("llava", 2, attn_implementation="sdpa")
+    batch = make_batch(tokenizer, model, processor, ["is there a dog ?"], [random_image(300, 200, 1)])
+    main_length, text_length = int(batch.encode().lengths[0]), int(batch.encode(text_only=True).lengths[0])
+    assert text_length < main_length - 500
+    calls = []
+    sdpa = F.scaled_dot_product_attention
+
+    def spy(query, key, value, **kwargs):
+        if query.shape[2] == 1:  # decode steps
+            calls.append((key.shape[2], kwargs.get("attn_mask") is not None))
+        return sdpa(query, key, value, **kwargs)
+
+    monkeypatch.setattr(F, "scaled_dot_product_attention", spy)
+    generate(batch, GenerationConfig(max_new_tokens=3), M3id(M3idConfig()))
+    expected = [(length + step, False) for step in (1, 2) for _ in range(2) for length in (main_length, text_length)]
+    assert calls == expected
+
+
+def test_padding_mask_is_allocated_once():
+    from llava.generation import PaddingMask
+
+    mask = PaddingMask(torch.tensor([[0, 1, 1], [1, 1, 1]]), room=3)
+    first = mask.current
+    assert first.dtype == torch.bool and first.tolist() == [[False, True, True], [True, True, True]]
+    mask.grow()
+    mask.grow()
+    assert mask.current.tolist() == [[False, True, True, True, True], [True] * 5]
+    assert mask.current.data_ptr() == first.data_ptr()  # a wider view of the same buffer, no copy
+    assert PaddingMask(torch.ones(2, 4, dtype=torch.long), room=3).current is None  # unpadded: no mask at all

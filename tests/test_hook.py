@@ -14,7 +14,7 @@ import torch
 from transformers import DynamicCache, LlamaConfig, LlamaModel
 
 from helpers import sharpened, synthetic
-from llava.attention import HOOKED_EAGER, HOOKED_SDPA, AttentionHook, last_query_attention
+from llava.attention import HOOKED_EAGER, HOOKED_SDPA, AttentionHook, query_attention
 from llava.inputs import positions_from_mask
 from llava.model.builder import prepare_model
 
@@ -126,6 +126,47 @@ def test_last_query_row_equals_eager_output_attentions(implementation, padded):
             torch.testing.assert_close(out.last_hidden_state, ref.last_hidden_state, rtol=0, atol=1e-5)
 
 
+class RecordAllRows(RecordRows):
+    """Keeps every query's row, max over heads (OPERA's reading)."""
+
+    head_reduction = "max"
+    query_rows = "all"
+
+
+@pytest.mark.parametrize("padded", [False, True], ids=["unpadded", "left-padded"])
+@pytest.mark.parametrize("implementation", ["sdpa", "eager"])
+def test_all_query_rows_equal_eager_output_attentions(implementation, padded):
+    """``query_rows = "all"``: every query's row (max over heads) equals eager ``output_attentions``, at the prefill
+    (causal mask applied by hand where transformers passes none) and for several queries at a decode forward."""
+    decoder, reference = _decoder_pair(implementation)
+    hidden = decoder.config.hidden_size
+    embeds, mask = _inputs(padded, hidden, seed=4)
+    positions = positions_from_mask(mask)
+    with torch.no_grad():
+        hook = RecordAllRows()
+        cache, ref_cache = DynamicCache(config=decoder.config), DynamicCache(config=reference.config)
+        decoder(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, past_key_values=cache,
+                use_cache=True, attn_hook=hook)
+        ref = reference(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, past_key_values=ref_cache,
+                        use_cache=True, output_attentions=True)
+        real = mask.bool()
+        for layer, attention in enumerate(ref.attentions):
+            assert hook.rows[layer].shape == (embeds.shape[0], embeds.shape[1], embeds.shape[1])
+            torch.testing.assert_close(hook.rows[layer][real], attention.amax(dim=1)[real], rtol=0, atol=1e-5)
+        # three new queries at once, after the prompt
+        new = torch.randn(embeds.shape[0], 3, hidden, generator=torch.Generator().manual_seed(9))
+        mask = torch.cat([mask, torch.ones(mask.shape[0], 3, dtype=mask.dtype)], dim=1)
+        position = mask.sum(dim=1, keepdim=True) - 3 + torch.arange(3)
+        hook = RecordAllRows()
+        decoder(inputs_embeds=new, attention_mask=mask, position_ids=position, past_key_values=cache, use_cache=True,
+                attn_hook=hook)
+        ref = reference(inputs_embeds=new, attention_mask=mask, position_ids=position, past_key_values=ref_cache,
+                        use_cache=True, output_attentions=True)
+        for layer, attention in enumerate(ref.attentions):
+            assert hook.rows[layer].shape == (embeds.shape[0], 3, mask.shape[1])
+            torch.testing.assert_close(hook.rows[layer], attention.amax(dim=1), rtol=0, atol=1e-5)
+
+
 def test_hook_rows_only_for_layers_asked_and_no_effect_on_outputs():
     decoder, _ = _decoder_pair("sdpa")
     embeds, mask = _inputs(True, decoder.config.hidden_size)
@@ -163,13 +204,13 @@ def test_last_query_attention_hand_example():
     scale = 2 ** 0.5
     query = torch.tensor([[[[0.0, 0.0], [scale, 0.0]]]])            # (B=1, H=1, Q=2, D=2); only the last query counts
     key = torch.tensor([[[[0.0, 5.0], [1.0, 0.0], [2.0, 0.0]]]])    # (1, 1, S=3, 2)
-    row = last_query_attention(query, key, None, scaling=2 ** -0.5)
+    row = query_attention(query, key, None, scaling=2 ** -0.5)
     e = torch.tensor([1.0, torch.e, torch.e ** 2])
     torch.testing.assert_close(row, (e / e.sum())[None], rtol=0, atol=1e-6)
-    masked = last_query_attention(query, key, torch.tensor([[[[True, True, True], [False, True, True]]]]), 2 ** -0.5)
+    masked = query_attention(query, key, torch.tensor([[[[True, True, True], [False, True, True]]]]), 2 ** -0.5)
     torch.testing.assert_close(masked, torch.tensor([[0.0, torch.e, torch.e ** 2]]) / (torch.e + torch.e ** 2), rtol=0, atol=1e-6)
     additive = torch.tensor([[[[0.0, 0.0, 0.0], [float("-inf"), 0.0, 0.0]]]])
-    torch.testing.assert_close(last_query_attention(query, key, additive, 2 ** -0.5), masked, rtol=0, atol=1e-6)
+    torch.testing.assert_close(query_attention(query, key, additive, 2 ** -0.5), masked, rtol=0, atol=1e-6)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -245,3 +286,135 @@ def test_edit_values_equals_scaling_the_cache_by_hand(implementation, make_cache
     heads = decoder.config.num_key_value_heads
     head_dim = decoder.config.hidden_size // decoder.config.num_attention_heads
     assert hook.seen_shapes == [(3, heads, mask.shape[1] + 1, head_dim)] * NUM_LAYERS
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# (c) editing the last query's pre-softmax scores
+
+
+class AmplifySpan(AttentionHook):
+    """``A + alpha * |A|`` on the last query's scores over ``spans[row] = (start, end)`` in ``layers`` (a hand loop)."""
+
+    def __init__(self, alpha, spans, layers):
+        self.alpha, self.spans, self.layers = alpha, spans, layers
+        self.seen_shapes = []
+
+    def wants_scores(self, layer_idx):
+        return layer_idx in self.layers
+
+    def edit_scores(self, layer_idx, scores):
+        self.seen_shapes.append(tuple(scores.shape))
+        for row, (start, end) in enumerate(self.spans):
+            scores[row, :, start:end] += self.alpha * scores[row, :, start:end].abs()
+
+
+def _register_reference(name, alpha, spans, layers):
+    """transformers' own ``eager_attention_forward``, with ``alpha * |A|`` of the last query (computed by hand from
+    that layer's query and keys) added to the last row of its additive mask."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, eager_mask
+    from transformers.models.llama.modeling_llama import eager_attention_forward, repeat_kv
+
+    def reference(module, query, key, value, attention_mask, scaling, dropout=0.0, **kwargs):
+        if module.layer_idx in layers:
+            keys = repeat_kv(key, module.num_key_value_groups)
+            scores = torch.matmul(query[:, :, -1:], keys.transpose(2, 3)) * scaling + attention_mask[:, :, -1:]
+            mask = attention_mask.expand(-1, query.shape[1], -1, -1).clone()
+            for row, (start, end) in enumerate(spans):
+                mask[row, :, -1, start:end] += alpha * scores[row, :, 0, start:end].abs()
+            attention_mask = mask
+        return eager_attention_forward(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout,
+                                       **kwargs)
+
+    AttentionInterface.register(name, reference)
+    AttentionMaskInterface.register(name, eager_mask)
+
+
+@pytest.mark.parametrize("padded", [False, True], ids=["unpadded", "left-padded"])
+@pytest.mark.parametrize("implementation", ["sdpa", "eager"])
+def test_score_edit_equals_reference(implementation, padded):
+    """Prefill and two decode steps with the last query's image-span scores amplified in layers 1 and 3 equal
+    transformers' eager attention with the same amplification added to its mask; the edit changes the outputs."""
+    decoder, _ = _decoder_pair(implementation)
+    hidden = decoder.config.hidden_size
+    embeds, mask = _inputs(padded, hidden, seed=7)
+    positions = positions_from_mask(mask)
+    spans = [(2, 8), (5, 9), (3, 10)][: embeds.shape[0]]  # cache positions per row (rows 1, 2 have 4, 2 pads)
+    layers, alpha = {1, 3}, 0.5
+    _, model, _ = sharpened("llava", NUM_LAYERS)
+    reference = copy.deepcopy(model)
+    name = f"test_reference_edit_{implementation}_{padded}"
+    _register_reference(name, alpha, spans, layers)
+    reference.set_attn_implementation({"text_config": name})
+    reference = reference.model.language_model
+    steps = [torch.randn(embeds.shape[0], 1, hidden, generator=torch.Generator().manual_seed(30 + i)) for i in range(2)]
+
+    def run(model, hook):
+        cache = DynamicCache(config=model.config)
+        outputs = [model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, past_key_values=cache,
+                         use_cache=True, attn_hook=hook).last_hidden_state[:, -1]]
+        step_mask = mask
+        for new in steps:
+            step_mask = torch.cat([step_mask, torch.ones(step_mask.shape[0], 1, dtype=mask.dtype)], dim=1)
+            outputs.append(model(inputs_embeds=new, attention_mask=step_mask, position_ids=step_mask.sum(1, keepdim=True) - 1,
+                                 past_key_values=cache, use_cache=True, attn_hook=hook).last_hidden_state[:, -1])
+        return outputs
+
+    with torch.no_grad():
+        hook = AmplifySpan(alpha, spans, layers)
+        edited = run(decoder, hook)
+        expected = run(reference, None)
+        plain = run(decoder, None)
+    for ours, theirs, unedited in zip(edited, expected, plain):
+        torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-5)
+        assert (ours - unedited).abs().max() > 1e-3
+    # the hook sees (B, H, S) rows of the layers it asked for, once per forward, S including the current step
+    heads = decoder.config.num_attention_heads
+    length = mask.shape[1]
+    assert hook.seen_shapes == [(embeds.shape[0], heads, length + step) for step in range(3) for _ in layers]
+
+
+def test_score_edit_keeps_the_model_on_sdpa(monkeypatch):
+    """On SDPA only the edited last query is computed apart: at the prefill every layer still attends through SDPA
+    (causal, no mask); at a decode step the edited layer's single query needs no SDPA call, the others make one."""
+    import torch.nn.functional as F
+
+    decoder, _ = _decoder_pair("sdpa")
+    embeds, mask = _inputs(False, decoder.config.hidden_size)
+    calls = []
+    sdpa = F.scaled_dot_product_attention
+    monkeypatch.setattr(F, "scaled_dot_product_attention", lambda q, k, v, **kw: calls.append(
+        (q.shape[2], kw.get("attn_mask") is not None)) or sdpa(q, k, v, **kw))
+    hook = AmplifySpan(0.5, [(2, 8)], {1})
+    with torch.no_grad():
+        cache = DynamicCache(config=decoder.config)
+        decoder(inputs_embeds=embeds, position_ids=positions_from_mask(mask), past_key_values=cache, use_cache=True,
+                attn_hook=hook)
+        assert calls == [(11, False)] * NUM_LAYERS
+        calls.clear()
+        decoder(inputs_embeds=embeds[:, :1], position_ids=torch.tensor([[11]]), past_key_values=cache, use_cache=True,
+                attn_hook=hook)
+    assert calls == [(1, False)] * (NUM_LAYERS - 1)
+    assert len(hook.seen_shapes) == 2
+
+
+def test_eager_workspace_reuses_its_buffers_and_changes_nothing():
+    """Eager attention's large score buffers are kept and reused (same storage on the next prefill), with the same
+    outputs as freshly allocated tensors (what it does while autograd records)."""
+    from llava.attention import WORKSPACE
+
+    decoder, _ = _decoder_pair("eager")
+    embeds = torch.randn(4, 300, decoder.config.hidden_size, generator=torch.Generator().manual_seed(2))
+    positions = torch.arange(300)[None].expand(4, -1)
+
+    def kept():  # the buffers outside inference mode (the key's last field), by name
+        return {key[0]: buffer.data_ptr() for key, buffer in WORKSPACE._buffers.items() if not key[3]}
+
+    with torch.no_grad():
+        first = decoder(inputs_embeds=embeds, position_ids=positions).last_hidden_state
+        pointers = kept()
+        again = decoder(inputs_embeds=embeds, position_ids=positions).last_hidden_state
+    assert set(pointers) == {"scores", "probs"} and kept() == pointers
+    with torch.enable_grad():
+        fresh = decoder(inputs_embeds=embeds, position_ids=positions).last_hidden_state
+    assert torch.equal(first, again) and torch.equal(first, fresh)

@@ -635,3 +635,18 @@ def test_extra_vocabulary_rows_are_never_generated():
     prepare_model(grown, hf_tokenizer)
     assert grown.config.output_vocab_size == 32000 and grown.lm_head.weight.shape[0] == 32064
     assert _greedy(hf_tokenizer, grown, processor, questions, images) == expected
+
+
+@pytest.mark.parametrize("text", [" Please describe this image.", "  Is there a dog?", "\nPlease describe this image.",
+                                  "Please describe", " \nIs it?", "USER: ", " ASSISTANT:", "a  b   c", " ", "x y"])
+def test_tokenizer_keeps_the_leading_space_as_the_checkpoint_pipeline(golden_dir, text):
+    """``load_pretrained_model``'s tokenizer tokenises every text as the checkpoint's own ``tokenizer.json`` pipeline
+    (Prepend "▁", Replace " " -> "▁"), which is what transformers 4.x did: a leading space keeps its lone "▁"
+    (transformers 5's rebuilt Metaspace drops it)."""
+    from tokenizers import Tokenizer
+
+    tokenizer, _, _ = golden_model("tiny-llava-v1.5")
+    reference = Tokenizer.from_file(str(golden_dir / "tiny-llava-v1.5" / "tokenizer.json"))
+    assert tokenizer(text, add_special_tokens=False).input_ids == reference.encode(text, add_special_tokens=False).ids
+    if text.startswith(" P"):
+        assert tokenizer(text, add_special_tokens=False).input_ids[:2] == [29871, 3529]

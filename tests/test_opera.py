@@ -7,6 +7,8 @@ from __future__ import annotations
 import functools
 
 import pytest
+
+from eval.benchmarks import resolve_run
 import torch
 
 from helpers import golden_json, golden_params, sharpened
@@ -81,7 +83,7 @@ def test_preset_template_gives_the_official_prompt_ids():
     from llava.model.families import family_of
 
     batch = opera_batch(["img_square.jpg"])
-    protocol = get_method("opera").resolve("official", family="llava", benchmark="coco", task="caption").protocol
+    protocol = resolve_run("coco", "llava", "opera", "official").protocol
     prompt = family_of(batch.model).format_prompt(batch.model, protocol["prompt"], protocol["conv_mode"])
     assert tokenizer_image_token(prompt, batch.tokenizer) == golden_outputs_of("opera_default")[0]["input_ids"]
 
@@ -231,8 +233,11 @@ def test_registered_method_and_presets():
     assert isinstance(method, Opera) and method.num_beams == 5 and method.config == OperaConfig()
     official = spec.resolve("official", family="llava", benchmark="coco", task="caption")
     assert official.params == dict(beam=5, scale_factor=50.0, threshold=15, num_attn_candidates=5, penalty_weights=1.0)
-    assert official.protocol == dict(decoding="greedy", conv_mode=OPERA_CONV_MODE, image_aspect="crop",
-                                     prompt="Please describe this image in detail.", max_new_tokens=512)
+    assert official.protocol == dict(decoding="greedy", conv_mode=OPERA_CONV_MODE, image_aspect="crop")
+    # OPERA's captioning prompt and 512 tokens are the captioning benchmarks' own: resolved from the benchmark
+    run = resolve_run("coco", "llava", "opera", "official")
+    assert (run.protocol["prompt"], run.protocol["max_new_tokens"]) == ("Please describe this image in detail.", 512)
+    assert run.sources["conv_mode"] == "preset:official[family=llava]" and run.sources["prompt"] == "benchmark:coco"
     pope = spec.resolve("official", family="llava", benchmark="pope", task="yesno").protocol
     assert pope["max_new_tokens"] == 10 and "prompt" not in pope
     assert "conv_mode" not in spec.resolve("official", family="llava_next", task="caption").protocol

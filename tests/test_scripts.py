@@ -60,6 +60,21 @@ def test_captioning_coco_trial(tmp_path, family):
     assert "fewer than the 500 the benchmark asks for" in result.stderr
 
 
+def test_captioning_comparison_of_the_sparc_paper(tmp_path):
+    """The SPARC paper's comparison: ``METHODS="baseline sparc vcd pai opera"`` captions with each method and the
+    report has one row per method."""
+    save_noise(tmp_path / "val2014" / "COCO_val2014_000000000139.jpg", 1)
+    result = run_script("llava/captioning_coco.sh", trial(tmp_path, "llava", COCO_IMAGES=str(tmp_path / "val2014"),
+                                                          METHODS="baseline sparc vcd pai opera", LIMIT="1"))
+    for method, label in (("baseline", "baseline"), ("sparc", "SPARC"), ("vcd", "VCD"), ("pai", "PAI"),
+                          ("opera", "OPERA")):
+        assert results(tmp_path, method)["config"]["method"] == method
+        assert f"| tiny | {label} | ours |" in result.stdout
+    opera = results(tmp_path, "opera")["config"]
+    assert opera["preset"] == "paper" and opera["protocol"]["conv_mode"] == "vicuna_v1"  # the captioning protocol
+    assert opera["method_params"]["beam"] == 5
+
+
 @pytest.mark.parametrize("script, data_type", [("llava/captioning_iiw400.sh", "iiw"),
                                                ("llava_next/captioning_docci.sh", "docci")])
 def test_clair_captioning_trial_finishes_without_a_judge_key(tmp_path, script, data_type):

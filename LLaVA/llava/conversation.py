@@ -2,6 +2,10 @@
 
 ``vicuna_v1`` is SPARC's template, ``llava_v1`` AvisC's; they differ only in the system prompt ("user" versus
 "human"). Both use the two-separator style: ``" "`` after a user turn, ``"</s>"`` after an assistant turn.
+``pai`` is the template PAI's official code writes by hand (``constants.py``, ``chair_eval.py``): vicuna_v1's system
+prompt with **no** separator before ``"USER:"``, and the image placeholder joined to the question by a space instead
+of a newline. How the image and the question are joined is a property of the template (:attr:`Conversation.image_join`,
+:meth:`Conversation.image_message`), so every family builds its prompt the same way.
 
 >>> conv = conv_templates["vicuna_v1"].copy()
 >>> conv.append_message(conv.roles[0], "<image>\\nPlease describe this image in detail.")
@@ -32,13 +36,21 @@ class Conversation:
     sep: str = " "
     sep2: str = "</s>"
     version: str = "v1"
+    system_sep: str | None = None
+    """What follows the system prompt (``None``: ``sep``, as upstream)."""
+    image_join: str = "\n"
+    """What joins the image placeholder and the question in the first user message (upstream LLaVA: a newline)."""
+
+    def image_message(self, image_token: str, question: str) -> str:
+        """The first user message: the image placeholder, :attr:`image_join`, the question."""
+        return f"{image_token}{self.image_join}{question}"
 
     def append_message(self, role: str, message: str | None) -> None:
         self.messages.append([role, message])
 
     def get_prompt(self) -> str:
         seps = [self.sep, self.sep2]
-        prompt = self.system + seps[0]
+        prompt = self.system + (self.sep if self.system_sep is None else self.system_sep)
         for i, (role, message) in enumerate(self.messages):
             if message:
                 prompt += f"{role}: {message}{seps[i % 2]}"
@@ -64,9 +76,14 @@ conv_llava_v1 = Conversation(
     messages=[],
 )
 
+conv_pai = dataclasses.replace(conv_vicuna_v1, messages=[], system_sep="", image_join=" ")
+"""PAI's hand-written prompt: ``SYSTEM + "USER: <image> <question> ASSISTANT:"`` (no space before ``USER:``, so it
+tokenizes as ``USER``, ``:``; the image placeholder at index 34 of the ids for LLaVA-1.5)."""
+
 conv_templates: dict[str, Conversation] = {
     "vicuna_v1": conv_vicuna_v1,
     "llava_v1": conv_llava_v1,
+    "pai": conv_pai,
 }
 default_conversation = conv_vicuna_v1
 

@@ -4,9 +4,15 @@ A :class:`DecodingMethod` plugs in at three places:
 
 - ``hook``: an :class:`~llava.attention.AttentionHook` that runs inside the main branch's attention at the prefill
   and at every decode step (SPARC amplifies cached values there; AvisC reads the prefill attention);
-- ``branches``: extra inputs built after the main prefill (AvisC's masked image, VCD's noised image, M3ID's text-only
-  prompt). Each branch keeps its own KV cache rows, and from the first decode step on all branches run **in the same
-  batched forward** as the main one, so a contrastive step costs about one step, not two;
+- ``branches``: extra inputs built after the main prefill (AvisC's masked image, VCD's noised image, M3ID's and PAI's
+  text-only prompt). Each branch keeps its own KV cache rows, and from the first decode step on all branches run **in
+  the same batched forward** as the main one, so a contrastive step costs about one step, not two. A branch laid out
+  like the main input (same prompt lengths: AvisC, VCD) shares the main rows' cache and attention call; any other (a
+  text-only prompt, 41 tokens against the main 617) is a :class:`RowGroup` of its own: the rows of the forward share
+  the projections and the MLP, and attention runs per group over the group's own cache length, with no padding to
+  the longest group and no mask where the group has no padding (:class:`~llava.attention.KVGroups`). So a short
+  branch costs what its length costs. At decode steps the hook runs in the main rows' group (same-layout branch
+  rows follow the main rows there), never in another group's rows;
 - ``combine``: the final logits of each step from the main logits and the branches' logits.
 
 Every row of a batch is independent: the same tokens come out at batch size 1 and N (greedy, float32, up to float
@@ -23,9 +29,9 @@ from typing import Any, Callable, Sequence
 
 import torch
 from transformers import Cache
-from transformers.cache_utils import DynamicLayer
+from transformers.cache_utils import CacheLayerMixin, DynamicLayer
 
-from llava.attention import AttentionHook
+from llava.attention import AttentionHook, KVGroups
 from llava.inputs import Prefill, PromptBatch
 from llava.model.families import ModelFamily, family_of
 
@@ -66,7 +72,8 @@ class DecodingMethod:
         """Called before the main prefill of each batch (reset per-batch state, set ``hook``)."""
 
     def branches(self, context: DecodingContext) -> list[Prefill]:
-        """Extra branch inputs (each with the batch's rows), built after the main prefill."""
+        """Extra branch inputs (each with the batch's rows, in the batch's order), built after the main prefill;
+        ``combine`` receives their logits in this order."""
         return []
 
     def combine(self, step: int, logits: torch.Tensor, branch_logits: list[torch.Tensor]) -> torch.Tensor:
@@ -179,6 +186,80 @@ def merge_caches(caches: list[Cache], masks: list[torch.Tensor], room: int) -> t
     return merged, torch.cat([_left_pad(m, length, 1) for m in masks])
 
 
+class PaddingMask:
+    """One row group's 2-D attention mask for a whole generation, allocated once: the prompt's left padding, then a
+    column of ones per decode step (:meth:`grow` widens the view; no step allocates or copies a mask)."""
+
+    def __init__(self, prompt_mask: torch.Tensor, room: int):
+        rows, self.length = prompt_mask.shape
+        self.buffer: torch.Tensor | None = None
+        if not bool(prompt_mask.all()):
+            self.buffer = torch.ones(rows, self.length + room, dtype=torch.bool, device=prompt_mask.device)
+            self.buffer[:, : self.length] = prompt_mask.bool()
+
+    def grow(self) -> None:
+        """One more position (the token of the coming decode step)."""
+        self.length += 1
+
+    @property
+    def current(self) -> torch.Tensor | None:
+        """``(rows, length)`` boolean, ``True`` = token; ``None`` when no row is padded (causal attention needs no mask
+        then, and transformers skips a host sync per forward)."""
+        return None if self.buffer is None else self.buffer[:, : self.length]
+
+
+@dataclass
+class RowGroup:
+    """Rows of the batched decode forward that share one KV cache, hence one prompt layout."""
+
+    rows: slice
+    cache: Cache
+    mask: PaddingMask
+
+
+class GroupedLayer(CacheLayerMixin):
+    """One model layer over several row groups' caches: ``update`` writes each group's rows of the new keys and values
+    into the group's own cache layer and returns them all as :class:`~llava.attention.KVGroups`, for the hooked
+    attention to attend per group. Transformers sees a cache as long as the longest group (its mask, which the
+    hooked attention replaces by each group's own, is built at that length)."""
+
+    is_sliding = False
+
+    def __init__(self, groups: list[RowGroup], layer_idx: int):
+        super().__init__()
+        self.groups, self.layer_idx = groups, layer_idx
+        self.is_initialized = True
+
+    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+        """Nothing to allocate: the groups' caches exist."""
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs) -> tuple[KVGroups, KVGroups]:
+        keys, values = [], []
+        for group in self.groups:
+            layer = group.cache.layers[self.layer_idx]
+            group_keys, group_values = layer.update(key_states[group.rows], value_states[group.rows])
+            keys.append(group_keys)
+            values.append(group_values)
+        grouped = KVGroups([g.rows for g in self.groups], keys, values, [g.mask.current for g in self.groups])
+        return grouped, grouped
+
+    def get_seq_length(self) -> int:
+        return max(group.cache.layers[self.layer_idx].get_seq_length() for group in self.groups)
+
+    def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
+        return self.get_seq_length() + query_length, 0
+
+    def get_max_length(self) -> int:
+        return -1
+
+
+def decode_cache(groups: list[RowGroup], num_layers: int) -> Cache:
+    """The cache of the decode forwards: the one group's own cache, or a :class:`GroupedLayer` cache over all groups."""
+    if len(groups) == 1:
+        return groups[0].cache
+    return Cache(layers=[GroupedLayer(groups, layer_idx) for layer_idx in range(num_layers)])
+
+
 def _stack(prefills: list[Prefill]) -> Prefill:
     """Several branch prefills as one left-padded batch."""
     if len(prefills) == 1:
@@ -206,21 +287,56 @@ def _prefill(
     return cache, logits
 
 
-def _prefill_branches(
-    context: DecodingContext, method: DecodingMethod, hook: AttentionHook | None, room: int
-) -> tuple[Cache, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Prefill the main input, then the method's branches; one cache for all rows (main rows first), its attention
-    mask, each row's next position, and the first logits of every row."""
+def _same_layout(branch: Prefill, prefill: Prefill) -> bool:
+    """Whether ``branch`` has the main input's padding (every row as long as the main one)."""
+    return branch.attention_mask.shape == prefill.attention_mask.shape and torch.equal(
+        branch.attention_mask.to(prefill.attention_mask.device), prefill.attention_mask)
+
+
+@dataclass
+class PrefillState:
+    """After the prefill(s): the row groups (main rows first), each row's next position ``(R,)``, the first logits of
+    every row ``(R, V)``, and the rows of each branch in the order :meth:`DecodingMethod.branches` returned them."""
+
+    groups: list[RowGroup]
+    positions: torch.Tensor
+    logits: torch.Tensor
+    branch_rows: list[slice]
+
+
+def _prefill_groups(context: DecodingContext, method: DecodingMethod, hook: AttentionHook | None, room: int) -> PrefillState:
+    """Prefill the main input, then the method's branches. Branches laid out like the main input join the main rows'
+    cache (one merged cache, one attention call per layer); every other branch is prefilled alone into a cache of
+    its own length and becomes a row group of its own."""
     model, family, prefill = context.model, context.family, context.prefill
+    rows = prefill.batch_size
     cache, logits = _prefill(model, family, prefill, hook, room)
     branch_inputs = method.branches(context)
-    if not branch_inputs:
-        return cache, prefill.attention_mask, prefill.lengths, logits
-    branches = _stack(branch_inputs)
-    branch_cache, branch_logits = _prefill(model, family, branches, None, 0)
-    merged, mask = merge_caches([cache, branch_cache], [prefill.attention_mask, branches.attention_mask], room)
-    positions = torch.cat([prefill.lengths, branches.lengths]).to(mask.device)
-    return merged, mask, positions, torch.cat([logits, branch_logits])
+    for branch in branch_inputs:
+        if branch.batch_size != rows:
+            raise ValueError(f"{type(method).__name__}: a branch of {branch.batch_size} rows for a batch of {rows}")
+    same = [i for i, branch in enumerate(branch_inputs) if _same_layout(branch, prefill)]
+    other = [i for i in range(len(branch_inputs)) if i not in same]
+    mask, positions, first_logits = prefill.attention_mask, [prefill.lengths], [logits]
+    if same:
+        stacked = _stack([branch_inputs[i] for i in same])
+        branch_cache, branch_logits = _prefill(model, family, stacked, None, 0)
+        cache, mask = merge_caches([cache, branch_cache], [mask, stacked.attention_mask], room)
+        positions.append(stacked.lengths)
+        first_logits.append(branch_logits)
+    groups = [RowGroup(slice(0, rows * (1 + len(same))), cache, PaddingMask(mask, room))]
+    branch_rows = {i: slice(rows * (1 + k), rows * (2 + k)) for k, i in enumerate(same)}
+    for i in other:
+        branch = branch_inputs[i]
+        branch_cache, branch_logits = _prefill(model, family, branch, None, room)
+        start = groups[-1].rows.stop
+        groups.append(RowGroup(slice(start, start + rows), branch_cache, PaddingMask(branch.attention_mask, room)))
+        branch_rows[i] = groups[-1].rows
+        positions.append(branch.lengths)
+        first_logits.append(branch_logits)
+    device = first_logits[0].device
+    return PrefillState(groups, torch.cat([p.to(device) for p in positions]), torch.cat(first_logits),
+                        [branch_rows[i] for i in range(len(branch_inputs))])
 
 
 @torch.inference_mode()
@@ -250,16 +366,17 @@ def generate(
     hook = method.hook
     if hook is not None:
         hook.begin_forward(0)
-    cache, mask, positions, logits = _prefill_branches(context, method, hook, config.max_new_tokens)
-    padded = not bool(mask.all())
-    copies = mask.shape[0] // rows
+    state = _prefill_groups(context, method, hook, config.max_new_tokens)
+    groups, positions, logits = state.groups, state.positions, state.logits
+    cache = decode_cache(groups, family.num_layers(model))
+    copies = positions.shape[0] // rows
 
     chosen_steps: list[torch.Tensor] = []
     finished = torch.zeros(rows, dtype=torch.bool, device=logits.device)
     eos = torch.tensor(config.eos_token_ids, device=logits.device)
     step = 0
     for step in range(1, config.max_new_tokens + 1):
-        final = warp_logits(method.combine(step, logits[:rows], list(logits[rows:].split(rows))), config)
+        final = warp_logits(method.combine(step, logits[:rows], [logits[r] for r in state.branch_rows]), config)
         chosen = choose_tokens(final, config, generators)
         if step_callback is not None:
             step_callback(step, final, chosen)
@@ -270,10 +387,12 @@ def generate(
             break
         if hook is not None:
             hook.begin_forward(step)
-        mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
+        for group in groups:
+            group.mask.grow()
+        mask = groups[0].mask.current if len(groups) == 1 else None  # grouped: each group's own, in attention
         embeds = family.embed_tokens(model, chosen.repeat(copies)[:, None])
-        logits = _forward(model, family, embeds, mask if padded else None, positions[:, None], cache, hook)
-        positions = positions + 1
+        logits = _forward(model, family, embeds, mask, positions[:, None], cache, hook)
+        positions += 1
 
     tokens = torch.stack(chosen_steps, dim=1) if chosen_steps else torch.empty(rows, 0, dtype=torch.long)
     return GenerationOutput(_trim(tokens, config.eos_token_ids), step)

@@ -549,7 +549,7 @@ def prepare(args: argparse.Namespace, benchmark: str, families: Sequence[str]) -
     from eval.files import InputError
     from eval.methods import get_method
     from llava.conversation import get_conv_template
-    from llava.mm_utils import load_image
+    from llava.mm_utils import check_image_size, load_image
     from llava.model.builder import inspect_checkpoint, load_model
 
     try:
@@ -569,7 +569,8 @@ def prepare(args: argparse.Namespace, benchmark: str, families: Sequence[str]) -
     quiet_transformers()
     loaded = load_model(args.model_path, args.device, args.dtype, args.attn, args.vision_tower)
     preprocessing = loaded.family.preprocessing(loaded.model, loaded.image_processor, run.protocol["image_aspect"])
-    return Prepared(load_image(args.image_file, preprocessing), loaded, run)
+    check_image_size(args.image_file, image.size, preprocessing)
+    return Prepared(image, loaded, run)
 
 
 def token_pieces(tokenizer: Any, ids: Sequence[int]) -> list[str]:

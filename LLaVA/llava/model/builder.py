@@ -148,6 +148,28 @@ def inspect_checkpoint(model_path: str) -> CheckpointInfo:
     return CheckpointInfo(model_type, int(text.get("num_hidden_layers", 32)))
 
 
+def keep_leading_space(tokenizer: Any) -> Any:
+    """Make a Llama tokenizer tokenise a text that starts with a space as transformers 4.x did (what the official code
+    ran): "▁" prepended to every text, so " Please" is ``▁``, ``▁Please`` (29871, 3529), not ``▁Please``.
+
+    transformers 5 rebuilds Llama tokenizers with ``Metaspace(prepend_scheme="always"|"first", split=False)``, which
+    skips the prefix when the text already starts with a space; the checkpoints' own ``tokenizer.json`` is
+    ``Prepend("▁") + Replace(" ", "▁")`` with no pre-tokenizer. Prompts whose image is followed by a space (PAI's and
+    OPERA's templates) need it; the other templates tokenise the same either way. Other tokenizers are returned as
+    they are.
+    """
+    from tokenizers import normalizers, pre_tokenizers
+
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    pre = getattr(backend, "pre_tokenizer", None)
+    if (isinstance(pre, pre_tokenizers.Metaspace) and pre.prepend_scheme in ("always", "first") and not pre.split
+            and backend.normalizer is None):
+        backend.normalizer = normalizers.Sequence([normalizers.Prepend(pre.replacement),
+                                                   normalizers.Replace(" ", pre.replacement)])
+        backend.pre_tokenizer = None
+    return tokenizer
+
+
 def resolve_vision_tower(model_path: str, name: str) -> str:
     """``mm_vision_tower`` as a folder relative to the checkpoint, then to the working directory, else a hub id."""
     for base in (Path(model_path), Path.cwd()):
@@ -260,7 +282,7 @@ def load_pretrained_model(
     dtype = getattr(torch, dtype) if isinstance(dtype, str) else (dtype or default_dtype())
     raw = read_config(model_path)
     with quiet_transformers():
-        tokenizer = AutoTokenizer.from_pretrained(model_path)
+        tokenizer = keep_leading_space(AutoTokenizer.from_pretrained(model_path))
     if "mm_vision_tower" in raw:
         model, image_processor = load_original_llava(model_path, raw, dtype, device_map, vision_tower)
     elif raw.get("model_type") in ("llava", "llava_next"):

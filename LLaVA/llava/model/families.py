@@ -12,15 +12,101 @@ returns for each sequence. With the papers' templates these spans equal the offi
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import Any, ClassVar, Sequence
 
+import numpy as np
 import torch
 from PIL import Image
 
 from llava.constants import DEFAULT_IM_END_TOKEN, DEFAULT_IM_START_TOKEN, DEFAULT_IMAGE_TOKEN, IMAGE_TOKEN_INDEX
 from llava.conversation import get_conv_template
 from llava.inputs import Images, SequenceInputs
-from llava.mm_utils import aspect_mode_of, get_anyres_image_grid_shape, process_images, tokenizer_image_token, unpad_image
+from llava.mm_utils import (
+    Preprocessing,
+    aspect_mode_of,
+    parse_grid_pinpoints,
+    process_images,
+    select_best_resolution,
+    to_rgb,
+    tokenizer_image_token,
+    unpad_window,
+)
+
+MERGE_TYPES = ("flat", "spatial_unpad")
+
+
+@dataclass(frozen=True)
+class ImageLayout:
+    """The image span of one LLaVA image, in order, as ``merge_tiles`` builds it (the figures draw the same).
+
+    First the base image's ``side * side`` patch features (576 for CLIP-L/14 at 336 px). Then, for an ``anyres``
+    image (``tiles = (across, down)``, cut from the ``best_resolution`` canvas), the ``down*side x across*side``
+    feature map of the tiles cut to ``window = (row0, rows, col0, cols)``: with ``merge="flat"`` all of it, tile by
+    tile; with ``"spatial_unpad"`` what ``unpad_image`` keeps, row by row, each row closed by one ``image_newline``
+    token. Without tiles, ``"spatial_unpad"`` closes the base features with one newline token (upstream appends
+    ``image_newline`` to a single-tile feature).
+    """
+
+    side: int
+    merge: str = "flat"
+    tiles: tuple[int, int] = (0, 0)
+    best_resolution: tuple[int, int] | None = None
+    window: tuple[int, int, int, int] = (0, 0, 0, 0)
+
+    @property
+    def base_tokens(self) -> int:
+        return self.side * self.side
+
+    @property
+    def num_tiles(self) -> int:
+        return self.tiles[0] * self.tiles[1]
+
+    @property
+    def newline_tokens(self) -> tuple[int, ...]:
+        """Indices (in the image span) of the ``image_newline`` tokens."""
+        if self.merge == "flat":
+            return ()
+        if not self.num_tiles:
+            return (self.base_tokens,)
+        _, rows, _, cols = self.window
+        return tuple(self.base_tokens + r * (cols + 1) + cols for r in range(rows))
+
+    @property
+    def num_tokens(self) -> int:
+        """The length of the image span."""
+        _, rows, _, cols = self.window
+        return self.base_tokens + rows * cols + len(self.newline_tokens)
+
+    def grid_tokens(self) -> np.ndarray:
+        """``(rows, cols)``: the index in the image span of each kept cell of the tiles' feature map (``window``)."""
+        row0, rows, col0, cols = self.window
+        r, c = np.meshgrid(np.arange(row0, row0 + rows), np.arange(col0, col0 + cols), indexing="ij")
+        if self.merge == "flat":
+            tile = (r // self.side) * self.tiles[0] + c // self.side
+            return self.base_tokens * (1 + tile) + (r % self.side) * self.side + c % self.side
+        return self.base_tokens + (r - row0) * (cols + 1) + (c - col0)
+
+
+def image_layout(
+    image_size: tuple[int, int],
+    side: int,
+    tile_size: int,
+    merge: str = "flat",
+    grid_pinpoints: Sequence[Sequence[int]] | str | None = None,
+) -> ImageLayout:
+    """The :class:`ImageLayout` of an image of ``image_size`` (width, height): ``side`` patches per tile side,
+    ``tile_size`` pixels per tile side, ``grid_pinpoints`` for an ``anyres`` image (``None``: one tile, pad / crop).
+    Upstream LLaVA-NeXT ``prepare_inputs_labels_for_multimodal`` (``get_anyres_image_grid_shape``, ``unpad_image``)."""
+    if merge not in MERGE_TYPES:
+        raise ValueError(f"unsupported mm_patch_merge_type {merge!r} ({' or '.join(MERGE_TYPES)})")
+    if grid_pinpoints is None:
+        return ImageLayout(side, merge)
+    best = select_best_resolution(image_size, parse_grid_pinpoints(grid_pinpoints))
+    tiles = (best[0] // tile_size, best[1] // tile_size)
+    feature_size = (tiles[1] * side, tiles[0] * side)
+    window = unpad_window(feature_size, image_size) if merge == "spatial_unpad" else (0, feature_size[0], 0, feature_size[1])
+    return ImageLayout(side, merge, tiles, best, window)
 
 
 class ModelFamily(ABC):
@@ -61,7 +147,11 @@ class ModelFamily(ABC):
 
     @abstractmethod
     def pixel_values(self, model: Any, image_processor: Any, images: Sequence[Image.Image], aspect: str | None = None) -> Images:
-        """Preprocess PIL images (``aspect`` overrides the model's own mode where the family has several)."""
+        """Preprocess PIL images of any mode (``aspect`` overrides the model's own mode where the family has several)."""
+
+    @abstractmethod
+    def preprocessing(self, model: Any, image_processor: Any, aspect: str | None = None) -> Preprocessing:
+        """What :meth:`pixel_values` will do, for ``load_image(path, preprocessing)`` to bound it before decoding."""
 
     @abstractmethod
     def embed(
@@ -93,7 +183,7 @@ class LlavaFamily(ModelFamily):
         if getattr(model.config, "mm_use_im_start_end", False):
             image_token = DEFAULT_IM_START_TOKEN + DEFAULT_IMAGE_TOKEN + DEFAULT_IM_END_TOKEN
         conv = get_conv_template(conv_mode or self.default_conv_mode)
-        conv.append_message(conv.roles[0], f"{image_token}\n{question}")
+        conv.append_message(conv.roles[0], conv.image_message(image_token, question))
         conv.append_message(conv.roles[1], None)
         return conv.get_prompt()
 
@@ -108,6 +198,20 @@ class LlavaFamily(ModelFamily):
         mode = self.aspect_mode(model, aspect)
         pinpoints = getattr(model.config, "image_grid_pinpoints", None)
         return Images(process_images(images, image_processor, mode, pinpoints), [image.size for image in images])
+
+    def preprocessing(self, model: Any, image_processor: Any, aspect: str | None = None) -> Preprocessing:
+        return Preprocessing.of(image_processor, self.aspect_mode(model, aspect), getattr(model.config, "image_grid_pinpoints", None))
+
+    def merge_type(self, model: Any) -> str:
+        """How tile features are merged: LLaVA-1.5 concatenates them as they come."""
+        return "flat"
+
+    def image_layout(self, model: Any, image_size: tuple[int, int], tiled: bool) -> ImageLayout:
+        """The layout of the image span of an image of ``image_size`` (width, height), ``tiled`` for ``anyres``
+        pixels (as :meth:`pixel_values` gives for ``aspect_mode == "anyres"``): what :meth:`merge_tiles` builds."""
+        vision = model.config.vision_config
+        pinpoints = getattr(model.config, "image_grid_pinpoints", None) if tiled else None
+        return image_layout(image_size, vision.image_size // vision.patch_size, vision.image_size, self.merge_type(model), pinpoints)
 
     def tile_features(self, model: Any, pixel_values: torch.Tensor) -> torch.Tensor:
         """Projected patch features ``(N, P, D)`` of ``N`` image tiles (CLIP layer and feature as configured)."""
@@ -129,8 +233,25 @@ class LlavaFamily(ModelFamily):
         ]
 
     def merge_tiles(self, model: Any, features: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
-        """Tile features ``(tiles, P, D)`` as one sequence of embeddings."""
-        return features.flatten(0, 1)
+        """Tile features ``(1 + tiles, P, D)`` (base first) as one sequence of embeddings, laid out as
+        :meth:`image_layout` says (upstream ``prepare_inputs_labels_for_multimodal``)."""
+        layout = self.image_layout(model, image_size, tiled=features.shape[0] > 1)
+        if features.shape[0] != 1 + layout.num_tiles:
+            raise ValueError(f"{features.shape[0]} tiles of features for a {image_size[0]}x{image_size[1]} image "
+                             f"whose grid has 1 + {layout.num_tiles}")
+        if layout.merge == "flat":
+            return features.flatten(0, 1)
+        newline = model.model.image_newline.to(features.device, features.dtype)
+        if not layout.num_tiles:
+            return torch.cat([features[0], newline[None]])
+        across, down = layout.tiles
+        side = layout.side
+        grid = features[1:].view(down, across, side, side, -1)
+        grid = grid.permute(4, 0, 2, 1, 3).flatten(1, 2).flatten(2, 3)  # (D, rows, cols)
+        row0, rows, col0, cols = layout.window
+        grid = grid[:, row0 : row0 + rows, col0 : col0 + cols]  # unpad_image
+        grid = torch.cat([grid, newline[:, None, None].expand(*grid.shape[:-1], 1)], dim=-1)
+        return torch.cat([features[0], grid.flatten(1, 2).transpose(0, 1)])
 
     def embed(
         self, model: Any, tokenizer: Any, prompts: Sequence[str], images: Images | None, image_processor: Any = None
@@ -164,24 +285,9 @@ class LlavaNextFamily(LlavaFamily):
     model_types = ("llava_next",)
     default_aspect = "anyres"
 
-    def merge_tiles(self, model: Any, features: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
-        """Base image features, then the unpadded tile grid with a newline embedding closing each row."""
-        merge_type = getattr(model.config, "mm_patch_merge_type", "spatial_unpad")
-        if merge_type == "flat":
-            return super().merge_tiles(model, features, image_size)
-        if merge_type != "spatial_unpad":
-            raise ValueError(f"unsupported mm_patch_merge_type {merge_type!r} (flat or spatial_unpad)")
-        newline = model.model.image_newline.to(features.device, features.dtype)
-        if features.shape[0] == 1:
-            return torch.cat([features[0], newline[None]])
-        vision = model.config.vision_config
-        side = vision.image_size // vision.patch_size
-        grid_w, grid_h = get_anyres_image_grid_shape(image_size, model.config.image_grid_pinpoints, vision.image_size)
-        grid = features[1:].view(grid_h, grid_w, side, side, -1)
-        grid = grid.permute(4, 0, 2, 1, 3).flatten(1, 2).flatten(2, 3)  # (D, rows, cols)
-        grid = unpad_image(grid, image_size)
-        grid = torch.cat([grid, newline[:, None, None].expand(*grid.shape[:-1], 1)], dim=-1)
-        return torch.cat([features[0], grid.flatten(1, 2).transpose(0, 1)])
+    def merge_type(self, model: Any) -> str:
+        """``mm_patch_merge_type``: ``spatial_unpad`` (the released checkpoints) or ``flat``."""
+        return getattr(model.config, "mm_patch_merge_type", "spatial_unpad")
 
 
 class InstructBlipFamily(ModelFamily):
@@ -205,8 +311,11 @@ class InstructBlipFamily(ModelFamily):
 
     def pixel_values(self, model: Any, image_processor: Any, images: Sequence[Image.Image], aspect: str | None = None) -> Images:
         processor = getattr(image_processor, "image_processor", image_processor)
-        pixels = processor.preprocess(list(images), return_tensors="pt")["pixel_values"]
+        pixels = processor.preprocess([to_rgb(image) for image in images], return_tensors="pt")["pixel_values"]
         return Images(list(pixels), [image.size for image in images])
+
+    def preprocessing(self, model: Any, image_processor: Any, aspect: str | None = None) -> Preprocessing:
+        return Preprocessing.of(getattr(image_processor, "image_processor", image_processor), "resize")
 
     def embed(
         self, model: Any, tokenizer: Any, prompts: Sequence[str], images: Images | None, image_processor: Any = None
