@@ -25,13 +25,13 @@ from typing import Any, Callable, Sequence
 from eval.benchmarks import DECODINGS, benchmarks_of, get_benchmark, protocol_table, resolve_run
 from eval.files import InputError
 from eval.methods import get_method, list_methods, param_type
+from eval.pope import DATASETS as POPE_DATASETS
+from eval.pope import SETTINGS as POPE_SETTINGS
 from llava.constants import ASPECT_MODES, DTYPE_NAMES
-from llava.methods import STANDARD_PRESETS
+from llava.methods import PROTOCOL_FIELDS, STANDARD_PRESETS
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-POPE_SPLITS = [f"{d}/{s}" for d in ("coco", "aokvqa", "gqa") for s in ("random", "popular", "adversarial")]
-PROTOCOL_FLAGS = ("conv_mode", "prompt", "image_aspect", "decoding", "temperature", "top_k", "top_p", "max_new_tokens",
-                  "seed", "num_beams")
+POPE_SPLITS = [f"{d}/{s}" for d in POPE_DATASETS for s in POPE_SETTINGS]
 
 
 def add(parser: argparse.ArgumentParser | Any, name: str, *aliases: str, **kwargs: Any) -> None:
@@ -193,7 +193,7 @@ def method_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def protocol_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The protocol fields set on the command line (``--temperature 0`` meaning greedy, as the official eval.py)."""
-    overrides = {name: getattr(args, name) for name in PROTOCOL_FLAGS if getattr(args, name, None) is not None}
+    overrides = {name: getattr(args, name) for name in PROTOCOL_FIELDS if getattr(args, name, None) is not None}
     temperature = overrides.get("temperature")
     if temperature is not None and temperature <= 0:
         if overrides.get("decoding", "greedy") != "greedy":

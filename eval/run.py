@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from eval.benchmarks import DATA, ResolvedRun
+from eval.benchmarks import ResolvedRun
 from eval.datasets import (
     SampleSet,
     amber_samples,
@@ -26,6 +26,7 @@ from eval.datasets import (
 )
 from eval.files import InputError, Problem, report_problems
 from eval.methods import get_method
+from eval.pope import DEFAULT_QUESTION_DIR, find_question_file
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,7 @@ def question_file(spec: RunSpec) -> Path | None:
         return Path(data.question_file)
     if data.pope_split:
         dataset, setting = data.pope_split.split("/")
-        return DATA / "pope" / "vcd" / dataset / f"{dataset}_pope_{setting}.json"
+        return find_question_file(DEFAULT_QUESTION_DIR, dataset, setting)
     return benchmark.question_file
 
 

@@ -521,7 +521,7 @@ class Prepared:
 def add_figure_arguments(parser: argparse.ArgumentParser, method: str, max_new_tokens: int) -> None:
     """The arguments every figure command shares with the runners: the model, the method's preset and parameters,
     and the protocol fields a figure may change."""
-    from eval.cli import PROTOCOL_FLAGS, add, add_method_arguments, add_model_arguments
+    from eval.cli import add, add_method_arguments, add_model_arguments
     from llava.constants import ASPECT_MODES
 
     add_model_arguments(parser)
@@ -534,8 +534,6 @@ def add_figure_arguments(parser: argparse.ArgumentParser, method: str, max_new_t
     add(protocol, "--max-new-tokens", type=int, default=max_new_tokens)
     add(protocol, "--seed", type=int, default=None)
     add(protocol, "--decoding", choices=("greedy", "sample"), default=None)
-    parser.set_defaults(**{name: None for name in PROTOCOL_FLAGS if name not in
-                           ("conv_mode", "image_aspect", "max_new_tokens", "seed", "decoding", "prompt")})
     add(parser, "--out", default=None, help="PNG path")
     add(parser, "--json", default=None, help="also write the figure's data here")
     add(parser, "--dpi", type=int, default=100)
