@@ -213,6 +213,9 @@ def resolve_run(
             raise ValueError(f"unknown protocol setting {name!r}")
         protocol[name], sources[name] = value, "flag"
     check_protocol(protocol)
+    if spec.task == "yesno" and protocol["prompt"] is not None:
+        raise ValueError(f"{spec.name} asks each sample's own question: a prompt does not apply")
+    method_spec.check_decoding(resolution.params, protocol["decoding"], protocol["num_beams"])
     sources.update({name: resolution.sources[name] for name in resolution.params})
     return ResolvedRun(spec, family, method_spec.name, preset_name, protocol, resolution.params, sources)
 

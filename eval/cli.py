@@ -191,11 +191,24 @@ def method_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return overrides
 
 
+def check_family_settings(args: argparse.Namespace, info: Any) -> None:
+    """Flags the model's family cannot apply: a preprocessing it does not have, a template for InstructBLIP (which
+    takes the raw question)."""
+    aspect = getattr(args, "image_aspect", None)
+    if aspect is not None and aspect not in info.image_aspects:
+        has = ", ".join(info.image_aspects) or "only its own fixed 224 resize"
+        raise ValueError(f"--image-aspect {aspect}: a {info.family} model has {has}")
+    if getattr(args, "conv_mode", None) is not None and info.family == "instructblip":
+        raise ValueError("--conv-mode: InstructBLIP takes the raw question, it has no conversation template")
+
+
 def protocol_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The protocol fields set on the command line (``--temperature 0`` meaning greedy, as the official eval.py)."""
     overrides = {name: getattr(args, name) for name in PROTOCOL_FIELDS if getattr(args, name, None) is not None}
     temperature = overrides.get("temperature")
-    if temperature is not None and temperature <= 0:
+    if temperature is not None and temperature < 0:
+        raise InputError(f"--temperature must be >= 0 (0 = greedy), got {temperature}")
+    if temperature is not None and temperature == 0:
         if overrides.get("decoding", "greedy") != "greedy":
             raise InputError("--temperature 0 means greedy decoding, but --decoding sample was given")
         del overrides["temperature"]
@@ -209,13 +222,15 @@ def run_spec(args: argparse.Namespace, task: str) -> Any:
     """Every setting of a run resolved and checked (names, values, layers against the checkpoint's config, files,
     the output folder), before any model is loaded. Raises :class:`InputError` with one line."""
     from eval.run import DataSettings, ModelSettings, OutputSettings, RunSpec, check_output_folder, check_spec
-    from llava.model.builder import CheckpointError, inspect_checkpoint
+    from llava.model.builder import CheckpointError, inspect_checkpoint, resolve_device
 
     benchmark = get_benchmark(args.dataset_type if task == "caption" else args.benchmark)
     try:
         info = inspect_checkpoint(args.model_path)
+        check_family_settings(args, info)
         resolved = resolve_run(benchmark, info.family, args.method, args.preset, method_overrides(args),
                                protocol_overrides(args))
+        resolve_device(args.device)
     except (CheckpointError, ValueError) as e:
         raise InputError(str(e)) from None
     spec = RunSpec(
@@ -283,10 +298,14 @@ def runner_main(task: str, prog: str, description: str, default_method: str, arg
 
 
 def run_main(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> None:
-    """Run a CLI ``main``: bad input is one clear line and exit status 2, not a traceback."""
+    """Run a CLI ``main``: bad input is one clear line and exit status 2, an interruption one line and 130, not a
+    traceback."""
     try:
         code = main(argv)
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)
         code = 2
+    except KeyboardInterrupt:
+        print("interrupted: the answers written so far are kept; rerun the same command to resume", file=sys.stderr)
+        code = 130
     sys.exit(code)

@@ -74,15 +74,27 @@ def draw(items: list[Any], num_samples: int | None, seed: int) -> list[Any]:
     return random.Random(seed).sample(items, num_samples)
 
 
-def _jsonl_lines(path: Path, problems: list[Problem], required: Iterable[str]) -> list[tuple[int, dict[str, Any]]]:
+def unusable(record: dict[str, Any], required: Iterable[str], strings: Iterable[str] = ()) -> str | None:
+    """Why a record cannot be a sample (a required field missing, a text field that is not a string), or None."""
+    missing = [k for k in required if k not in record]
+    if missing:
+        return f"missing field(s) {', '.join(missing)}"
+    wrong = [k for k in strings if not isinstance(record[k], str)]
+    if wrong:
+        return ", ".join(f"{k!r} is not a string (got {json.dumps(record[k])})" for k in wrong)
+    return None
+
+
+def _jsonl_lines(path: Path, problems: list[Problem], required: Iterable[str],
+                 strings: Iterable[str] = ()) -> list[tuple[int, dict[str, Any]]]:
     lines = []
     for number, record in iter_jsonl(path):
         if isinstance(record, Problem):
             problems.append(record)
             continue
-        missing = [k for k in required if k not in record]
-        if missing:
-            problems.append(Problem(str(path), number, None, f"missing field(s) {', '.join(missing)}"))
+        reason = unusable(record, required, strings)
+        if reason:
+            problems.append(Problem(str(path), number, None, reason))
             continue
         lines.append((number, record))
     return lines
@@ -120,7 +132,7 @@ def caption_samples(
     key = {"iiw": "image/key", "docci": "image_file"}.get(dataset_type)
     if key is None:
         raise InputError(f"unknown dataset type {dataset_type!r}; expected coco, iiw, docci or folder")
-    lines = _jsonl_lines(path, problems, [key])
+    lines = _jsonl_lines(path, problems, [key], [key])
     chosen = draw(lines, num_samples, seed)
     samples = []
     for number, record in chosen:
@@ -134,9 +146,9 @@ def pope_samples(question_file: Path, image_folder: Path, problems: list[Problem
     """POPE questions (jsonl, CRLF tolerated, or a JSON array): ``question_id``, ``image``, ``text``, ``label``."""
     samples = []
     for number, record in read_records(question_file, problems):
-        missing = [k for k in ("question_id", "image", "text") if k not in record]
-        if missing:
-            problems.append(Problem(str(question_file), number, str(record.get("question_id")), f"missing {', '.join(missing)}"))
+        reason = unusable(record, ("question_id", "image", "text"), ("image", "text"))
+        if reason:
+            problems.append(Problem(str(question_file), number, str(record.get("question_id")), reason))
             continue
         fields = {"question_id": record["question_id"], "prompt": record["text"], "image": record["image"]}
         if "label" in record:
@@ -164,7 +176,7 @@ def mme_samples(question_file: Path, image_folder: Path, problems: list[Problem]
         records = _mme_questions_from_gt(question_file, image_folder, problems)
     else:
         records = [(r["question_id"], r["image"], r["text"].split("\n")[0], r.get("category"), (str(question_file), n))
-                   for n, r in _jsonl_lines(question_file, problems, ["question_id", "image", "text"])]
+                   for n, r in _jsonl_lines(question_file, problems, ["question_id", "image", "text"], ["image", "text"])]
     samples, seen = [], {}
     for question_id, image, question, category, origin in records:
         occurrence = seen.get(question_id, 0)
@@ -203,8 +215,9 @@ def amber_samples(query_file: Path, image_folder: Path, problems: list[Problem])
         raise InputError(f"{query_file}: cannot read AMBER queries ({e})") from e
     samples = []
     for index, query in enumerate(queries, start=1):
-        if not isinstance(query, dict) or any(k not in query for k in ("id", "image", "query")):
-            problems.append(Problem(str(query_file), None, None, f"query {index}: needs id, image and query"))
+        reason = unusable(query, ("id", "image", "query"), ("image", "query")) if isinstance(query, dict) else "not an object"
+        if reason:
+            problems.append(Problem(str(query_file), None, None, f"query {index}: {reason}"))
             continue
         fields = {"question_id": query["id"], "prompt": query["query"], "image": query["image"]}
         samples.append(Sample(str(query["id"]), image_folder / query["image"], query["query"], fields, str(query_file)))

@@ -53,7 +53,7 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any] | Problem
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such file")
-    with path.open(encoding="utf-8") as f:
+    with path.open(encoding="utf-8-sig") as f:  # a byte-order mark some editors write is not part of line 1
         for number, line in enumerate(f, start=1):
             if not line.strip():
                 continue
@@ -166,6 +166,12 @@ class RunPaths:
     def errors(self) -> Path:
         return self.folder / f"{self.name}_errors.jsonl"
 
+    @property
+    def kept(self) -> Path:
+        """Answers of earlier runs for samples this run does not include (a smaller ``--limit``): kept out of the
+        answers file, which holds exactly the run's samples, and reused when a later run includes them again."""
+        return self.folder / f".{self.name}.kept.jsonl"
+
     def shard(self, kind: str, rank: int) -> Path:
         """Per-process file of a sharded run (``kind`` is ``answers`` or ``errors``)."""
         return self.folder / f".{self.name}.{kind}.rank{rank}.jsonl"
@@ -174,5 +180,5 @@ class RunPaths:
         return sorted(self.folder.glob(f".{self.name}.{kind}.rank*.jsonl"))
 
     def all_outputs(self) -> list[Path]:
-        fixed = [self.answers, self.results, self.manifest, self.config, self.errors]
+        fixed = [self.answers, self.results, self.manifest, self.config, self.errors, self.kept]
         return fixed + self.shards("answers") + self.shards("errors")

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from eval.datasets import run_subset
 from eval.files import InputError, Problem, read_records, report_problems, write_json_atomic
 from eval.yesno import READINGS, read_answer, read_prediction_field, require_fields
 
@@ -185,10 +186,13 @@ def gt_question(question: str, task: str, stem: str, gt: GroundTruth) -> str:
 
 def read_answers(answers_file: Path, gt: GroundTruth, problems: list[Problem], id_key: str = "question_id",
                  text_key: str = "text") -> dict[str, list[Item]]:
-    """Items per task: every ground-truth question of each task that has at least one answer.
+    """Items per task: every ground-truth question of each task that has at least one answer (of the images the run
+    chose, when the runner's manifest lies beside the answers: a ``--limit`` trial).
 
     Raises :class:`InputError` before reading answers when no record has the answer text field; a file with no
     answer that matches the ground truth gives no items (its scores are null)."""
+    chosen = run_subset(answers_file)  # sample keys "task/image#n"
+    images = None if chosen is None else {(key.split("/")[0], image_stem(key.rsplit("#", 1)[0])) for key in chosen}
     predictions: dict[str, dict[tuple[str, str], str]] = defaultdict(dict)
     records = read_records(answers_file, problems)
     require_fields(answers_file, records, {"answer": ((text_key,), "--text_key"),
@@ -224,7 +228,8 @@ def read_answers(answers_file: Path, gt: GroundTruth, problems: list[Problem], i
         predictions[task][key] = text
     items: dict[str, list[Item]] = {}
     for task, answered in predictions.items():
-        items[task] = [Item(image, q, label, answered.get((stem, q))) for (stem, q), (image, label) in gt[task].items()]
+        items[task] = [Item(image, q, label, answered.get((stem, q))) for (stem, q), (image, label) in gt[task].items()
+                       if images is None or (task, stem) in images]
         for item in items[task]:
             if item.prediction is None:
                 problems.append(Problem(str(answers_file), None, f"{task}/{item.image}",

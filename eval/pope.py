@@ -8,11 +8,12 @@ the yes ratio are reported x100; a metric whose denominator is 0 (no answers, no
 
 Usage::
 
-    python -m eval.pope --answers results/coco_pope_random.jsonl                  # question file from the name
+    python -m eval.pope --answers results/coco_pope_random.jsonl                  # question file from the run / name
     python -m eval.pope --answers A.jsonl --question_file Q.json
     python -m eval.pope --answers_dir results/pope --question_dir eval/data/pope/vcd   # up to 9 settings
 
-Without ``--question_file`` the dataset (coco, aokvqa, gqa) and setting (random, popular, adversarial) are read
+Without ``--question_file`` the question file is the one the runner recorded in the run's ``_results.json``; for
+answers from another tool the dataset (coco, aokvqa, gqa) and setting (random, popular, adversarial) are read
 from the answers file name (e.g. ``llava_avisc_coco_pope_random.jsonl``) and the question file is looked up in
 ``--question_dir`` (default: the VCD copies shipped in ``eval/data/pope/vcd``, the files AvisC used). In
 ``--answers_dir`` only answers files are read: hidden files (the runners' shard and temporary files), the runners'
@@ -22,6 +23,7 @@ setting are refused, naming both.
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 from dataclasses import dataclass, field
@@ -260,6 +262,17 @@ def refuse_collisions(pairs: list[tuple[Path, Path]]) -> None:
                          + "); score them separately with --answers")
 
 
+def run_question_file(answers_file: Path) -> Path | None:
+    """The question file a runner recorded for the run whose answers are ``answers_file`` (``_results.json``
+    ``config.data.question_file``), when it still exists; None for answers from another tool."""
+    try:
+        results = json.loads(RunPaths.of_answers(answers_file).results.read_text(encoding="utf-8"))
+        path = Path(results["config"]["data"]["question_file"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return path if path.is_file() else None
+
+
 def collect_pairs(args: argparse.Namespace, fields: AnswerFields, problems: list[Problem]) -> list[tuple[Path, Path]]:
     """``(answers_file, question_file)`` pairs from the command line; refuses two files of one setting."""
     question_dir = Path(args.question_dir)
@@ -275,6 +288,10 @@ def collect_pairs(args: argparse.Namespace, fields: AnswerFields, problems: list
         return pairs
     pairs = []
     for answers_file in answers:
+        used = run_question_file(answers_file)
+        if used is not None:  # the question file the runner used (recorded in its _results.json)
+            pairs.append((answers_file, used))
+            continue
         dataset, setting = infer_setting(answers_file.name)
         if dataset is None:
             if args.answers_dir:
@@ -317,7 +334,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="answers jsonl file(s) ({question_id, text} per line)")
     source.add_argument("--answers_dir", "--answers-dir", help="a folder of answers files, one per dataset/setting")
     parser.add_argument("--question_file", "--question-file", "--pope_path", nargs="+",
-                        help="question file(s), one per answers file (default: found from the answers file name)")
+                        help="question file(s), one per answers file (default: the one the run recorded, else found "
+                             "from the answers file name)")
     parser.add_argument("--question_dir", "--question-dir", default=str(DEFAULT_QUESTION_DIR),
                         help="where to look for {dataset}/{dataset}_pope_{setting}.json (default: shipped VCD copies)")
     parser.add_argument("--label_key", "--label-key", default="label", help="label field of the question file")

@@ -142,15 +142,33 @@ def label_from_names(*names: str) -> Label | None:
     return Label(model or "?", method or "?", seed)
 
 
+def variant(config: dict[str, Any]) -> str:
+    """What sets a run apart from its method in the ``paper`` preset: another preset, and every parameter or
+    protocol value set by a flag (the seed aside: runs over seeds are averaged). Runs of different variants are
+    different rows, never averaged together."""
+    parts = []
+    preset = config.get("preset")
+    if isinstance(preset, str) and preset != "paper":
+        parts.append(preset)
+    sources = config.get("sources") if isinstance(config.get("sources"), dict) else {}
+    values = {**(config.get("protocol") or {}), **(config.get("method_params") or {})}
+    parts += [f"{name}={values[name]}" for name in sorted(sources)
+              if sources[name] == "flag" and name != "seed" and name in values]
+    return "; ".join(parts)
+
+
 def label_from_config(config: dict[str, Any], seed: Any = None) -> Label | None:
-    """A label from a runner config (``model_path``/``model``, ``method`` (a string), ``seed``)."""
+    """A label from a runner config (``model_path``/``model``, ``method`` (a string) with its :func:`variant`,
+    ``seed``)."""
     model = config.get("model_path") or config.get("model")
     method = config.get("method") if isinstance(config.get("method"), str) else None
     if not model and not method:
         return None
     seed = config.get("seed", seed)
-    return Label(canonical_model(str(model or "?")), canonical_method(method or "?"),
-                 None if seed is None else str(seed))
+    name = canonical_method(method or "?")
+    if kind := variant(config):
+        name = f"{name} ({kind})"
+    return Label(canonical_model(str(model or "?")), name, None if seed is None else str(seed))
 
 
 def parse_label_option(option: str) -> tuple[str, Label]:
@@ -217,7 +235,7 @@ def subset_notes(answers: str | None) -> list[str]:
     return notes
 
 
-def scorer_notes(data: dict[str, Any]) -> list[str]:
+def scorer_notes(metric_file: Path, data: dict[str, Any]) -> list[str]:
     """Footnotes a metric file calls for: AMBER's exact-only fallback, CLAIR replies left out."""
     notes = []
     if data["scorer"] == "amber" and data.get("similarity") == "exact-only":
@@ -226,7 +244,7 @@ def scorer_notes(data: dict[str, Any]) -> list[str]:
         counts = {**(data.get("metrics") or {}), **(data.get("counts") or {})}
         bad = [f"{int(counts[name])} {name}" for name in ("unparsable", "failed") if counts.get(name)]
         if bad:
-            notes.append(f"CLAIR: {' and '.join(bad)} judge replies (see {data.get('answers_file', 'the file')})")
+            notes.append(f"CLAIR: {' and '.join(bad)} judge replies (see {metric_file.with_suffix('.jsonl')})")
     return notes
 
 
@@ -283,12 +301,22 @@ def _scaled(value: Any) -> float | None:
     return None if value is None else 100 * float(value)
 
 
+def locate_answers(metric_file: Path, answers: str | None) -> str | None:
+    """The answers file a metric file names: the path as written when it exists, else the file of that name beside
+    the metric file (a results folder moved, or the report run from another directory)."""
+    if not answers or Path(answers).is_file():
+        return answers
+    beside = metric_file.parent / Path(answers).name
+    return str(beside) if beside.is_file() else answers
+
+
 def records_of(path: Path, data: dict[str, Any], given: dict[str, Label]) -> list[Record]:
     """The records one metric file contributes, each labelled and annotated from its own answers file."""
     records = []
     for key, answers, values in runs_of(data):
+        answers = locate_answers(path, answers)
         label = resolve_label(path, data, answers, given)
-        notes = subset_notes(answers) + scorer_notes(data)
+        notes = subset_notes(answers) + scorer_notes(path, data)
         records.append(Record(data["scorer"], label, key, values, str(path), notes, data.get("empty_reason")))
     return records
 
@@ -315,12 +343,14 @@ def load_records(inputs: list[str], label_options: list[str]) -> tuple[list[Reco
                 runs.append((path, data))
             continue
         records.extend(records_of(path, data, given))
-        scored.update(Path(answers).resolve() for _, answers, _ in runs_of(data) if answers)
+        scored.update(Path(located).resolve() for _, answers, _ in runs_of(data)
+                      if (located := locate_answers(path, answers)))
         problems = data.get("problems") or []
         if problems:
             notes.append(f"{path}: {len(problems)} problem(s) reported by the scorer (see the file)")
     unscored = [unscored_note(path, data) for path, data in runs
-                if (path.parent / str((data.get("files") or {}).get("answers", ""))).resolve() not in scored]
+                if (answers := (data.get("files") or {}).get("answers"))
+                and (path.parent / str(answers)).resolve() not in scored]
     if not records and not unscored:
         raise InputError(f"no metric files (json with \"scorer\": {', '.join(SCORERS)}) and no runs in {' '.join(inputs)}")
     return records, notes + unscored
@@ -380,7 +410,9 @@ def paper_cell(value: float | tuple[float, float] | None) -> str:
 
 
 def method_rank(method: str) -> tuple[int, str]:
-    return (METHOD_ORDER.index(method), "") if method in METHOD_ORDER else (len(METHOD_ORDER), method)
+    """Rows in the papers' method order (a variant right after its method), unknown methods after them by name."""
+    base = method.split(" (")[0]
+    return (METHOD_ORDER.index(base), method) if base in METHOD_ORDER else (len(METHOD_ORDER), method)
 
 
 def group(records: list[Record], benchmarks: tuple[str, ...]) -> dict[tuple[Label, str], list[Record]]:
@@ -555,7 +587,11 @@ def main(argv: list[str] | None = None) -> int:
     text = build_report(records, notes)
     print(text, end="")
     if args.out:
-        write_text_atomic(args.out, text)
+        try:
+            write_text_atomic(args.out, text)
+        except OSError as e:
+            print(f"error: cannot write {args.out}: {e.strerror or e}", file=sys.stderr)
+            return 2
     return 0
 
 

@@ -111,8 +111,18 @@ def check_spec(spec: RunSpec) -> None:
         raise InputError(str(e)) from None
     if spec.output.batch_size < 1:
         raise InputError(f"--batch-size must be at least 1, got {spec.output.batch_size}")
-    if data.limit is not None and data.limit < 1:
-        raise InputError(f"--limit must be at least 1, got {data.limit}")
+    for name, value in (("--limit", data.limit), ("--num-samples", data.num_samples)):
+        if value is not None and value < 1:
+            raise InputError(f"{name} must be at least 1, got {value}")
+    if data.num_samples is not None and data.subset_manifest:
+        raise InputError("--num-samples and --subset-manifest both choose the subset: give one")
+    if data.pope_split and data.question_file:
+        raise InputError("--pope-split and --question-file both name the questions: give one")
+    if data.pope_split and run.benchmark.name != "pope":
+        raise InputError(f"--pope-split is for --benchmark pope, not {run.benchmark.name}")
+    name = spec.output.experiment_name
+    if not name.strip() or "/" in name or "\\" in name or name.startswith("."):
+        raise InputError(f"--experiment-name {name!r}: a file stem, not empty, without slashes or a leading dot")
     if not data.image_folder.is_dir():
         raise InputError(f"{data.image_folder}: no such image folder")
     if run.benchmark.task == "yesno":
@@ -217,9 +227,12 @@ def about_data(spec: RunSpec) -> dict[str, Any]:
     data, benchmark = spec.data, spec.run.benchmark
     if benchmark.task == "caption":
         num_samples = data.num_samples if data.num_samples is not None else benchmark.num_samples
-        return {"dataset_type": benchmark.name, "num_samples": None if data.subset_manifest else num_samples,
-                "seed": spec.run.protocol["seed"], "subset_manifest": data.subset_manifest}
-    return {"benchmark": benchmark.name, "question_file": str(question_file(spec))}
+        return {"dataset_type": benchmark.name, "image_folder": str(data.image_folder.resolve()),
+                "annotation_file": str(Path(data.annotation_file).resolve()) if data.annotation_file else None,
+                "num_samples": None if data.subset_manifest else num_samples, "seed": spec.run.protocol["seed"],
+                "subset_manifest": data.subset_manifest}
+    return {"benchmark": benchmark.name, "image_folder": str(data.image_folder.resolve()),
+            "question_file": str(question_file(spec).resolve())}
 
 
 def runtime(spec: RunSpec) -> dict[str, Any]:

@@ -274,10 +274,10 @@ class Runner:
 
         Every process checks (so all stop with the same error); process 0 writes.
         """
-        if not self.overwrite:
+        if not self.overwrite and self.answered():  # settings matter only where answers exist
             if self.paths.config.is_file():
                 self._check_identity(json.loads(self.paths.config.read_text(encoding="utf-8")))
-            elif self.paths.answers.is_file() and self.paths.answers.stat().st_size:
+            else:
                 raise ConfigMismatch(
                     f"{self.paths.answers} exists but has no {self.paths.config.name}: its settings are unknown; "
                     "use another --experiment-name or --overwrite"
@@ -339,8 +339,9 @@ class Runner:
         return self.report
 
     def answered(self) -> dict[str, dict[str, Any]]:
-        """Every answer already written, in the final file or in shard files."""
-        done = read_log(self.paths.answers, self.key_of)
+        """Every answer already written: in the final file, in shard files, or kept from an earlier, larger run."""
+        done = read_log(self.paths.kept, self.key_of)
+        done.update(read_log(self.paths.answers, self.key_of))
         for shard in self.paths.shards("answers"):
             done.update(read_log(shard, self.key_of))
         return done
@@ -419,8 +420,11 @@ class Runner:
             self.report.per_rank = [self.report.answered_now]
         done = self.answered()
         order = {s.key: i for i, s in enumerate(self.samples)}
-        ordered = sorted(done.values(), key=lambda r: order.get(self.key_of(r), len(order)))
+        ordered = sorted((r for k, r in done.items() if k in order), key=lambda r: order[self.key_of(r)])
+        kept = [r for k, r in done.items() if k not in order]
         write_text_atomic(self.paths.answers, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in ordered))
+        if kept or self.paths.kept.is_file():
+            write_text_atomic(self.paths.kept, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept))
         errors = {k: e for k, e in read_log(self.paths.errors, lambda r: str(r["key"])).items()
                   if e.get("kind") != "input"}  # earlier runs' failures not retried now
         for shard in self.paths.shards("errors"):

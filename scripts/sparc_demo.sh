@@ -28,7 +28,15 @@ for image_id in runs["baseline"]:
         print(textwrap.fill(runs[name].get(image_id, "(skipped)"), 110, initial_indent=f"{name:>9}: ", subsequent_indent=" " * 11))
 PY
 
-FIRST_IMAGE=$(python -c "import sys; from pathlib import Path; from eval.datasets import image_files; print(image_files(Path(sys.argv[1]))[0])" "$IMAGE_FOLDER")
+# the figure of the first image SPARC captioned (a skipped image has no caption), at most 96 tokens
+FIRST_IMAGE=$(python - "$SAVE_PATH" "$IMAGE_FOLDER" <<'PY'
+import json, sys
+from pathlib import Path
+from eval.datasets import image_files
+first = json.loads(Path(sys.argv[1], "sparc.jsonl").read_text().splitlines()[0])["image_id"]
+print(next(name for name in image_files(Path(sys.argv[2])) if Path(name).stem == first))
+PY
+)
 python -m eval.figures sparc --model-path "$MODEL_PATH" --image-file "$IMAGE_FOLDER/$FIRST_IMAGE" --preset "$PRESET" \
-  --max-new-tokens 96 --out "$SAVE_PATH/sparc_selections.png"
+  --max-new-tokens "$(( MAX_NEW_TOKENS < 96 ? MAX_NEW_TOKENS : 96 ))" --out "$SAVE_PATH/sparc_selections.png"
 echo "SPARC's selections drawn in $SAVE_PATH/sparc_selections.png"

@@ -242,3 +242,22 @@ def test_answers_without_gt_dir_is_a_clear_error(tmp_path: Path, capsys: pytest.
     answers = tiny_answers(tmp_path / "a.jsonl", correct=True)
     assert mme.main(["--answers", str(answers)]) == 2
     assert "--answers needs --gt_dir" in capsys.readouterr().err
+
+
+def test_a_trial_run_is_scored_on_the_images_it_chose(reference_dir: Path, tmp_path: Path) -> None:
+    """The runner's manifest beside the answers (a --limit 4 trial: two images of the color task, both questions
+    each) says which questions were asked: the other questions of the task are not counted as wrong."""
+    questions = [json.loads(line) for line in HALLUCINATION_FILE.read_text().splitlines()][:4]
+    answers = tmp_path / "avisc_mme_seed42.jsonl"
+    keys, seen = [], {}
+    with answers.open("w") as f:
+        for q in questions:
+            occurrence = seen.get(q["question_id"], 0)
+            seen[q["question_id"]] = occurrence + 1
+            keys.append(f"{q['question_id']}#{occurrence}")
+            f.write(json.dumps({**q, "prompt": q["text"].split("\n")[0], "text": "Yes" if occurrence == 0 else "No"})
+                    + "\n")
+    (tmp_path / "avisc_mme_seed42_manifest.json").write_text(json.dumps({"ids": keys}))
+    result = run_mme(tmp_path, "--answers", str(answers), "--gt_dir", str(reference_dir / "mme_gt"))
+    assert result["counts"]["questions"] == 4 and not result["problems"]
+    assert result["runs"][0]["tasks"]["color"]["score"] == 200  # both images, both questions right

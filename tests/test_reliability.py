@@ -52,20 +52,22 @@ def test_bad_question_lines_duplicates_and_empty_questions_are_recorded_and_skip
     """Each bad record is written to _errors.jsonl with its file, line and id, and counted; the first occurrence of
     a repeated id is kept; the run goes on and exits 0."""
     rows = [q(1), "{not json", json.dumps({"question_id": 2, "image": "img1.jpg"}), q(3, "img1.jpg"), q(1, "img1.jpg"),
-            q(4, text="   "), q(5)]
+            q(4, text="   "), q(5), q(6, text=None), q(7, image=5)]
     assert pope_run(golden_dir, tmp_path, rows) == 0
     out = tmp_path / "out"
     assert [a["question_id"] for a in lines(out / "run.jsonl")] == [1, 3, 5]
     errors = lines(out / "run_errors.jsonl")
     questions = str(tmp_path / "questions.jsonl")
     assert [(e["kind"], e["file"], e["line"], e["id"]) for e in errors] == [
-        ("input", questions, 2, None), ("input", questions, 3, "2"), ("input", questions, 5, "1"),
-        ("input", questions, 6, "4")]
-    assert "not valid JSON" in errors[0]["reason"] and "missing text" in errors[1]["reason"]
-    assert errors[2]["reason"] == f"duplicate id (first at {questions}:1): skipped"
-    assert errors[3]["reason"] == "empty question text: skipped"
+        ("input", questions, 2, None), ("input", questions, 3, "2"), ("input", questions, 8, "6"),
+        ("input", questions, 9, "7"), ("input", questions, 5, "1"), ("input", questions, 6, "4")]
+    assert "not valid JSON" in errors[0]["reason"] and errors[1]["reason"] == "missing field(s) text"
+    assert errors[2]["reason"] == "'text' is not a string (got null)"
+    assert errors[3]["reason"] == "'image' is not a string (got 5)"
+    assert errors[4]["reason"] == f"duplicate id (first at {questions}:1): skipped"
+    assert errors[5]["reason"] == "empty question text: skipped"
     counts = json.loads((out / "run_results.json").read_text())["counts"]
-    assert counts["input_problems"] == 4 and counts["skipped"] == 4 and counts["answered"] == 3
+    assert counts["input_problems"] == 6 and counts["skipped"] == 6 and counts["answered"] == 3
     assert pope_run(golden_dir, tmp_path, rows, "--strict") == 1  # --strict: bad input is a non-zero exit
 
 
@@ -191,3 +193,54 @@ def test_a_tiny_instructblip_runs_by_name(tmp_path):
                          str(tmp_path / "out"), "--experiment-name", "run"]) == 0
     config = json.loads((tmp_path / "out" / "run_results.json").read_text())["config"]
     assert config["family"] == "instructblip" and config["method_params"]["cd_alpha"] == 3.0
+
+
+def test_a_smaller_limit_keeps_the_answers_file_equal_to_the_run(golden_dir, tmp_path):
+    """A finished run of 3, then the same run with --limit 1: the answers file holds exactly the run's sample (as
+    its manifest says); the other answers are kept aside and reused when a later run includes them again."""
+    args = ["--dataset-type", "folder", "--image-folder", str(golden_dir / "images"), "--model-path",
+            str(golden_dir / "tiny-llava-v1.5"), "--method", "baseline", "--max-new-tokens", "2", "--save-path",
+            str(tmp_path), "--experiment-name", "run"]
+    assert caption.main(args) == 0
+    full = lines(tmp_path / "run.jsonl")
+    assert caption.main([*args, "--limit", "1"]) == 0
+    assert lines(tmp_path / "run.jsonl") == full[:1]
+    assert json.loads((tmp_path / "run_manifest.json").read_text())["ids"] == [full[0]["image_id"]]
+    assert caption.main(args) == 0
+    assert lines(tmp_path / "run.jsonl") == full
+    results = json.loads((tmp_path / "run_results.json").read_text())
+    assert results["counts"]["answered_this_run"] == 0  # the two kept answers were reused, nothing recomputed
+
+
+def test_another_image_folder_is_a_changed_setting(golden_dir, tmp_path):
+    """Same file names in another folder are other images: resuming would reuse captions of the old ones."""
+    other = tmp_path / "other"
+    other.mkdir()
+    for path in (golden_dir / "images").iterdir():
+        Image.new("RGB", (30, 20), (10, 20, 30)).save(other / path.name)
+    args = ["--dataset-type", "folder", "--model-path", str(golden_dir / "tiny-llava-v1.5"), "--method", "baseline",
+            "--max-new-tokens", "2", "--save-path", str(tmp_path / "out"), "--experiment-name", "run"]
+    assert caption.main([*args, "--image-folder", str(golden_dir / "images")]) == 0
+    with pytest.raises(InputError, match=r"data\.image_folder: .*images' -> .*other'"):
+        caption.main([*args, "--image-folder", str(other)])
+
+
+def test_pope_scores_against_the_question_file_the_run_used(golden_dir, tmp_path):
+    """A run on its own question file, named like a shipped split: the scorer takes the labels of the file the run
+    recorded, not of the shipped file its name points to."""
+    from eval import pope
+
+    images(tmp_path / "images", 2)
+    rows = [{"question_id": i, "image": f"img{i % 2}.jpg", "text": "Is there a dog?", "label": "yes" if i else "no"}
+            for i in range(3)]
+    questions = tmp_path / "mine.jsonl"
+    questions.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert vqa.main(["--benchmark", "pope", "--method", "baseline", "--model-path", str(golden_dir / "tiny-llava-v1.5"),
+                     "--image-folder", str(tmp_path / "images"), "--question-file", str(questions),
+                     "--max-new-tokens", "2", "--save-path", str(tmp_path), "--experiment-name",
+                     "baseline_coco_pope_random"]) == 0
+    answers = tmp_path / "baseline_coco_pope_random.jsonl"
+    assert pope.main(["--answers", str(answers), "--save_path", str(tmp_path / "m.json")]) == 0
+    setting = json.loads((tmp_path / "m.json").read_text())["settings"]["coco/random"]
+    assert setting["question_file"] == str(questions.resolve())
+    assert setting["counts"]["questions"] == 3 and setting["counts"]["scored"] == 3

@@ -47,7 +47,7 @@ def results(tmp_path: Path) -> Path:
                  {"tasks": {"existence": {"score": 170.0}, "count": {"score": 90.0}, "position": {"score": 80.0},
                             "color": {"score": 120.0}}, "totals": {"hallucination": 460.0, "perception": None}}]})
     write(root / "llava-v1.5_sparc_iiw_clair.json", {"scorer": "clair", "answers_file": "c.jsonl", "data_type": "iiw",
-                                                     "metrics": {"clair": 61.5, "clair_parsed": 62.0, "unparsable": 1},
+                                                     "metrics": {"clair": 61.5, "judged": 10, "unparsable": 1, "failed": 0},
                                                      "counts": {}, "problems": []})
     write(root / "llava-1.5_base_amber.json", {"scorer": "amber", "answers_file": "d.jsonl", "counts": {}, "problems": [],
                                                "similarity": "spacy:en_core_web_lg",
@@ -76,7 +76,7 @@ def test_report_tables(results: Path, tmp_path: Path, capsys: pytest.CaptureFixt
     assert "| LLaVA-1.5 | baseline | paper | - | - | - | - | 81.99 | - | - |" in lines
     assert "| LLaVA-1.5 | SPARC | ours | COCO: 1 (seed 3); IIW-400: 1 [1] | 45.00 | 14.00 | 78.00 | 82.00 | 95.12 | 61.50 |" in lines
     assert "| LLaVA-1.5 | SPARC | paper | - | - | - | - | 83.67 | - | - |" in lines
-    assert "[1] CLAIR: 1 unparsable judge replies (see c.jsonl)" in lines
+    assert f"[1] CLAIR: 1 unparsable judge replies (see {results / 'llava-v1.5_sparc_iiw_clair.jsonl'})" in lines
     # POPE, labelled from the runner's results json
     assert "| LLaVA-1.5 | coco | random | AvisC | ours | 1 (seed 42) | 88.00 | 88.50 | 87.50 | 87.99 |" in lines
     assert "| LLaVA-1.5 | coco | random | AvisC | paper | 1 | 87.93 | 88.24 | 87.53 | 87.88 |" in lines
@@ -181,3 +181,39 @@ def test_amber_exact_only_fallback_is_marked(tmp_path: Path, capsys: pytest.Capt
     assert "| LLaVA-1.5 | AvisC | ours | 1 [1] | 7.90 | 44.50 | 31.20 | 2.10 | 67.10 | 85.50 | 61.00 | 71.20 | 81.65 |" in lines
     assert "| LLaVA-1.5 | baseline | ours | 1 | 7.90 | 44.50 | 31.20 | 2.10 | 67.10 | 85.50 | 61.00 | 71.20 | 81.65 |" in lines
     assert f"[1] {report.EXACT_ONLY_NOTE}" in lines and "exact word matching only" in report.EXACT_ONLY_NOTE
+
+
+def test_runs_of_other_presets_or_flags_are_other_rows(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Runs of one method with another preset or a parameter set by a flag are not averaged together."""
+    base = {"model_path": "liuhaotian/llava-v1.5-7b", "method": "avisc", "seed": 42,
+            "method_params": {"lamb": 1.0, "cd_alpha": 2.5}, "protocol": {"decoding": "sample", "seed": 42}}
+    configs = {
+        "paper": {**base, "preset": "paper", "sources": {"lamb": "default", "seed": "benchmark:pope"}},
+        "scripts": {**base, "preset": "scripts", "method_params": {"lamb": 0.99, "cd_alpha": 1.0},
+                    "sources": {"lamb": "preset:scripts[benchmark=pope]"}},
+        "flag": {**base, "preset": "paper", "method_params": {"lamb": 0.5, "cd_alpha": 2.5},
+                 "sources": {"lamb": "flag", "seed": "flag"}},
+    }
+    for name, config in configs.items():
+        chair_file(tmp_path, name, runner_run(tmp_path, name, config), 0.4)
+    assert report.main([str(tmp_path)]) == 0
+    rows = [line.split(" | ")[1] for line in capsys.readouterr().out.splitlines() if "| ours |" in line]
+    assert rows == ["AvisC", "AvisC (lamb=0.5)", "AvisC (scripts)"]
+
+
+def test_a_moved_results_folder_keeps_its_labels_and_caveats(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Metric files name their answers file as the scorer was given it (relative here); after the folder moved, or
+    from another working directory, the answers and the run's _results.json are found beside the metric file."""
+    folder = tmp_path / "results"
+    answers = runner_run(folder, "sparc", {"model_path": "liuhaotian/llava-v1.5-7b", "method": "sparc", "seed": 42,
+                                           "limit": 2}, {"requested": 500, "available": 500, "used": 2, "short": False})
+    Path(answers).write_text("{}\n")
+    chair_file(folder, "sparc", "results/sparc.jsonl", 0.4)  # relative to where the scorer ran
+    moved = tmp_path / "moved"
+    folder.rename(moved)
+    monkeypatch.chdir(tmp_path.parent)
+    assert report.main([str(moved)]) == 0
+    text = capsys.readouterr().out
+    assert "| LLaVA-1.5 | SPARC | ours | 1 (seed 42) [1] |" in text and "trial run (--limit 2)" in text
+    assert "not scored yet" not in text

@@ -178,6 +178,15 @@ def test_any_method_on_any_benchmark(golden_dir, tmp_path, runner, bench, method
     (["--num-beams", "2", "--decoding", "sample"], "beam search (num_beams > 1) needs greedy decoding"),
     (["--temperature", "0", "--decoding", "sample"], "--temperature 0 means greedy decoding"),
     (["--batch-size", "0"], "--batch-size must be at least 1"),
+    (["--method", "sparc", "--num-beams", "3"], "method sparc decodes in the greedy / sampling loop: it has no beam search"),
+    (["--method", "opera", "--num-beams", "3"], "method opera searches with 5 beams (its own parameter), not --num-beams 3"),
+    (["--method", "opera", "--decoding", "sample"], "method opera is a beam search: it cannot sample"),
+    (["--num-samples", "-3"], "--num-samples must be at least 1, got -3"),
+    (["--device", "gpu"], "unknown device 'gpu' (cpu, cuda or cuda:N)"),
+    (["--image-aspect", "anyres"], "--image-aspect anyres: a llava model has pad, crop"),
+    (["--temperature", "-1"], "--temperature must be >= 0 (0 = greedy), got -1.0"),
+    (["--experiment-name", ""], "--experiment-name '': a file stem"),
+    (["--experiment-name", "a/b"], "--experiment-name 'a/b': a file stem"),
 ])
 def test_settings_are_checked_before_the_model_loads(golden_dir, tmp_path, monkeypatch, argv, message):
     import llava.model.builder as builder
@@ -190,6 +199,42 @@ def test_settings_are_checked_before_the_model_loads(golden_dir, tmp_path, monke
         caption.main(["--dataset-type", "folder", "--model-path", str(golden_dir / "tiny-llava-v1.5"),
                       "--image-folder", str(golden_dir / "images"), "--save-path", str(tmp_path),
                       "--experiment-name", "run", *argv])
+
+
+@pytest.mark.parametrize("model, argv, message", [
+    ("tiny-instructblip", ["--image-aspect", "pad"], "--image-aspect pad: a instructblip model has only its own fixed"),
+    ("tiny-instructblip", ["--conv-mode", "vicuna_v1"], "InstructBLIP takes the raw question"),
+    ("tiny", ["--pope-split", "coco/random", "--question-file", "q.json"], "--pope-split and --question-file"),
+])
+def test_family_and_data_settings_are_checked_before_the_model_loads(golden_dir, tmp_path, monkeypatch, model, argv,
+                                                                      message):
+    import llava.model.builder as builder
+
+    monkeypatch.setattr(builder, "load_model", lambda *a, **k: pytest.fail("the model must not be loaded"))
+    with pytest.raises(InputError, match=re.escape(message)):
+        vqa.main(["--benchmark", "pope", "--model-path", model, "--image-folder", str(golden_dir / "images"),
+                  "--save-path", str(tmp_path), "--experiment-name", "run",
+                  *(argv if "--pope-split" in argv else ["--pope-split", "coco/random", *argv])])
+
+
+def test_an_interrupted_run_is_one_line(golden_dir, tmp_path):
+    """Ctrl-C (SIGINT) in the middle of a run: one line saying the answers are kept, exit 130, no traceback."""
+    import signal
+
+    process = subprocess.Popen([PYTHON, "-m", "eval.caption", "--dataset-type", "folder", "--model-path", "tiny",
+                                "--image-folder", str(golden_dir / "images"), "--max-new-tokens", "400",
+                                "--save-path", str(tmp_path), "--experiment-name", "run"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "PROGRESS_EVERY": "0"})
+    deadline = time.time() + 120
+    while time.time() < deadline and not (tmp_path / "run_config.json").is_file():
+        time.sleep(0.1)
+    time.sleep(1.0)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err[-2000:]
+    assert "interrupted: the answers written so far are kept; rerun the same command to resume" in err
+    assert "Traceback" not in err
 
 
 @pytest.mark.parametrize("model_path, message", [

@@ -211,8 +211,8 @@ def test_coco_subset_manifest_round_trip(golden_dir, tmp_path):
         Image.fromarray(rng.integers(0, 255, (20, 30, 3), dtype=np.uint8)).save(images / f"COCO_val2014_{image_id:012d}.jpg")
     model = tiny_llava(golden_dir)
     base = ["--model-path", model, "--dataset-type", "coco", "--image-folder", str(images), "--save-path", str(tmp_path),
-            "--max-new-tokens", "2", "--num-samples", "3", "--alpha", "1.0"]
-    assert caption.main([*base, "--experiment-name", "first"]) == 0
+            "--max-new-tokens", "2", "--alpha", "1.0"]
+    assert caption.main([*base, "--num-samples", "3", "--experiment-name", "first"]) == 0
     import random
     expected = random.Random(42).sample(sorted(p.name for p in images.iterdir()), 3)
     assert [r["image_id"] for r in lines(tmp_path / "first.jsonl")] == [int(n[-10:-4]) for n in expected]

@@ -54,8 +54,9 @@ def test_captioning_coco_trial(tmp_path, family):
         assert config["subset"] == {"requested": 500, "available": 3, "used": 2, "short": True}
     tau = results(tmp_path, "sparc")["config"]["method_params"]["tau"]
     assert tau == (4.0 if family == "llava_next" else 1.5)
-    model = TINY[family]
-    assert f"| {model} | baseline | ours |" in result.stdout and f"| {model} | SPARC | ours |" in result.stdout
+    model, trial_flag = TINY[family], "(max_new_tokens=4)"  # the trial's token budget is a flag: it names the row
+    assert f"| {model} | baseline {trial_flag} | ours |" in result.stdout
+    assert f"| {model} | SPARC {trial_flag} | ours |" in result.stdout
     assert "short subset" in result.stdout and "trial run (--limit 2)" in result.stdout
     assert "fewer than the 500 the benchmark asks for" in result.stderr
 
@@ -69,7 +70,7 @@ def test_captioning_comparison_of_the_sparc_paper(tmp_path):
     for method, label in (("baseline", "baseline"), ("sparc", "SPARC"), ("vcd", "VCD"), ("pai", "PAI"),
                           ("opera", "OPERA")):
         assert results(tmp_path, method)["config"]["method"] == method
-        assert f"| tiny | {label} | ours |" in result.stdout
+        assert f"| tiny | {label} (max_new_tokens=4) | ours |" in result.stdout
     opera = results(tmp_path, "opera")["config"]
     assert opera["preset"] == "paper" and opera["protocol"]["conv_mode"] == "vicuna_v1"  # the captioning protocol
     assert opera["method_params"]["beam"] == 5
@@ -112,7 +113,8 @@ def test_pope_trial(tmp_path, family):
         config = results(tmp_path, name)["config"]
         assert config["protocol"]["conv_mode"] == (None if family == "instructblip" else "llava_v1")
         assert config["preset"] == "paper"
-    assert "AvisC: POPE" in result.stdout and f"| {TINY[family]} | coco | random | AvisC | ours |" in result.stdout
+    assert "AvisC: POPE" in result.stdout
+    assert f"| {TINY[family]} | coco | random | AvisC (max_new_tokens=4) | ours |" in result.stdout
 
 
 @pytest.mark.parametrize("family", ["llava", "instructblip"])
@@ -148,3 +150,18 @@ def test_sparc_demo(tmp_path):
                                           "NUM_IMAGES": "2", "MAX_NEW_TOKENS": "6", "SAVE_PATH": str(tmp_path / "out")})
     assert result.stdout.count("== photo") == 2 and "baseline:" in result.stdout and "sparc:" in result.stdout
     assert (tmp_path / "out" / "sparc_selections.png").is_file()
+
+
+@pytest.mark.parametrize("script, env, message", [
+    ("llava/captioning_coco.sh", {"METHODS": "baseline sparcc"}, "error: unknown method 'sparcc'"),
+    ("llava/pope.sh", {"POPE_DATASETS": "cocoo"}, "error: POPE_DATASETS: unknown dataset 'cocoo'"),
+    ("instructblip/pope.sh", {"POPE_SETTINGS": "randm"}, "error: POPE_SETTINGS: unknown setting 'randm'"),
+    ("llava/mme.sh", {"METHODS": "avsic"}, "error: unknown method 'avsic'"),
+])
+def test_a_misspelled_name_stops_a_script_before_any_run(tmp_path, script, env, message):
+    """Names are checked before the first run, not hours into the script."""
+    result = subprocess.run(["bash", str(PROJECT_ROOT / "scripts" / script)], capture_output=True, text=True,
+                            timeout=120, env={**os.environ, "MODEL_PATH": "tiny", "SAVE_PATH": str(tmp_path / "out"),
+                                              **env})
+    assert result.returncode == 2 and message in result.stderr
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").glob("*.jsonl"))

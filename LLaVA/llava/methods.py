@@ -34,6 +34,10 @@ PROTOCOL_FIELDS = (
 STANDARD_PRESETS = ("paper", "scripts", "official")
 """Preset names every method of this project defines (aliases where the official code makes no difference)."""
 
+SEARCHES = ("loop", "loop+beam", "beam")
+"""How a method decodes: in the greedy / sampling loop only (``loop``); also as plain beam search (``loop+beam``:
+plain decoding); or as its own beam search (``beam``: its config's ``num_beams`` is its width, decoding is greedy)."""
+
 
 @dataclass(frozen=True)
 class Rule:
@@ -88,7 +92,7 @@ class MethodSpec:
     ``config``: a dataclass whose fields are the method's parameters under their official names (validated in
     ``__post_init__``, raising ``ValueError``); ``factory``: ``"module:callable"`` taking a config and returning a
     ``DecodingMethod`` (imported on first use, so listing methods stays cheap); ``source``: the official code it
-    follows.
+    follows; ``search``: how it decodes (:data:`SEARCHES`).
     """
 
     name: str
@@ -98,8 +102,11 @@ class MethodSpec:
     description: str = ""
     source: str = ""
     default_preset: str = "paper"
+    search: str = "loop"
 
     def __post_init__(self) -> None:
+        if self.search not in SEARCHES:
+            raise ValueError(f"method {self.name}: search must be one of {', '.join(SEARCHES)}")
         if not dataclasses.is_dataclass(self.config):
             raise TypeError(f"method {self.name}: config must be a dataclass")
         if self.default_preset not in self.presets:
@@ -158,6 +165,19 @@ class MethodSpec:
         self.config(**params)  # validation
         protocol = {k: v for k, v in values.items() if k in PROTOCOL_FIELDS}
         return Resolution(self.name, preset_name, params, protocol, sources)
+
+    def check_decoding(self, params: Mapping[str, Any], decoding: str, num_beams: int) -> None:
+        """``ValueError`` when the method cannot decode this way (see :data:`SEARCHES`)."""
+        if self.search == "loop" and num_beams > 1:
+            raise ValueError(f"method {self.name} decodes in the greedy / sampling loop: it has no beam search "
+                             f"(--num-beams {num_beams}); plain beam search is --method baseline --num-beams K")
+        if self.search == "beam":
+            width = self.build_config(params).num_beams
+            if decoding != "greedy":
+                raise ValueError(f"method {self.name} is a beam search: it cannot sample (--decoding {decoding})")
+            if num_beams not in (1, width):
+                raise ValueError(f"method {self.name} searches with {width} beams (its own parameter), not "
+                                 f"--num-beams {num_beams}")
 
     def unknown_param_message(self, name: str) -> str:
         known = ", ".join(self.param_names()) or "none"
@@ -226,4 +246,5 @@ BASELINE = register_method(MethodSpec(
     factory="llava.methods:plain_decoding",
     presets={name: _NO_CHANGE for name in STANDARD_PRESETS},
     description="plain decoding (greedy, sampling or beam search as the benchmark protocol says)",
+    search="loop+beam",
 ))

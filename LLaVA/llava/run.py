@@ -56,9 +56,20 @@ def answer(args: argparse.Namespace) -> str:
     return tokenizer.decode(output.sequences[0], skip_special_tokens=True).strip()
 
 
+def check_settings(args: argparse.Namespace) -> None:
+    """Values that cannot run, before anything is loaded."""
+    if args.max_new_tokens < 1:
+        raise ValueError(f"--max-new-tokens must be at least 1, got {args.max_new_tokens}")
+    if args.temperature < 0:
+        raise ValueError(f"--temperature must be >= 0 (0 = greedy), got {args.temperature}")
+    if args.top_p is not None and not 0 < args.top_p <= 1:
+        raise ValueError(f"--top-p must be in (0, 1], got {args.top_p}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        check_settings(args)
         print(answer(args))
     except (ValueError, OSError) as e:  # ImageLoadError and CheckpointError are ValueErrors
         print(f"error: {e}", file=sys.stderr)

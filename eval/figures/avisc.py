@@ -50,6 +50,7 @@ from eval.figures.common import (
     style_axes,
 )
 from eval.methods import get_method
+from eval.run import check_output_folder
 
 DEFAULT_QUERY = "Describe this image."
 LEFT, RIGHT = 0.5, 0.4
@@ -398,11 +399,12 @@ def main(argv: Sequence[str] | None = None) -> Path:
     args = build_parser().parse_args(argv)
     if args.max_new_tokens < 1:
         raise CliError("--max-new-tokens must be at least 1")
+    out = Path(args.out or f"avisc_{Path(args.image_file).stem}.png")
+    check_output_folder(out.parent)  # before the model runs
     prepared = prepare(args, args.benchmark, ("llava", "llava_next", "instructblip"))
     result = trace(prepared, args.query, args.answer)
     config, run = result["config"], prepared.run
     geometry: TokenGeometry = result["geometry"]
-    out = Path(args.out or f"avisc_{Path(args.image_file).stem}.png")
     decoding = "greedy" if run.protocol["decoding"] == "greedy" else f"sampling, seed {run.protocol['seed']}"
     subtitle = (f"{Path(args.model_path).name or args.model_path} ({result['family']}) \u00b7 preset {run.preset}: "
                 f"\u03b3 {config.layer_gamma:g} \u00b7 \u03bb {config.lamb:g} \u00b7 \u03b1 {config.cd_alpha:g} \u00b7 "

@@ -58,6 +58,7 @@ from eval.figures.common import (
     token_pieces,
 )
 from eval.methods import get_method
+from eval.run import check_output_folder
 
 LEFT, RIGHT, GAP = 0.5, 0.4, 0.3
 
@@ -396,11 +397,12 @@ def main(argv: Sequence[str] | None = None) -> Path:
         raise CliError("--steps must be at least 1")
     if args.max_new_tokens < 2:
         raise CliError("--max-new-tokens must be at least 2 (the first selection is made reading token 1)")
+    out = Path(args.out or f"sparc_{Path(args.image_file).stem}.png")
+    check_output_folder(out.parent)  # before the model runs
     prepared = prepare(args, "folder", ("llava", "llava_next"))
     result = trace(prepared)
     config, run = result["config"], prepared.run
     geometry: TokenGeometry = result["geometry"]
-    out = Path(args.out or f"sparc_{Path(args.image_file).stem}.png")
     subtitle = (f"{Path(args.model_path).name or args.model_path} \u00b7 preset {run.preset}: \u03b1 {config.alpha} \u00b7 "
                 f"\u03b2 {config.beta} \u00b7 \u03c4 {config.tau} \u00b7 layer {config.selected_layer} \u00b7 layers "
                 f"{config.start_layer}-{config.end_layer} \u00b7 {geometry.mode} "

@@ -29,6 +29,12 @@ run_args() {
   done
 }
 
+# check_methods: every name of METHODS is a registered method, checked before any run (not hours into one).
+check_methods() {
+  # shellcheck disable=SC2086
+  python -m eval.methods $METHODS > /dev/null
+}
+
 # report: the paper-style table of everything scored under SAVE_PATH.
 report() {
   python -m eval.report "$SAVE_PATH"

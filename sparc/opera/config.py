@@ -60,6 +60,11 @@ class OperaConfig:
         if self.penalty_weights < 0:
             raise ValueError(f"penalty_weights must be >= 0, got {self.penalty_weights}")
 
+    @property
+    def num_beams(self) -> int:
+        """The beam width (``beam``, the official argument)."""
+        return self.beam
+
 
 _PROTOCOL = {"decoding": "greedy"}
 _OWN_PROTOCOL = (
@@ -84,4 +89,5 @@ OPERA = register_method(MethodSpec(
     },
     description="OPERA: beam search with an over-trust penalty and retrospection-allocation rollback",
     source=SOURCE,
+    search="beam",
 ))

@@ -64,7 +64,7 @@ class PaiConfig:
     def validate(self, num_layers: int) -> None:
         """Clear error for a layer range outside a model of ``num_layers`` layers (checked where the layers are used:
         with ``use_attn``)."""
-        if self.end_layer > num_layers:
+        if self.use_attn and self.end_layer > num_layers:
             raise ValueError(f"end_layer={self.end_layer} is beyond the model's {num_layers} layers (end is exclusive)")
 
     @property

@@ -119,12 +119,21 @@ def read_config(model_path: str) -> dict[str, Any]:
         raise CheckpointError(f"{model_path}: unreadable config.json ({e})") from None
 
 
+FAMILY_ASPECTS = {"llava": ("pad", "crop"), "llava_next": ("pad", "crop", "anyres"), "instructblip": ()}
+"""The image preprocessing modes each family can run (anyres needs LLaVA-NeXT's grid; InstructBLIP has one fixed
+224 resize)."""
+
+
 @dataclass(frozen=True)
 class CheckpointInfo:
     """What a checkpoint is, read from its ``config.json`` alone (no weights): the family and the decoder depth."""
 
     family: str
     num_layers: int
+
+    @property
+    def image_aspects(self) -> tuple[str, ...]:
+        return FAMILY_ASPECTS[self.family]
 
 
 def inspect_checkpoint(model_path: str) -> CheckpointInfo:
@@ -313,7 +322,10 @@ def resolve_device(requested: str | torch.device | None, rank: int = 0) -> torch
     """``requested``, else this process's GPU (``rank`` modulo the GPUs) when there is one, else the CPU. A CUDA
     device without CUDA is a :class:`CheckpointError`."""
     if requested:
-        device = torch.device(requested)
+        try:
+            device = torch.device(requested)
+        except RuntimeError:
+            raise CheckpointError(f"unknown device {str(requested)!r} (cpu, cuda or cuda:N)") from None
         if device.type == "cuda" and not torch.cuda.is_available():
             raise CheckpointError(f"device {requested}: no CUDA device is available")
         return device
