@@ -24,31 +24,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from PIL import Image
 
-from eval.figures.common import (
-    BLIND,
-    FIGURE_WIDTH,
-    INK,
-    MUTED,
-    CliError,
-    InchLayout,
-    Piece,
-    Prepared,
-    TokenGeometry,
-    add_figure_arguments,
-    draw_canvas,
-    draw_cells,
-    draw_pieces,
-    geometry_for,
-    layout_pieces,
-    new_figure,
-    outline_cells,
-    prepare,
-    printable,
-    run_cli,
-    save,
-    shorten,
-    style_axes,
-)
+from eval.figures import common as fig
 from eval.methods import get_method
 from eval.run import check_output_folder
 
@@ -62,20 +38,13 @@ def _fit(aspect: float, width: float, height: float) -> tuple[float, float]:
     return (width, width / aspect) if width / aspect <= height else (height * aspect, height)
 
 
-def _attention_cmap():
-    from matplotlib import colormaps
-    from matplotlib.colors import ListedColormap
-
-    return ListedColormap(colormaps["inferno"](np.linspace(0.0, 0.97, 256)), name="avisc_attention")
-
-
 def render_avisc(
     image: Image.Image,
     shares: Sequence[float] | np.ndarray,
     layers: Sequence[int] | np.ndarray,
     attention: Sequence[float] | np.ndarray,
     masked: Sequence[int] | np.ndarray,
-    geometry: TokenGeometry,
+    geometry: fig.TokenGeometry,
     out_path: str | Path,
     *,
     lamb: float | None = None,
@@ -119,7 +88,7 @@ def render_avisc(
     # ---- sizes (inches) ----
     header = 1.05
     chart_h = 2.2
-    width = FIGURE_WIDTH - LEFT - RIGHT
+    width = fig.FIGURE_WIDTH - LEFT - RIGHT
     if not geometry.spatial:
         panel_specs: list[tuple[Any, str]] = [(None, "input")]
         ncols, panel_w, panel_h = 1, *_fit(aspect, 3.6, 3.6)
@@ -134,23 +103,23 @@ def render_avisc(
     nrows = -(-len(panel_specs) // ncols)
     panel_title = 0.5
     panels_h = nrows * (panel_title + panel_h) + (nrows - 1) * 0.25 + 0.55  # + colourbar row
-    figure = new_figure(FIGURE_WIDTH, 10.0, dpi)
+    figure = fig.new_figure(fig.FIGURE_WIDTH, 10.0, dpi)
     text_pieces = _answer_pieces(query, answers)
-    placed, text_h = layout_pieces(figure, text_pieces, width - 0.3, size=10.5)
+    placed, text_h = fig.layout_pieces(figure, text_pieces, width - 0.3, size=10.5)
     height = header + chart_h + 0.75 + panels_h + 0.5 + text_h + 0.6
-    figure.set_size_inches(FIGURE_WIDTH, height)
-    layout = InchLayout(figure)
+    figure.set_size_inches(fig.FIGURE_WIDTH, height)
+    layout = fig.InchLayout(figure)
 
     # ---- header ----
-    figure.text(LEFT / FIGURE_WIDTH, 1 - 0.38 / height, title or "AvisC: blind tokens and the contrast branch",
-                fontsize=16, weight="bold", color=INK, ha="left", va="center")
+    figure.text(LEFT / fig.FIGURE_WIDTH, 1 - 0.38 / height, title or "AvisC: blind tokens and the contrast branch",
+                fontsize=16, weight="bold", color=fig.INK, ha="left", va="center")
     n_blind = int(blind.sum())
     summary = (f"{n} image tokens ({geometry.mode})  \u00b7  {n_blind} blind (kept), {n - n_blind} non-blind "
                f"(masked: {masking_scheme})  \u00b7  layers {', '.join(map(str, layers))} averaged")
     if geometry.newline:
         summary += f"  \u00b7  {int(newline.sum())} newline tokens, {int((newline & blind).sum())} of them blind"
-    figure.text(LEFT / FIGURE_WIDTH, 1 - 0.72 / height, printable(subtitle + "\n" + summary if subtitle else summary),
-                fontsize=9.5, color=MUTED, ha="left", va="center", linespacing=1.5, parse_math=False)
+    figure.text(LEFT / fig.FIGURE_WIDTH, 1 - 0.72 / height, fig.printable(subtitle + "\n" + summary if subtitle else summary),
+                fontsize=9.5, color=fig.MUTED, ha="left", va="center", linespacing=1.5, parse_math=False)
 
     # ---- charts: layer shares, attention by rank ----
     top = header + 0.3
@@ -162,7 +131,7 @@ def render_avisc(
 
     # ---- spatial panels ----
     top += chart_h + 0.75
-    cmap = _attention_cmap()
+    cmap = fig.colormap_slice("inferno", 0.0, 0.97, "avisc_attention")
     from matplotlib.colors import PowerNorm
 
     positive = attention[~newline] if (~newline).any() else attention
@@ -175,24 +144,24 @@ def render_avisc(
         ax = layout.axes(left, panel_top + panel_title, panel_w, panel_h)
         suffix = f"  \u00b7  {'base' if view is views[0] else 'high-res'}" if view is not None and len(views) > 1 else ""
         if kind == "input":
-            draw_canvas(ax, geometry, image, soft=0.0)
+            fig.draw_canvas(ax, geometry, image, soft=0.0)
             name, note = "input", _input_note(geometry)
         elif kind == "heat":
-            draw_canvas(ax, geometry, image, soft=0.3)
-            heat_artist = draw_cells(ax, view, attention, cmap, norm, alpha=0.72, hide=newline)
+            fig.draw_canvas(ax, geometry, image, soft=0.3)
+            heat_artist = fig.draw_cells(ax, view, attention, cmap, norm, alpha=0.72, hide=newline)
             name, note = "attention of the chosen layers" + suffix, "last prompt token, mean over heads and layers"
         else:
-            draw_canvas(ax, geometry, image, soft=0.0)
+            fig.draw_canvas(ax, geometry, image, soft=0.0)
             shade = np.where(masked_mask, 1.0, np.nan)
             from matplotlib.colors import ListedColormap, Normalize
 
-            draw_cells(ax, view, shade, ListedColormap(["#12141a"]), Normalize(0, 1), alpha=0.78)
-            kept = outline_cells(ax, view, blind & ~newline, BLIND, width=1.6)
+            fig.draw_cells(ax, view, shade, ListedColormap(["#12141a"]), Normalize(0, 1), alpha=0.78)
+            kept = fig.outline_cells(ax, view, blind & ~newline, fig.BLIND, width=1.6)
             name = "contrast branch: blind tokens kept" + suffix
             note = f"{kept} kept cells outlined, {int(view.values(masked_mask).sum())} masked cells darkened"
-        figure.text(left / FIGURE_WIDTH, 1 - (panel_top + 0.13) / height, name, fontsize=10.5, weight="bold",
-                    color=INK, ha="left", va="center")
-        figure.text(left / FIGURE_WIDTH, 1 - (panel_top + 0.34) / height, note, fontsize=8.5, color=MUTED, ha="left",
+        figure.text(left / fig.FIGURE_WIDTH, 1 - (panel_top + 0.13) / height, name, fontsize=10.5, weight="bold",
+                    color=fig.INK, ha="left", va="center")
+        figure.text(left / fig.FIGURE_WIDTH, 1 - (panel_top + 0.34) / height, note, fontsize=8.5, color=fig.MUTED, ha="left",
                     va="center")
     if not geometry.spatial:
         strip_left = LEFT + panel_w + 0.75
@@ -209,9 +178,9 @@ def render_avisc(
         top_value = float(norm.vmax)
         bar.set_ticks([0.0, top_value / 16, top_value / 4, top_value])
         bar.set_ticklabels(["0"] + [f"{v:.2g}" for v in (top_value / 16, top_value / 4, top_value)])
-        bar.ax.tick_params(labelsize=7.5, colors=MUTED, length=2)
+        bar.ax.tick_params(labelsize=7.5, colors=fig.MUTED, length=2)
         bar.outline.set_visible(False)
-        bar.ax.set_title("attention (square-root scale)", fontsize=8, color=MUTED, pad=3)
+        bar.ax.set_title("attention (square-root scale)", fontsize=8, color=fig.MUTED, pad=3)
 
     # ---- answers ----
     top = header + chart_h + 0.75 + panels_h + 0.5
@@ -221,11 +190,11 @@ def render_avisc(
 
     box.add_patch(FancyBboxPatch((0, 0), 1, 1, boxstyle="round,pad=0,rounding_size=0.02", transform=box.transAxes,
                                  facecolor="#f5f6f8", edgecolor="#e1e3e8", linewidth=0.8))
-    draw_pieces(figure, placed, LEFT + 0.15, top + 0.05, size=10.5)
-    return save(figure, out_path)
+    fig.draw_pieces(figure, placed, LEFT + 0.15, top + 0.05, size=10.5)
+    return fig.save(figure, out_path)
 
 
-def _input_note(geometry: TokenGeometry) -> str:
+def _input_note(geometry: fig.TokenGeometry) -> str:
     width, height = geometry.image_size
     if geometry.mode == "crop":
         return f"{width}x{height}, centre crop the model sees (24x24 grid)"
@@ -234,46 +203,46 @@ def _input_note(geometry: TokenGeometry) -> str:
     return f"{width}x{height}"
 
 
-def _answer_pieces(query: str | None, answers: Mapping[str, str] | None) -> list[Piece]:
-    pieces: list[Piece] = []
+def _answer_pieces(query: str | None, answers: Mapping[str, str] | None) -> list[fig.Piece]:
+    pieces: list[fig.Piece] = []
 
-    def add(label: str, text: str, color: str = INK) -> None:
+    def add(label: str, text: str, color: str = fig.INK) -> None:
         if pieces:
-            pieces.append(Piece("", newline=True))
-        pieces.append(Piece(label, weight="bold", color=INK))
-        for word in printable(" ".join(text.split())).split(" "):
+            pieces.append(fig.Piece("", newline=True))
+        pieces.append(fig.Piece(label, weight="bold", color=fig.INK))
+        for word in fig.printable(" ".join(text.split())).split(" "):
             if word:
-                pieces.append(Piece(word, space=True, color=color))
+                pieces.append(fig.Piece(word, space=True, color=color))
 
     if query:
-        add("query:", query, MUTED)
+        add("query:", query, fig.MUTED)
     if answers:
         for label, text in answers.items():
             add(f"{label}:", text or "(empty)")
     else:
-        add("answers:", "not generated (run with --answer to decode with and without AvisC)", MUTED)
+        add("answers:", "not generated (run with --answer to decode with and without AvisC)", fig.MUTED)
     return pieces
 
 
 def _share_chart(ax: Any, shares: np.ndarray, layers: Sequence[int], layer_gamma: float | None) -> None:
-    colors = [BLIND if i in layers else OTHER_LAYERS for i in range(len(shares))]
+    colors = [fig.BLIND if i in layers else OTHER_LAYERS for i in range(len(shares))]
     ax.bar(np.arange(len(shares)), shares, width=0.78, color=colors, edgecolor="none", zorder=2)
     for rank, i in enumerate(layers, 1):
-        ax.text(i, shares[i], f"#{rank}", ha="center", va="bottom", fontsize=7.5, color=BLIND, weight="bold")
-    style_axes(ax)
+        ax.text(i, shares[i], f"#{rank}", ha="center", va="bottom", fontsize=7.5, color=fig.BLIND, weight="bold")
+    fig.style_axes(ax)
     ax.set_xlim(-0.7, len(shares) - 0.3)
     ax.set_ylim(0, float(shares.max()) * 1.18 if len(shares) else 1)
     step = 1 if len(shares) <= 40 else 2
     ax.set_xticks(np.arange(0, len(shares), step))
     ax.tick_params(axis="x", labelsize=7)
-    ax.set_xlabel("layer", fontsize=8.5, color=MUTED)
-    ax.set_ylabel("share", fontsize=8.5, color=MUTED)
+    ax.set_xlabel("layer", fontsize=8.5, color=fig.MUTED)
+    ax.set_ylabel("share", fontsize=8.5, color=fig.MUTED)
     covered = float(shares[list(layers)].sum() / shares.sum()) if shares.sum() else 0.0
-    ax.set_title("each layer's share of the attention on the image", fontsize=10.5, weight="bold", color=INK,
+    ax.set_title("each layer's share of the attention on the image", fontsize=10.5, weight="bold", color=fig.INK,
                  loc="left", pad=16)
     gamma = f"\u03b3 = {layer_gamma:g}: " if layer_gamma is not None else ""
     ax.text(0, 1.02, f"{gamma}{len(layers)} layer{'s' if len(layers) > 1 else ''} chosen, largest share first "
-            f"(cumulative share {covered:.2f})", transform=ax.transAxes, fontsize=8.5, color=MUTED, va="bottom")
+            f"(cumulative share {covered:.2f})", transform=ax.transAxes, fontsize=8.5, color=fig.MUTED, va="bottom")
 
 
 def _rank_chart(ax: Any, attention: np.ndarray, blind: np.ndarray, newline: np.ndarray, threshold: float | None,
@@ -281,62 +250,62 @@ def _rank_chart(ax: Any, attention: np.ndarray, blind: np.ndarray, newline: np.n
     order = np.argsort(-attention, kind="stable")
     values = attention[order]
     ranks = np.arange(1, len(values) + 1)
-    colors = np.where(blind[order], BLIND, MASKED)
+    colors = np.where(blind[order], fig.BLIND, MASKED)
     ax.scatter(ranks, np.maximum(values, 1e-12), s=7, c=colors, linewidths=0, zorder=3)
     if newline.any():
         nl = newline[order]
-        ax.scatter(ranks[nl], np.maximum(values[nl], 1e-12), s=22, facecolors="none", edgecolors=INK, linewidths=0.6,
+        ax.scatter(ranks[nl], np.maximum(values[nl], 1e-12), s=22, facecolors="none", edgecolors=fig.INK, linewidths=0.6,
                    zorder=4, label="newline tokens")
         ax.legend(loc="upper right", fontsize=7.5, frameon=False)
     if (values > 0).all() and values.max() / max(values.min(), 1e-12) > 30:
         ax.set_yscale("log")
     if threshold is not None:
-        ax.axhline(threshold, color=INK, linestyle=(0, (4, 3)), linewidth=0.9, zorder=2)
-        ax.text(len(values), threshold, f" \u03bc + {lamb:g}\u03c3", va="bottom", ha="right", fontsize=8, color=INK)
-    style_axes(ax, "both")
-    ax.set_xlabel("image tokens by attention (rank)", fontsize=8.5, color=MUTED)
-    ax.set_ylabel("attention", fontsize=8.5, color=MUTED)
-    ax.set_title("blind tokens: at or above the threshold", fontsize=10.5, weight="bold", color=INK, loc="left", pad=16)
+        ax.axhline(threshold, color=fig.INK, linestyle=(0, (4, 3)), linewidth=0.9, zorder=2)
+        ax.text(len(values), threshold, f" \u03bc + {lamb:g}\u03c3", va="bottom", ha="right", fontsize=8, color=fig.INK)
+    fig.style_axes(ax, "both")
+    ax.set_xlabel("image tokens by attention (rank)", fontsize=8.5, color=fig.MUTED)
+    ax.set_ylabel("attention", fontsize=8.5, color=fig.MUTED)
+    ax.set_title("blind tokens: at or above the threshold", fontsize=10.5, weight="bold", color=fig.INK, loc="left", pad=16)
     ax.text(0, 1.02, f"{int(blind.sum())} blind (kept)  \u00b7  {int((~blind).sum())} masked", transform=ax.transAxes,
-            fontsize=8.5, color=MUTED, va="bottom")
+            fontsize=8.5, color=fig.MUTED, va="bottom")
 
 
 def _strip_chart(ax: Any, strip: Any, attention: np.ndarray, blind: np.ndarray, threshold: float | None, cmap: Any,
                  norm: Any, figure: Any, left: float, top: float, height: float) -> None:
     n = len(attention)
-    colors = np.where(blind, BLIND, MASKED)
+    colors = np.where(blind, fig.BLIND, MASKED)
     low, high = float(attention.min()), float(attention.max())
     margin = (high - low) * 0.12 or max(abs(high) * 0.01, 1e-9)
     base = low - margin
     ax.vlines(np.arange(n), base, attention, colors=colors, linewidth=2.2, zorder=2)
     ax.scatter(np.arange(n), attention, s=34, c=colors, zorder=3, linewidths=0)
     if threshold is not None:
-        ax.axhline(threshold, color=INK, linestyle=(0, (4, 3)), linewidth=0.9, zorder=1)
-        ax.text(n - 0.4, threshold, "threshold ", va="bottom", ha="right", fontsize=8, color=INK)
-    style_axes(ax)
+        ax.axhline(threshold, color=fig.INK, linestyle=(0, (4, 3)), linewidth=0.9, zorder=1)
+        ax.text(n - 0.4, threshold, "threshold ", va="bottom", ha="right", fontsize=8, color=fig.INK)
+    fig.style_axes(ax)
     ax.set_ylim(base, high + margin)
     ax.set_xlim(-0.6, n - 0.4)
     ax.set_xticks([])
-    ax.set_ylabel("attention", fontsize=8.5, color=MUTED)
+    ax.set_ylabel("attention", fontsize=8.5, color=fig.MUTED)
     from matplotlib.colors import PowerNorm
 
     norm = PowerNorm(0.5, vmin=low, vmax=high if high > low else low + 1e-12)
-    figure.text((left + 0.35) / FIGURE_WIDTH, 1 - (top + 0.13) / height, f"the {n} query tokens (no spatial layout)",
-                fontsize=10.5, weight="bold", color=INK, ha="left", va="center")
-    figure.text((left + 0.35) / FIGURE_WIDTH, 1 - (top + 0.34) / height,
+    figure.text((left + 0.35) / fig.FIGURE_WIDTH, 1 - (top + 0.13) / height, f"the {n} query tokens (no spatial layout)",
+                fontsize=10.5, weight="bold", color=fig.INK, ha="left", va="center")
+    figure.text((left + 0.35) / fig.FIGURE_WIDTH, 1 - (top + 0.34) / height,
                 "attention of the chosen layers (pink: blind, kept; grey: masked)  \u00b7  strip: the same as heat, min to max",
-                fontsize=8.5, color=MUTED, ha="left", va="center")
+                fontsize=8.5, color=fig.MUTED, ha="left", va="center")
     strip.imshow(attention[None, :], cmap=cmap, norm=norm, aspect="auto", interpolation="nearest",
                  extent=(-0.5, n - 0.5, 1, 0))
     from matplotlib.patches import Rectangle
 
     for j in np.nonzero(blind)[0]:
-        strip.add_patch(Rectangle((j - 0.5, 0), 1, 1, fill=False, edgecolor=BLIND, linewidth=1.6))
+        strip.add_patch(Rectangle((j - 0.5, 0), 1, 1, fill=False, edgecolor=fig.BLIND, linewidth=1.6))
     strip.set_xlim(-0.6, n - 0.4)
     strip.set_yticks([])
     strip.set_xticks(np.arange(n))
-    strip.tick_params(labelsize=7, colors=MUTED, length=2)
-    strip.set_xlabel("query token", fontsize=8.5, color=MUTED)
+    strip.tick_params(labelsize=7, colors=fig.MUTED, length=2)
+    strip.set_xlabel("query token", fontsize=8.5, color=fig.MUTED)
     for spine in strip.spines.values():
         spine.set_visible(False)
 
@@ -344,7 +313,7 @@ def _strip_chart(ax: Any, strip: Any, attention: np.ndarray, blind: np.ndarray, 
 # ----------------------------------------------------------------------------------------------------------------
 # Running the model
 # ----------------------------------------------------------------------------------------------------------------
-def trace(prepared: Prepared, query: str, answer: bool = False) -> dict[str, Any]:
+def trace(prepared: fig.Prepared, query: str, answer: bool = False) -> dict[str, Any]:
     """AvisC's prefill analysis (the method's :class:`~avisc.blind.BlindTokens`) for one image and, with ``answer``,
     the answers with and without AvisC, decoded as the prepared run's protocol says."""
     import torch
@@ -361,7 +330,7 @@ def trace(prepared: Prepared, query: str, answer: bool = False) -> dict[str, Any
     prompt = family.format_prompt(model, query, run.protocol["conv_mode"])
     batch = PromptBatch(model, tokenizer, loaded.image_processor, [prompt],
                         family.pixel_values(model, loaded.image_processor, [image], aspect))
-    geometry = geometry_for(model, loaded.image_processor, image.size, aspect)
+    geometry = fig.geometry_for(model, loaded.image_processor, image.size, aspect)
     settings = generation_config({**run.protocol, "max_new_tokens": run.protocol["max_new_tokens"] if answer else 1},
                                  tokenizer)
 
@@ -387,7 +356,7 @@ def trace(prepared: Prepared, query: str, answer: bool = False) -> dict[str, Any
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m eval.figures avisc", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_figure_arguments(parser, "avisc", max_new_tokens=64)
+    fig.add_figure_arguments(parser, "avisc", max_new_tokens=64)
     parser.add_argument("--query", default=DEFAULT_QUERY, help="the question (default: AMBER's generative query)")
     parser.add_argument("--benchmark", choices=["pope", "amber", "mme"], default="amber",
                         help="whose protocol and script settings apply (default amber)")
@@ -398,13 +367,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> Path:
     args = build_parser().parse_args(argv)
     if args.max_new_tokens < 1:
-        raise CliError("--max-new-tokens must be at least 1")
+        raise fig.CliError("--max-new-tokens must be at least 1")
     out = Path(args.out or f"avisc_{Path(args.image_file).stem}.png")
     check_output_folder(out.parent)  # before the model runs
-    prepared = prepare(args, args.benchmark, ("llava", "llava_next", "instructblip"))
+    prepared = fig.prepare(args, args.benchmark, ("llava", "llava_next", "instructblip"))
     result = trace(prepared, args.query, args.answer)
     config, run = result["config"], prepared.run
-    geometry: TokenGeometry = result["geometry"]
+    geometry: fig.TokenGeometry = result["geometry"]
     decoding = "greedy" if run.protocol["decoding"] == "greedy" else f"sampling, seed {run.protocol['seed']}"
     subtitle = (f"{Path(args.model_path).name or args.model_path} ({result['family']}) \u00b7 preset {run.preset}: "
                 f"\u03b3 {config.layer_gamma:g} \u00b7 \u03bb {config.lamb:g} \u00b7 \u03b1 {config.cd_alpha:g} \u00b7 "
@@ -415,7 +384,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
                  answers=result["answers"], query=args.query, subtitle=subtitle, dpi=args.dpi)
     print(f"figure: {out}")
     for label, text in (result["answers"] or {}).items():
-        print(f"{label}: {shorten(text, 300)}")
+        print(f"{label}: {fig.shorten(text, 300)}")
     if args.json:
         n = geometry.num_tokens
         masked = set(result["masked"])
@@ -436,7 +405,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
 
 
 def cli(argv: Sequence[str] | None = None) -> int:
-    return run_cli("eval.figures avisc", main, argv)
+    return fig.run_cli("eval.figures avisc", main, argv)
 
 
 if __name__ == "__main__":

@@ -275,6 +275,14 @@ ACCENT = "#00d5ff"  # selection outlines
 BLIND = "#ff2d6f"  # AvisC blind tokens
 
 
+def colormap_slice(base: str, low: float, high: float, name: str):
+    """The part ``[low, high]`` (fractions of 0..1) of matplotlib's colormap ``base``, as a 256-colour map."""
+    from matplotlib import colormaps
+    from matplotlib.colors import ListedColormap
+
+    return ListedColormap(colormaps[base](np.linspace(low, high, 256)), name=name)
+
+
 def new_figure(width: float, height: float, dpi: int):
     """A ``Figure`` on the Agg canvas (no pyplot, no global backend switch)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg

@@ -29,34 +29,7 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image
 
-from eval.figures.common import (
-    ACCENT,
-    FIGURE_WIDTH,
-    INK,
-    MUTED,
-    CliError,
-    InchLayout,
-    Piece,
-    Prepared,
-    TokenGeometry,
-    add_figure_arguments,
-    draw_canvas,
-    draw_cells,
-    draw_pieces,
-    geometry_for,
-    layout_pieces,
-    new_figure,
-    outline_cells,
-    pieces_from_tokens,
-    prepare,
-    printable,
-    readable_on,
-    run_cli,
-    save,
-    shorten,
-    style_axes,
-    token_pieces,
-)
+from eval.figures import common as fig
 from eval.methods import get_method
 from eval.run import check_output_folder
 
@@ -64,17 +37,11 @@ LEFT, RIGHT, GAP = 0.5, 0.4, 0.3
 
 
 def _heat_cmap():
-    from matplotlib import colormaps
-    from matplotlib.colors import ListedColormap
-
-    return ListedColormap(colormaps["inferno"](np.linspace(0.28, 0.98, 256)), name="sparc_heat")
+    return fig.colormap_slice("inferno", 0.28, 0.98, "sparc_heat")
 
 
 def _caption_cmap():
-    from matplotlib import colormaps
-    from matplotlib.colors import ListedColormap
-
-    return ListedColormap(colormaps["YlOrRd"](np.linspace(0.12, 0.78, 256)), name="sparc_caption")
+    return fig.colormap_slice("YlOrRd", 0.12, 0.78, "sparc_caption")
 
 
 def _count_norm(max_count: int):
@@ -102,7 +69,7 @@ def render_sparc(
     selections: Sequence[Sequence[int]],
     counts: Sequence[int] | np.ndarray | None,
     tokens: Sequence[str] | None,
-    geometry: TokenGeometry,
+    geometry: fig.TokenGeometry,
     out_path: str | Path,
     *,
     alpha: float = 1.1,
@@ -158,7 +125,7 @@ def render_sparc(
     else:
         big_w, big_h = _fit(aspect, big_area, 5.0 if len(views) == 1 else 3.7)
     grid_left = LEFT + big_area + 0.55
-    grid_width = FIGURE_WIDTH - grid_left - RIGHT
+    grid_width = fig.FIGURE_WIDTH - grid_left - RIGHT
     cols = 4
     rows = max(1, math.ceil(len(shown) / cols))
     cell_w = (grid_width - (cols - 1) * 0.18) / cols
@@ -175,30 +142,30 @@ def render_sparc(
     panels_height = max(big_block, grid_height + 0.34)
     label_tokens = len(selected) <= 72
     timeline_height = 1.55 + (0.75 if label_tokens else 0.25)
-    figure = new_figure(FIGURE_WIDTH, 10.0, dpi)
-    text_width = FIGURE_WIDTH - LEFT - RIGHT
+    figure = fig.new_figure(fig.FIGURE_WIDTH, 10.0, dpi)
+    text_width = fig.FIGURE_WIDTH - LEFT - RIGHT
     cap_pieces = _caption_pieces(tokens, per_step, shown)
-    placed, text_height = layout_pieces(figure, cap_pieces, text_width, size=10.5)
+    placed, text_height = fig.layout_pieces(figure, cap_pieces, text_width, size=10.5)
     header = 1.05
     height = header + panels_height + 0.45 + timeline_height + 0.75 + text_height + 0.35
-    figure.set_size_inches(FIGURE_WIDTH, height)
-    layout = InchLayout(figure)
+    figure.set_size_inches(fig.FIGURE_WIDTH, height)
+    layout = fig.InchLayout(figure)
 
     # ---- header ----
-    figure.text(LEFT / FIGURE_WIDTH, 1 - 0.38 / height, title or "SPARC: selective, progressive attention recalibration",
-                fontsize=16, weight="bold", color=INK, ha="left", va="center")
+    figure.text(LEFT / fig.FIGURE_WIDTH, 1 - 0.38 / height, title or "SPARC: selective, progressive attention recalibration",
+                fontsize=16, weight="bold", color=fig.INK, ha="left", va="center")
     n_sel = int(sum(per_step))
     n_newline = int(sum(per_step_newline))
     distinct = int((total[~newline] > 0).sum())
     summary = (f"{len(tokens)} tokens, {len(selected)} decode steps  \u00b7  {n_sel} selections of "
                f"{distinct} distinct patches" + (f" (+{n_newline} on newline tokens)" if geometry.newline else "")
                + f"  \u00b7  max count {max_count} (\u00d7{alpha ** max_count:.3g})")
-    figure.text(LEFT / FIGURE_WIDTH, 1 - 0.72 / height, printable(subtitle + "\n" + summary if subtitle else summary),
-                fontsize=9.5, color=MUTED, ha="left", va="center", linespacing=1.5, parse_math=False)
+    figure.text(LEFT / fig.FIGURE_WIDTH, 1 - 0.72 / height, fig.printable(subtitle + "\n" + summary if subtitle else summary),
+                fontsize=9.5, color=fig.MUTED, ha="left", va="center", linespacing=1.5, parse_math=False)
 
     # ---- total amplification ----
-    figure.text(LEFT / FIGURE_WIDTH, 1 - (header + 0.12) / height, "total amplification \u03b1^count", fontsize=10.5,
-                weight="bold", color=INK, ha="left", va="center")
+    figure.text(LEFT / fig.FIGURE_WIDTH, 1 - (header + 0.12) / height, "total amplification \u03b1^count", fontsize=10.5,
+                weight="bold", color=fig.INK, ha="left", va="center")
     image_artist = None
     for index, view in enumerate(views):
         if side_by_side:
@@ -208,11 +175,11 @@ def render_sparc(
             left = LEFT + (big_area - big_w) / 2
             top = header + 0.34 + index * (big_h + label_h + 0.12)
         if label_h:
-            figure.text(left / FIGURE_WIDTH, 1 - (top + 0.08) / height, view.name, fontsize=8.5, color=MUTED,
+            figure.text(left / fig.FIGURE_WIDTH, 1 - (top + 0.08) / height, view.name, fontsize=8.5, color=fig.MUTED,
                         ha="left", va="center")
         ax = layout.axes(left, top + label_h, big_w, big_h)
-        draw_canvas(ax, geometry, image)
-        image_artist = draw_cells(ax, view, total, heat, norm, alpha=0.68, hide=total == 0)
+        fig.draw_canvas(ax, geometry, image)
+        image_artist = fig.draw_cells(ax, view, total, heat, norm, alpha=0.68, hide=total == 0)
     top = header + 0.34 + stacked * (big_h + label_h) + (stacked - 1) * 0.12
     cax = layout.axes(LEFT + 0.5, top + 0.3, big_area - 1.0, 0.14)
     _count_colorbar(figure, cax, image_artist, max_count, alpha)
@@ -223,13 +190,13 @@ def render_sparc(
         used = mini_w * len(views) + 0.06 * (len(views) - 1) if side_by_side else mini_w
         left = grid_left + c * (cell_w + 0.18) + (cell_w - used) / 2
         cell_top = header + 0.34 + r * (step_block + 0.2)
-        token = shorten(printable(tokens[k].strip() or repr(tokens[k])), 18) if k < len(tokens) else ""
+        token = fig.shorten(fig.printable(tokens[k].strip() or repr(tokens[k])), 18) if k < len(tokens) else ""
         label = f"step {k + 1}  \u201c{token}\u201d"
         extra = f"+{per_step[k] - per_step_newline[k]} patches" + (f", +{per_step_newline[k]} \u21b5" if per_step_newline[k] else "")
-        figure.text(left / FIGURE_WIDTH, 1 - (cell_top + 0.12) / height, label, fontsize=9.5, weight="bold", color=INK,
+        figure.text(left / fig.FIGURE_WIDTH, 1 - (cell_top + 0.12) / height, label, fontsize=9.5, weight="bold", color=fig.INK,
                     ha="left", va="center", parse_math=False)
-        figure.text(left / FIGURE_WIDTH, 1 - (cell_top + 0.3) / height, extra if per_step[k] else "no selection",
-                    fontsize=8.5, color=MUTED, ha="left", va="center")
+        figure.text(left / fig.FIGURE_WIDTH, 1 - (cell_top + 0.3) / height, extra if per_step[k] else "no selection",
+                    fontsize=8.5, color=fig.MUTED, ha="left", va="center")
         now = np.zeros(n, dtype=bool)
         now[selected[k]] = True
         for index, view in enumerate(views):
@@ -237,48 +204,48 @@ def render_sparc(
                 ax = layout.axes(left + index * (mini_w + 0.06), cell_top + step_title, mini_w, mini_h)
             else:
                 ax = layout.axes(left, cell_top + step_title + index * (mini_h + 0.06), mini_w, mini_h)
-            draw_canvas(ax, geometry, image)
-            draw_cells(ax, view, cumulative[k + 1], heat, norm, alpha=0.62, hide=cumulative[k + 1] == 0)
-            outline_cells(ax, view, now, ACCENT, width=1.3)
+            fig.draw_canvas(ax, geometry, image)
+            fig.draw_cells(ax, view, cumulative[k + 1], heat, norm, alpha=0.62, hide=cumulative[k + 1] == 0)
+            fig.outline_cells(ax, view, now, fig.ACCENT, width=1.3)
             if len(views) > 1:
                 ax.text(0.03, 0.97, "base" if index == 0 else "high-res", transform=ax.transAxes, fontsize=7,
                         color="white", va="top", ha="left", bbox=dict(facecolor="#22252bb0", edgecolor="none", pad=1.5))
-    figure.text((FIGURE_WIDTH - RIGHT) / FIGURE_WIDTH, 1 - (header + 0.12) / height,
+    figure.text((fig.FIGURE_WIDTH - RIGHT) / fig.FIGURE_WIDTH, 1 - (header + 0.12) / height,
                 "outline: patches selected at the step  \u00b7  heat: cumulative \u03b1^count after it",
-                fontsize=8.5, color=MUTED, ha="right", va="center")
+                fontsize=8.5, color=fig.MUTED, ha="right", va="center")
 
     # ---- timeline ----
     top = header + panels_height + 0.45
-    ax = layout.axes(LEFT + 0.55, top, FIGURE_WIDTH - LEFT - RIGHT - 1.0, 1.55)
+    ax = layout.axes(LEFT + 0.55, top, fig.FIGURE_WIDTH - LEFT - RIGHT - 1.0, 1.55)
     _timeline(ax, per_step, per_step_newline, shown, tokens if label_tokens else None, cumulative, newline)
 
     # ---- caption ----
     top += timeline_height + 0.3
-    figure.text(LEFT / FIGURE_WIDTH, 1 - (top + 0.12) / height, "caption", fontsize=10.5, weight="bold", color=INK,
+    figure.text(LEFT / fig.FIGURE_WIDTH, 1 - (top + 0.12) / height, "caption", fontsize=10.5, weight="bold", color=fig.INK,
                 ha="left", va="center")
-    figure.text((LEFT + 0.75) / FIGURE_WIDTH, 1 - (top + 0.12) / height,
+    figure.text((LEFT + 0.75) / fig.FIGURE_WIDTH, 1 - (top + 0.12) / height,
                 "token background: patches selected while reading the token  \u00b7  bold: shown as a step panel",
-                fontsize=8.5, color=MUTED, ha="left", va="center")
-    cax = layout.axes(FIGURE_WIDTH - RIGHT - 2.6, top + 0.06, 2.6, 0.12)
+                fontsize=8.5, color=fig.MUTED, ha="left", va="center")
+    cax = layout.axes(fig.FIGURE_WIDTH - RIGHT - 2.6, top + 0.06, 2.6, 0.12)
     _patch_colorbar(figure, cax, max(per_step, default=0))
-    draw_pieces(figure, placed, LEFT, top + 0.42, size=10.5)
-    return save(figure, out_path)
+    fig.draw_pieces(figure, placed, LEFT, top + 0.42, size=10.5)
+    return fig.save(figure, out_path)
 
 
-def _caption_pieces(tokens: Sequence[str], per_step: Sequence[int], shown: Sequence[int]) -> list[Piece]:
+def _caption_pieces(tokens: Sequence[str], per_step: Sequence[int], shown: Sequence[int]) -> list[fig.Piece]:
     from matplotlib.colors import Normalize
 
     cmap = _caption_cmap()
     norm = Normalize(0, max(max(per_step, default=0), 1))
-    pieces: list[Piece] = []
+    pieces: list[fig.Piece] = []
     for k, token in enumerate(tokens):
-        parts = pieces_from_tokens([token])
+        parts = fig.pieces_from_tokens([token])
         for piece in parts:
             if piece.newline:
                 continue
             if k < len(per_step) and per_step[k] > 0:
                 piece.background = cmap(norm(per_step[k]))
-                piece.color = readable_on(piece.background)
+                piece.color = fig.readable_on(piece.background)
             if k in shown:
                 piece.weight = "bold"
         pieces.extend(parts)
@@ -288,7 +255,7 @@ def _caption_pieces(tokens: Sequence[str], per_step: Sequence[int], shown: Seque
 def _count_colorbar(figure: Any, cax: Any, artist: Any, max_count: int, alpha: float) -> None:
     if artist is None or max_count == 0:
         cax.set_axis_off()
-        cax.text(0.5, 0.5, "no patch was selected", ha="center", va="center", fontsize=9, color=MUTED,
+        cax.text(0.5, 0.5, "no patch was selected", ha="center", va="center", fontsize=9, color=fig.MUTED,
                  transform=cax.transAxes)
         return
     bar = figure.colorbar(artist, cax=cax, orientation="horizontal")
@@ -297,9 +264,9 @@ def _count_colorbar(figure: Any, cax: Any, artist: Any, max_count: int, alpha: f
         ticks = sorted(set(np.linspace(1, max_count, 10).round().astype(int).tolist()))
     bar.set_ticks(ticks)
     bar.set_ticklabels([f"{t}\n\u00d7{alpha ** t:.3g}" for t in ticks])
-    bar.ax.tick_params(labelsize=7.5, colors=MUTED, length=2)
+    bar.ax.tick_params(labelsize=7.5, colors=fig.MUTED, length=2)
     bar.outline.set_visible(False)
-    bar.ax.set_title("times selected (count) and amplification \u03b1^count", fontsize=8.5, color=MUTED, pad=3)
+    bar.ax.set_title("times selected (count) and amplification \u03b1^count", fontsize=8.5, color=fig.MUTED, pad=3)
 
 
 def _patch_colorbar(figure: Any, cax: Any, max_patches: int) -> None:
@@ -308,7 +275,7 @@ def _patch_colorbar(figure: Any, cax: Any, max_patches: int) -> None:
 
     bar = figure.colorbar(ScalarMappable(Normalize(0, max(max_patches, 1)), _caption_cmap()), cax=cax,
                           orientation="horizontal")
-    bar.ax.tick_params(labelsize=7.5, colors=MUTED, length=2)
+    bar.ax.tick_params(labelsize=7.5, colors=fig.MUTED, length=2)
     bar.outline.set_visible(False)
 
 
@@ -326,32 +293,32 @@ def _timeline(ax: Any, per_step: Sequence[int], per_step_newline: Sequence[int],
                label="on newline tokens")
         ax.legend(loc="upper left", fontsize=7.5, frameon=False)
     for k in shown:
-        ax.bar(k + 1, per_step[k], width=0.8, color="none", edgecolor=INK, linewidth=1.1, zorder=3)
-    style_axes(ax)
+        ax.bar(k + 1, per_step[k], width=0.8, color="none", edgecolor=fig.INK, linewidth=1.1, zorder=3)
+    fig.style_axes(ax)
     ax.set_xlim(0.3, max(len(per_step), 1) + 0.7)
-    ax.set_ylabel("patches\nselected", fontsize=8.5, color=MUTED)
+    ax.set_ylabel("patches\nselected", fontsize=8.5, color=fig.MUTED)
     ax.set_title("selections per decode step (framed: step panels)  \u00b7  line: distinct patches amplified so far",
-                 fontsize=9, color=MUTED, loc="left", pad=4)
+                 fontsize=9, color=fig.MUTED, loc="left", pad=4)
     if tokens is not None:
         ax.set_xticks(steps)
-        ax.set_xticklabels([shorten(printable(t.strip()) or "\u2423", 12) for t in tokens[: len(per_step)]], rotation=90,
+        ax.set_xticklabels([fig.shorten(fig.printable(t.strip()) or "\u2423", 12) for t in tokens[: len(per_step)]], rotation=90,
                            fontsize=7)
     else:
-        ax.set_xlabel("decode step", fontsize=8.5, color=MUTED)
+        ax.set_xlabel("decode step", fontsize=8.5, color=fig.MUTED)
     twin = ax.twinx()
     distinct = ((cumulative[1:] > 0) & ~newline[None]).sum(axis=1) if len(per_step) else np.zeros(0)
-    twin.plot(steps, distinct, color=ACCENT, linewidth=1.6, zorder=4)
+    twin.plot(steps, distinct, color=fig.ACCENT, linewidth=1.6, zorder=4)
     twin.set_ylim(0, max(int(distinct.max()) if len(distinct) else 1, 1) * 1.1)
     for name in ("top", "left", "bottom"):
         twin.spines[name].set_visible(False)
     twin.spines["right"].set_color("#b8bcc4")
-    twin.tick_params(colors=ACCENT, labelsize=8, length=3)
+    twin.tick_params(colors=fig.ACCENT, labelsize=8, length=3)
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # Running the model
 # ----------------------------------------------------------------------------------------------------------------
-def trace(prepared: Prepared) -> dict[str, Any]:
+def trace(prepared: fig.Prepared) -> dict[str, Any]:
     """Generate a caption with SPARC (the prepared run's settings) and return what the figure needs: the method's
     :class:`~sparc.method.SparcTrace`, the tokens and the geometry."""
     from eval.generation_setup import generation_config
@@ -362,13 +329,13 @@ def trace(prepared: Prepared) -> dict[str, Any]:
     loaded, run, image = prepared.loaded, prepared.run, prepared.image
     config = get_method("sparc").build_config(run.params)
     if not config.enabled:
-        raise CliError("alpha = 1.0 is plain decoding (SPARC off): nothing to show")
+        raise fig.CliError("alpha = 1.0 is plain decoding (SPARC off): nothing to show")
     family, model, tokenizer = loaded.family, loaded.model, loaded.tokenizer
     aspect = run.protocol["image_aspect"]
     prompt = family.format_prompt(model, run.protocol["prompt"], run.protocol["conv_mode"])
     batch = PromptBatch(model, tokenizer, loaded.image_processor, [prompt],
                         family.pixel_values(model, loaded.image_processor, [image], aspect))
-    geometry = geometry_for(model, loaded.image_processor, image.size, aspect)
+    geometry = fig.geometry_for(model, loaded.image_processor, image.size, aspect)
     method = Sparc(config, record=True)
     output = generate(batch, generation_config(run.protocol, tokenizer), method)
     sparc_trace = method.traces()[0]
@@ -376,7 +343,7 @@ def trace(prepared: Prepared) -> dict[str, Any]:
     ids = output.sequences[0]
     return {
         "family": family.name, "prompt": prompt, "geometry": geometry, "config": config, "token_ids": ids,
-        "tokens": token_pieces(tokenizer, ids), "caption": tokenizer.decode(ids, skip_special_tokens=True).strip(),
+        "tokens": fig.token_pieces(tokenizer, ids), "caption": tokenizer.decode(ids, skip_special_tokens=True).strip(),
         "selections": sparc_trace.selections, "counts": sparc_trace.counts,
     }
 
@@ -384,7 +351,7 @@ def trace(prepared: Prepared) -> dict[str, Any]:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m eval.figures sparc", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_figure_arguments(parser, "sparc", max_new_tokens=64)
+    fig.add_figure_arguments(parser, "sparc", max_new_tokens=64)
     parser.add_argument("--query", dest="prompt", default=None,
                         help="the question (default: the captioning benchmarks' \"Please describe this image in detail.\")")
     parser.add_argument("--steps", type=int, default=8, help="how many step panels (the steps with most selections)")
@@ -394,24 +361,24 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> Path:
     args = build_parser().parse_args(argv)
     if args.steps < 1:
-        raise CliError("--steps must be at least 1")
+        raise fig.CliError("--steps must be at least 1")
     if args.max_new_tokens < 2:
-        raise CliError("--max-new-tokens must be at least 2 (the first selection is made reading token 1)")
+        raise fig.CliError("--max-new-tokens must be at least 2 (the first selection is made reading token 1)")
     out = Path(args.out or f"sparc_{Path(args.image_file).stem}.png")
     check_output_folder(out.parent)  # before the model runs
-    prepared = prepare(args, "folder", ("llava", "llava_next"))
+    prepared = fig.prepare(args, "folder", ("llava", "llava_next"))
     result = trace(prepared)
     config, run = result["config"], prepared.run
-    geometry: TokenGeometry = result["geometry"]
+    geometry: fig.TokenGeometry = result["geometry"]
     subtitle = (f"{Path(args.model_path).name or args.model_path} \u00b7 preset {run.preset}: \u03b1 {config.alpha} \u00b7 "
                 f"\u03b2 {config.beta} \u00b7 \u03c4 {config.tau} \u00b7 layer {config.selected_layer} \u00b7 layers "
                 f"{config.start_layer}-{config.end_layer} \u00b7 {geometry.mode} "
                 f"{geometry.image_size[0]}x{geometry.image_size[1]}, {geometry.num_tokens} image tokens  \u00b7  "
-                f"\u201c{shorten(run.protocol['prompt'], 70)}\u201d")
+                f"\u201c{fig.shorten(run.protocol['prompt'], 70)}\u201d")
     render_sparc(prepared.image, result["selections"], result["counts"], result["tokens"], geometry, out,
                  alpha=config.alpha, steps=args.steps, subtitle=subtitle, dpi=args.dpi)
     print(f"figure: {out}")
-    print(f"caption: {shorten(result['caption'], 300)}")
+    print(f"caption: {fig.shorten(result['caption'], 300)}")
     if args.json:
         newline = set(geometry.newline)
         dump = {
@@ -432,7 +399,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
 
 
 def cli(argv: Sequence[str] | None = None) -> int:
-    return run_cli("eval.figures sparc", main, argv)
+    return fig.run_cli("eval.figures sparc", main, argv)
 
 
 if __name__ == "__main__":
