@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from conftest import GOLDEN, PROJECT_ROOT
-from eval import bench
+from eval.bench import cli as bench_cli
+from eval.bench import timing
 
 GOLDEN_LLAVA = GOLDEN / "tiny-llava-v1.5"
 TOP_FIELDS = ("device", "dtype", "model", "attn", "date", "torch", "transformers", "rows")
@@ -55,11 +56,11 @@ def restore_threads():
 def test_main_in_process(tmp_path, capsys, restore_threads):
     """All methods; SPARC with a stress tau so that its amplification path runs on random weights."""
     out = tmp_path / "bench.json"
-    code = bench.main(["--model-path", "tiny", "--batch-sizes", "1,2", "--new-tokens", "3", "--repeats", "1",
+    code = bench_cli.main(["--model-path", "tiny", "--batch-sizes", "1,2", "--new-tokens", "3", "--repeats", "1",
                        "--warmup", "0", "--threads", "1", "--sparc-tau", "-1", "--out", str(out)])
     assert code == 0
     result = json.loads(out.read_text())
-    check_result(result, bench.bench_methods(), [1, 2], "sdpa")
+    check_result(result, bench_cli.bench_methods(), [1, 2], "sdpa")
     assert result["new_tokens"] == 3 and result["model"] == "synthetic tiny-llava (random weights)"
     sparc_rows = [r for r in result["rows"] if r["method"] == "sparc"]
     assert all(r["sparc_selections_per_step"] > 0 for r in sparc_rows)
@@ -97,7 +98,7 @@ def test_subprocess_with_checkpoint(tmp_path):
     ],
 )
 def test_model_path_names(name, family, expected):
-    assert bench.model_name(name, family) == expected
+    assert bench_cli.model_name(name, family) == expected
 
 
 @pytest.mark.parametrize(
@@ -115,27 +116,27 @@ def test_model_path_names(name, family, expected):
 )
 def test_bad_arguments(argv, message, capsys):
     with pytest.raises(SystemExit) as exc:
-        bench.main(argv)
+        bench_cli.main(argv)
     assert exc.value.code == 2
     assert message in capsys.readouterr().err
 
 
 def test_missing_checkpoint(tmp_path, capsys):
-    code = bench.main(["--model-path", str(tmp_path / "nothing-here"), "--device", "cpu"])
+    code = bench_cli.main(["--model-path", str(tmp_path / "nothing-here"), "--device", "cpu"])
     assert code == 2
     assert "cannot load --model-path" in capsys.readouterr().err
 
 
 def test_help(capsys):
     with pytest.raises(SystemExit) as exc:
-        bench.main(["--help"])
+        bench_cli.main(["--help"])
     assert exc.value.code == 0
     assert "--new-tokens" in capsys.readouterr().out
 
 
 def test_ratios_and_summary():
-    samples = [bench.Sample(10.0, [2.0, 2.0, 2.0], 16.0, 1.0, 1.0), bench.Sample(12.0, [4.0, 4.0, 4.0], 24.0, 2.0, 2.0)]
-    rows = [bench.summarise("baseline", 2, samples[:1]), bench.summarise("sparc", 2, samples[1:])]
-    bench.add_ratios(rows)
+    samples = [timing.Sample(10.0, [2.0, 2.0, 2.0], 16.0, 1.0, 1.0), timing.Sample(12.0, [4.0, 4.0, 4.0], 24.0, 2.0, 2.0)]
+    rows = [timing.summarise("baseline", 2, samples[:1]), timing.summarise("sparc", 2, samples[1:])]
+    timing.add_ratios(rows)
     assert rows[0]["ratio_to_baseline"] == 1.0 and rows[1]["ratio_to_baseline"] == 2.0
     assert rows[0]["tokens_per_s"] == 1000.0 and rows[1]["peak_mem_mb"] == 2.0

@@ -254,7 +254,7 @@ def test_a_missing_model_is_one_line(tmp_path, model_path, message):
     assert message in result.stderr and "Traceback" not in result.stderr
 
 
-@pytest.mark.parametrize("module", ["eval.caption", "eval.vqa", "eval.methods"])
+@pytest.mark.parametrize("module", ["eval.caption", "eval.vqa", "eval.methods", "eval.bench"])
 def test_help_is_fast_and_shows_the_resolved_defaults(module):
     start = time.perf_counter()
     result = subprocess.run([PYTHON, "-X", "importtime", "-m", module, "--help"], capture_output=True, text=True,

@@ -1,102 +1,26 @@
-"""Speed benchmark: prefill time, time per generated token, throughput and peak memory of every decoding method.
-
-Every method decodes the same fixed synthetic images with the same prompt for exactly ``--new-tokens`` tokens (EOS is
-ignored), at each batch size, through our decoding loop (``llava.generation.generate``) and the hook point of
-``llava.attention``. The ratio of each method's time per generated token to plain decoding (``baseline``) at the same
-batch size is measured in the same run, with the methods interleaved inside each repeat so that background load
-spreads evenly over them.
-
-Models (``--model-path``):
-
-- ``tiny`` / ``7b``: a synthetic random model of that shape (``llava.model.synthetic``), family from ``--family``
-  (default ``llava``); ``tiny-llava``, ``tiny-llava_next``, ``7b-instructblip``, ... name shape and family at once.
-  Random weights decode at the same speed as trained ones with the same shapes; nothing is downloaded.
-- anything else: a checkpoint loaded with ``llava.model.builder.load_pretrained_model`` (original LLaVA, ``llava-hf``
-  or InstructBLIP; local folder or hub id). Write ``./tiny`` for a local folder that happens to be named ``tiny``.
-
-Timing: each timed repeat is one ``generate`` call of exactly N tokens whose ``step_callback`` reads a synchronised
-clock when each token has been chosen. ``prefill_ms`` is the time to the first token (image encoding, prompt
-embedding, the prefill forward(s) including a contrastive branch's, cache merge, first choice); ``ms_per_token`` is
-``(total - prefill) / (N - 1)`` of that same run, the cost of one decode step (one batched forward over all branches,
-the method's logit combination and the token choice), median over the repeats; ``tokens_per_s`` is
-``batch_size * 1000 / ms_per_token`` (generated tokens per second while decoding); ``ratio_to_baseline`` is the ratio
-of the medians of ``ms_per_token``. ``step_ms_median`` (the median of all single decode steps of all repeats) and
-its ratio ``ratio_step_median`` are robust to short bursts of background load. Reading both phases from one run
-(rather than subtracting a separate 1-token run from an N-token run) keeps prefill jitter out of the per-token
-figure; the loop itself is unchanged (it already reads ``finished`` back from the device once per step, so the
-callback's synchronisation adds no new stall on CUDA). Methods are interleaved within each repeat (order rotated).
-Before timing, each method runs once for 2 tokens at each batch size (one-time costs of new shapes: up to seconds on
-the CPU) and then ``--warmup`` times at full length, untimed.
-
-Memory: on CUDA ``peak_mem_mb`` is ``torch.cuda.max_memory_allocated`` over the N-token run (after a reset; weights
-included) and ``peak_delta_mb`` the part above what was allocated before the run; on the CPU it is the growth of the
-process' resident set during the run (``VmHWM`` after resetting it via ``/proc/self/clear_refs``, minus ``VmRSS``
-before; memory the allocator reuses is not counted, so it is a lower bound).
-
-Decoding is greedy for every method by default, so the ratios isolate each method's own cost; ``--sample`` samples
-at temperature 1 with one seeded generator per row (the AvisC/VCD/M3ID paper setting; on the CPU ``torch.multinomial``
-over 32000 ids costs about 0.7 ms per row and step, the same for every method). ``--sparc-tau`` is a stress setting:
-random weights give near-uniform attention, so SPARC's paper tau selects nothing and its amplification path never
-runs; ``0`` selects about a third of the image tokens per step, ``-1`` all of them. The rows of SPARC report
-``sparc_selections_per_step``.
-
-On a shared CPU use ``--threads 1 --clock process``: with two OpenMP threads on two busy cores a decode step can stall
-for tenths of a second (spin-waiting threads), and the process clock (CPU time of this process) ignores the time other
-processes take. ``7b`` on the CPU needs about 30 GB of memory in float32; it is meant for ``--device cuda``.
-
->>> main(["--model-path", "tiny", "--batch-sizes", "1,2", "--new-tokens", "4", "--out", "bench.json"])  # doctest: +SKIP
-"""
+"""The measurements of :mod:`eval.bench` (how they are taken: see its docstring): fixed inputs, one timed decode call,
+memory peaks, the per-method rows and their ratios, the table."""
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import os
 import platform
 import resource
 import statistics
-import sys
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
-import transformers
 from PIL import Image
 
-from eval.cli import git_commit
-from eval.files import write_json_atomic
-from eval.methods import create_method, list_methods
-from llava.model.builder import DTYPES, LoadedModel, resolve_dtype
-from llava.model.names import parse_synthetic_name
+from eval.bench.cli import BASELINE, BEAM, BEAM_METHODS, BEAMS, CLOCK_NAMES, BenchError, model_name
+from eval.methods import create_method
+from llava.model.builder import LoadedModel
 
-BASELINE = "baseline"
-BEAM = "beam"
-"""Plain beam search (``--beams`` wide): the reference of the beam-search methods."""
-BEAMS = 5  # OPERA's official width
-BEAM_METHODS = ("beam", "opera")
-FAMILY_NAMES = ("llava", "llava_next", "instructblip")
 PROMPT = "Please describe this image in detail."
 IMAGE_SIZES = ((640, 480), (480, 640), (500, 500), (800, 600))  # cycled over the rows of a batch
-
-
-class BenchError(ValueError):
-    """A benchmark that cannot run as asked; the message says why."""
-
-
-# ----------------------------------------------------------------------------------------------------------- inputs
-
-
-def model_name(model_path: str, family: str | None) -> str:
-    """``--model-path`` with ``--family`` folded into a synthetic name (``tiny`` + ``llava_next`` -> ``tiny-llava_next``);
-    a checkpoint path is returned as is (its family is read from its config)."""
-    parsed = parse_synthetic_name(model_path)
-    if parsed is None:
-        return model_path
-    shape, named = parsed
-    if named and family and named != family:
-        raise BenchError(f"--model-path {model_path!r} names family {named!r} but --family is {family!r}")
-    return f"{shape}-{named or family or 'llava'}"
 
 
 def synthetic_images(count: int, seed: int = 0) -> list[Image.Image]:
@@ -226,7 +150,7 @@ class Sample:
         return sum(self.step_ms) / len(self.step_ms)
 
 
-CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "process": time.process_time}
+CLOCKS: dict[str, Callable[[], float]] = dict(zip(CLOCK_NAMES, (time.perf_counter, time.process_time)))
 
 
 def run_once(batch: Any, method_name: str, family: str, new_tokens: int, device: torch.device, seed: int,
@@ -396,155 +320,3 @@ def device_description(device: torch.device) -> str:
         return f"cuda ({torch.cuda.get_device_name(device)})"
     cpu = platform.processor() or platform.machine()
     return f"cpu ({cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"
-
-
-# ------------------------------------------------------------------------------------------------------------- CLI
-
-
-def _int_list(text: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-    if not values or any(v < 1 for v in values):
-        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
-    return values
-
-
-def bench_methods() -> list[str]:
-    """What the benchmark can time: every registered method, and plain beam search (``beam``)."""
-    return [*list_methods(), BEAM]
-
-
-def _method_list(text: str) -> list[str]:
-    values = [v.strip().lower() for v in text.split(",") if v.strip()]
-    unknown = [v for v in values if v not in bench_methods()]
-    if not values or unknown:
-        raise argparse.ArgumentTypeError(
-            f"unknown method(s) {', '.join(unknown) or repr(text)}; choose from {', '.join(bench_methods())}")
-    return list(dict.fromkeys(values))
-
-
-def _positive(minimum: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
-        return value
-
-    return parse
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m eval.bench", description=__doc__.split("\n\n")[0],
-        epilog="Synthetic models: tiny, 7b, or <shape>-<family> (tiny-llava_next, 7b-instructblip, ...). "
-               "Timing: one generate(N) per repeat with a timestamp per token; prefill = time to the first token, "
-               "ms/token = (total - prefill) / (N - 1); medians over --repeats; ratio = ms/token over the baseline's at "
-               "the same batch size, same run.",
-    )
-    parser.add_argument("--model-path", "--model_path", required=True,
-                        help="tiny | 7b | <shape>-<family> (synthetic random model) or a checkpoint folder / hub id")
-    parser.add_argument("--methods", type=_method_list, default=bench_methods(),
-                        help=f"comma-separated, from {','.join(bench_methods())} (default: all; {BASELINE} is always "
-                             f"added; {BEAM} is plain beam search of --beams, the reference of OPERA)")
-    parser.add_argument("--beams", type=_positive(2), default=BEAMS,
-                        help=f"width of the plain beam search row (default {BEAMS}, OPERA's)")
-    parser.add_argument("--batch-sizes", "--batch_sizes", type=_int_list, default=[1, 8, 16], help="default: 1,8,16")
-    parser.add_argument("--new-tokens", "--new_tokens", type=_positive(2), default=128,
-                        help="generated tokens per run, EOS ignored (>= 2; default 128)")
-    parser.add_argument("--repeats", type=_positive(1), default=3, help="timed repeats, medians reported (default 3)")
-    parser.add_argument("--warmup", type=_positive(0), default=1,
-                        help="untimed full-length runs per method and batch size, after one untimed 2-token run "
-                             "that is always done (default 1)")
-    parser.add_argument("--device", choices=("cpu", "cuda"), default=None,
-                        help="default: cuda when available, else cpu")
-    parser.add_argument("--dtype", choices=tuple(DTYPES), default=None,
-                        help="default: float16 on cuda, float32 on cpu")
-    parser.add_argument("--attn", choices=("sdpa", "eager"), default="sdpa",
-                        help="language-model attention behind the hook point (default sdpa)")
-    parser.add_argument("--family", choices=FAMILY_NAMES, default=None,
-                        help="family of a synthetic model (default llava); checked against a loaded checkpoint")
-    parser.add_argument("--threads", type=_positive(1), default=None, help="torch CPU threads (default: torch's)")
-    parser.add_argument("--clock", choices=tuple(CLOCKS), default="wall",
-                        help="wall: elapsed time (default); process: CPU time of this process (CPU only; with "
-                             "--threads 1 it ignores time lost to other processes on a shared machine)")
-    parser.add_argument("--sample", action="store_true",
-                        help="sample at temperature 1 with one seeded generator per row (the AvisC/VCD/M3ID paper "
-                             "setting) instead of greedy decoding for every method")
-    parser.add_argument("--sparc-tau", "--sparc_tau", type=float, default=None,
-                        help="override SPARC's tau (stress test: random weights have near-uniform attention and the "
-                             "paper's tau selects nothing; 0 selects about half the image tokens, -1 all of them)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default=None, help="write the results as json here (atomically)")
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    device_name = args.device or ("cpu" if args.clock == "process" or not torch.cuda.is_available() else "cuda")
-    if args.clock == "process" and device_name != "cpu":
-        parser.error("--clock process measures CPU time and is only meaningful with --device cpu")
-    if device_name == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda but this torch build sees no CUDA device")
-    device = torch.device(device_name)
-    dtype = resolve_dtype(args.dtype, device)
-    if device.type == "cpu" and dtype == torch.float16:
-        print("warning: float16 on the CPU is slow and not representative", file=sys.stderr)
-    try:
-        model_name(args.model_path, args.family)
-    except BenchError as e:
-        parser.error(str(e))
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    methods = args.methods if BASELINE in args.methods else [BASELINE, *args.methods]
-    if methods is not args.methods:
-        print(f"note: {BASELINE} added (the ratios are measured against it in the same run)", file=sys.stderr)
-
-    try:
-        loaded = load_model(args, device, dtype)
-        rows = benchmark(loaded, methods, args.batch_sizes, args.new_tokens, args.repeats, args.warmup, device,
-                         args.seed, log=lambda line: print(line, file=sys.stderr), clock=args.clock,
-                         sparc_tau=args.sparc_tau, sample=args.sample, beams=args.beams)
-    except BenchError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    mem_kind = MemoryMeter(device).kind
-    result = {
-        "device": device_description(device),
-        "dtype": str(dtype).removeprefix("torch."),
-        "model": describe_model(loaded),
-        "family": loaded.family.name,
-        "attn": args.attn,
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "git_commit": git_commit(),
-        "new_tokens": args.new_tokens,
-        "repeats": args.repeats,
-        "warmup": args.warmup,
-        "decoding": ("sampling (temperature 1, one generator per row)" if args.sample else "greedy") + ", EOS ignored",
-        "clock": args.clock,
-        "sparc_tau": args.sparc_tau,
-        "threads": torch.get_num_threads() if device.type == "cpu" else None,
-        "memory": mem_kind,
-        "timing": "per repeat one generate(N) with a synchronised timestamp per token: prefill_ms = time to the "
-                  "first token, ms_per_token = (total - prefill) / (N - 1); medians over repeats; tokens_per_s = "
-                  "batch_size * 1000 / ms_per_token; step_ms_median = median single decode step over all repeats",
-        "rows": rows,
-    }
-    sys.stderr.flush()
-    print(f"# {result['model']} on {result['device']}, {result['dtype']}, attn {args.attn}, "
-          f"{args.new_tokens} new tokens, median of {args.repeats}, {args.clock} clock\n")
-    print(format_table(rows, mem_kind))
-    if args.out:
-        write_json_atomic(args.out, result)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
