@@ -108,6 +108,7 @@ CAPTIONING = {
     "max_new_tokens": 512,
     "seed": 42,
     "num_beams": 1,
+    "text_cut": None,  # an answer is the whole decoded text (OPERA's own protocol cuts it at "###")
 }
 YES_NO = {
     "conv_mode": PerFamily("llava_v1", {"instructblip": None}),
@@ -121,6 +122,7 @@ YES_NO = {
     "max_new_tokens": PerFamily(64, {"instructblip": 63}),
     "seed": 42,
     "num_beams": 1,
+    "text_cut": None,
 }
 AVISC_SCRIPT_SEED = {"scripts": {"seed": 55}, "official": {"seed": 55}}  # experiments/cd_scripts/mme_eval.sh
 

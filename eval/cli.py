@@ -138,6 +138,8 @@ def build_parser(task: str, prog: str, description: str, default_method: str) ->
     add(protocol, "--max-new-tokens", type=int, default=None, help="tokens generated at most per answer")
     add(protocol, "--seed", type=int, default=None, help="subset draw and sampling (each sample its own generator)")
     add(protocol, "--num-beams", type=int, default=None, help="beam search width (greedy decoding only)")
+    add(protocol, "--text-cut", default=None, help="end each answer before the first occurrence of this text "
+        "(OPERA's official protocol: '###'; '' = no cut)")
 
     add_model_arguments(parser)
 

@@ -38,6 +38,18 @@ def eos_ids(tokenizer: Any) -> tuple[int, ...]:
     return tuple(eos) if isinstance(eos, (list, tuple)) else (eos,)
 
 
+def answer_text(decoded: str, text_cut: str | None) -> str:
+    """The answer recorded for a decoded text: cut before the first ``text_cut`` when one is set (OPERA's LLaVA
+    wrapper, ``minigpt4/models/llava.py:239-245``), then stripped.
+
+    >>> answer_text(" A dog on a sofa.### Human: what", "###"), answer_text(" A dog. ", None)
+    ('A dog on a sofa.', 'A dog.')
+    """
+    if text_cut:
+        decoded = decoded.split(text_cut, 1)[0]
+    return decoded.strip()
+
+
 def generation_config(protocol: dict[str, Any], tokenizer: Any) -> GenerationConfig:
     """The decoding loop's settings from a resolved protocol."""
     sample = protocol["decoding"] == "sample"
@@ -84,7 +96,8 @@ class Decoder:
         for ids in output.sequences:
             finished = bool(ids) and ids[-1] in self.config.eos_token_ids
             answer = {
-                self.answer_field: loaded.tokenizer.decode(ids, skip_special_tokens=True).strip(),
+                self.answer_field: answer_text(loaded.tokenizer.decode(ids, skip_special_tokens=True),
+                                               protocol["text_cut"]),
                 "num_tokens": len(ids),
                 "finish_reason": "eos" if finished else "length",
             }

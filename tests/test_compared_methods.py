@@ -27,8 +27,9 @@ OPERA_RUNS = {
     "opera_efficient": ["--method", "opera", "--preset", "efficient"],
     "opera_rollback": ["--method", "opera", "--preset", "official", "--method-args",
                        "beam=3,scale_factor=1000,threshold=3,num_attn_candidates=3,penalty_weights=2"],
-    # plain beam search in OPERA's protocol (its template and center crop)
-    "beam_baseline": ["--method", "baseline", "--num-beams", "5", "--conv-mode", "pai", "--image-aspect", "crop"],
+    # plain beam search in OPERA's protocol (its template, center crop and text cut)
+    "beam_baseline": ["--method", "baseline", "--num-beams", "5", "--conv-mode", "pai", "--image-aspect", "crop",
+                      "--text-cut", "###"],
 }
 
 
@@ -41,6 +42,12 @@ def expected_texts(golden_dir: Path, golden_file: str, case_name: str, task: str
     case = next(c for c in data["cases"] if c["name"] == case_name and (task is None or c.get("task") == task))
     return {Path(o["image"]).stem: tokenizer.decode(o["generated_ids"], skip_special_tokens=True).strip()
             for o in case["outputs"]}
+
+
+def official_texts(golden_file: str, case_name: str) -> dict[str, str]:
+    """Each image's text as the official code wrote it (OPERA's: cut at the first "###", stripped)."""
+    case = next(c for c in golden_json(golden_file)["cases"] if c["name"] == case_name)
+    return {Path(o["image"]).stem: o["caption"] for o in case["outputs"]}
 
 
 def run_caption(golden_dir: Path, tmp_path: Path, method: str, args: list[str], max_new_tokens: int) -> dict[str, str]:
@@ -85,7 +92,23 @@ def test_opera_golden_captions_through_eval_caption(golden_dir, tmp_path, case_n
     data = golden_json(OPERA_GOLDEN)
     method, *args = OPERA_RUNS[case_name][1:]
     texts = run_caption(golden_dir, tmp_path, method, args, data["max_new_tokens"])
-    assert texts == expected_texts(golden_dir, OPERA_GOLDEN, case_name)
+    assert texts == expected_texts(golden_dir, OPERA_GOLDEN, case_name) == official_texts(OPERA_GOLDEN, case_name)
     config = json.loads((tmp_path / "run_results.json").read_text())["config"]
     assert config["protocol"]["conv_mode"] == "pai" and config["protocol"]["decoding"] == "greedy"
-    assert config["protocol"]["prompt"] == data["question"]
+    assert config["protocol"]["prompt"] == data["question"] and config["protocol"]["text_cut"] == "###"
+
+
+@pytest.mark.parametrize("position", [0, 1, 5])
+def test_text_cut_ends_each_answer_before_the_first_occurrence(golden_dir, tmp_path, position):
+    """OPERA's wrapper cuts its text at the first "###"; the golden captions hold none, so the same mechanism is
+    checked with a piece of a real caption as the cut: each caption ends right before its first occurrence (a cut at
+    the very start leaves an empty answer), captions without it are whole."""
+    whole = expected_texts(golden_dir, OPERA_GOLDEN, "opera_default")
+    first = sorted(whole)[0]
+    cut = whole[first].split(" ")[position][:3] if position else whole[first][:2]
+    args = ["--preset", "official", "--text-cut", cut]
+    texts = run_caption(golden_dir, tmp_path, "opera", args, golden_json(OPERA_GOLDEN)["max_new_tokens"])
+    assert texts == {image: text.split(cut, 1)[0].strip() for image, text in whole.items()}
+    assert texts[first] != whole[first] and (position or texts[first] == "")
+    config = json.loads((tmp_path / "run_results.json").read_text())["config"]
+    assert config["protocol"]["text_cut"] == cut and config["sources"]["text_cut"] == "flag"

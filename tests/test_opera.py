@@ -233,7 +233,7 @@ def test_registered_method_and_presets():
     assert isinstance(method, Opera) and method.num_beams == 5 and method.config == OperaConfig()
     official = spec.resolve("official", family="llava", benchmark="coco", task="caption")
     assert official.params == dict(beam=5, scale_factor=50.0, threshold=15, num_attn_candidates=5, penalty_weights=1.0)
-    assert official.protocol == dict(decoding="greedy", conv_mode=OPERA_CONV_MODE, image_aspect="crop")
+    assert official.protocol == dict(decoding="greedy", conv_mode=OPERA_CONV_MODE, image_aspect="crop", text_cut="###")
     # OPERA's captioning prompt and 512 tokens are the captioning benchmarks' own: resolved from the benchmark
     run = resolve_run("coco", "llava", "opera", "official")
     assert (run.protocol["prompt"], run.protocol["max_new_tokens"]) == ("Please describe this image in detail.", 512)

@@ -27,7 +27,7 @@ from typing import Any, Callable, Mapping
 
 PROTOCOL_FIELDS = (
     "conv_mode", "prompt", "image_aspect", "decoding", "temperature", "top_k", "top_p", "max_new_tokens", "seed",
-    "num_beams",
+    "num_beams", "text_cut",
 )
 """Benchmark-protocol settings a preset may override (see ``eval.benchmarks``)."""
 

@@ -5,7 +5,7 @@ width, ``--beam``), ``scale_factor``, ``threshold``, ``num_attn_candidates``, ``
 512 (``window_size``) is not an argument in the official code and is fixed here too.
 
 Presets (OPERA's own protocol is that of ``chair_eval.py`` / ``pope_eval.py`` on LLaVA-1.5: its template, CLIP
-resize + center crop, beam search, 512 new tokens for captions and 10 for POPE):
+resize + center crop, beam search, 512 new tokens for captions and 10 for POPE, the answer text cut at "###"):
 
 - ``official``: the README command (``--beam 5``) with the argparse defaults (scale 50, threshold 15, 5 candidates,
   penalty 1) and OPERA's protocol;
@@ -28,6 +28,9 @@ WINDOW = 512
 OPERA_CONV_MODE = "pai"
 """OPERA's LLaVA-1.5 prompt, ``system + "USER: <image> <question> ASSISTANT:"`` (no space before "USER:"), is
 PAI's template."""
+
+TEXT_CUT = "###"
+"""OPERA's LLaVA wrapper ends the answer text before the first "###" (``minigpt4/models/llava.py:239-245``)."""
 
 SOURCE = ("shikiw/OPERA @ 61426ef (transformers-4.29.2/src/transformers/generation/utils.py opera_beam_search, "
           "chair_eval.py, pope_eval.py, minigpt4/models/llava.py), spec/opera-official.md")
@@ -68,7 +71,7 @@ class OperaConfig:
 
 _PROTOCOL = {"decoding": "greedy"}
 _OWN_PROTOCOL = (
-    Rule({"conv_mode": OPERA_CONV_MODE, "image_aspect": "crop"}, family=("llava",)),
+    Rule({"conv_mode": OPERA_CONV_MODE, "image_aspect": "crop", "text_cut": TEXT_CUT}, family=("llava",)),
     Rule({"max_new_tokens": 10}, benchmark=("pope",)),
 )
 _OFFICIAL = Preset(
