@@ -20,6 +20,7 @@ Protocols (``sparc-official.md`` section 2, ``avisc-official.md`` section 3):
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -158,6 +159,9 @@ def benchmarks_of(task: str) -> list[str]:
 
 def check_protocol(values: Mapping[str, Any]) -> None:
     """Clear errors for protocol values that cannot run."""
+    for name, value in values.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{name} must be a finite number, got {value}")
     if values["decoding"] not in DECODINGS:
         raise ValueError(f"decoding must be one of {', '.join(DECODINGS)}, got {values['decoding']!r}")
     if values["max_new_tokens"] < 1:
@@ -165,7 +169,7 @@ def check_protocol(values: Mapping[str, Any]) -> None:
     if values["num_beams"] < 1:
         raise ValueError(f"num_beams must be at least 1, got {values['num_beams']}")
     if values["num_beams"] > 1 and values["decoding"] != "greedy":
-        raise ValueError("beam search (num_beams > 1) needs greedy decoding")
+        raise ValueError("beam search (num_beams > 1) needs greedy decoding (--decoding greedy)")
     if not values["temperature"] > 0:
         raise ValueError(f"temperature must be > 0 (greedy decoding: --decoding greedy), got {values['temperature']}")
     if values["top_k"] is not None and values["top_k"] < 1:
@@ -218,6 +222,9 @@ def resolve_run(
     if spec.task == "yesno" and protocol["prompt"] is not None:
         raise ValueError(f"{spec.name} asks each sample's own question: a prompt does not apply")
     method_spec.check_decoding(resolution.params, protocol["decoding"], protocol["num_beams"])
+    if method_spec.search == "beam" and protocol["num_beams"] == 1:  # its own width, recorded as what runs
+        protocol["num_beams"] = method_spec.build_config(resolution.params).num_beams
+        sources["num_beams"] = f"method:{method_spec.name}"
     sources.update({name: resolution.sources[name] for name in resolution.params})
     return ResolvedRun(spec, family, method_spec.name, preset_name, protocol, resolution.params, sources)
 

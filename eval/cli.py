@@ -169,6 +169,8 @@ def parse_method_args(text: str | None, method: str) -> dict[str, Any]:
             raise InputError(f"--method-args: {item!r} is not NAME=VALUE")
         if name not in fields:
             raise InputError(f"--method-args: {spec.unknown_param_message(name)}")
+        if name in values:
+            raise InputError(f"--method-args: {name} is set twice")
         try:
             values[name] = _converter(param_type(fields[name]))(raw.strip())
         except ValueError as e:
@@ -217,6 +219,12 @@ def protocol_overrides(args: argparse.Namespace) -> dict[str, Any]:
         overrides["decoding"] = "greedy"
     elif temperature is not None:
         overrides.setdefault("decoding", "sample")
+    if overrides.get("decoding") == "greedy":
+        for name in ("temperature", "top_k", "top_p"):
+            if name in overrides:
+                flag = "--" + name.replace("_", "-")
+                raise InputError(f"{flag} {getattr(args, name)} has no effect with greedy decoding; drop it or add "
+                                 f"--decoding sample")
     return overrides
 
 

@@ -7,6 +7,7 @@ alpha 1.0, are the baseline: no patch is applied when alpha is 1.0.)
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -30,8 +31,10 @@ class SparcConfig:
     end_layer: int = 31
 
     def __post_init__(self) -> None:
-        if not self.alpha > 0:
-            raise ValueError(f"alpha must be > 0 (1.0 = plain decoding), got {self.alpha}")
+        if not (math.isfinite(self.alpha) and self.alpha > 0):
+            raise ValueError(f"alpha must be a finite number > 0 (1.0 = plain decoding), got {self.alpha}")
+        if not math.isfinite(self.tau):
+            raise ValueError(f"tau must be a finite number, got {self.tau}")
         if not 0 <= self.beta <= 1:
             raise ValueError(f"beta must be in [0, 1], got {self.beta}")
         for name in ("selected_layer", "start_layer", "end_layer"):

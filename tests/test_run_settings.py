@@ -4,6 +4,7 @@ model is loaded."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import subprocess
@@ -170,7 +171,7 @@ def test_any_method_on_any_benchmark(golden_dir, tmp_path, runner, bench, method
     (["--method", "sparc", "--method-args", "tau"], "'tau' is not NAME=VALUE"),
     (["--method", "sparc", "--method-args", "tau=abc"], "tau: could not convert"),
     (["--method", "sparc", "--tau", "2", "--method-args", "tau=3"], "tau is set twice"),
-    (["--method", "sparc", "--alpha", "-1"], "alpha must be > 0"),
+    (["--method", "sparc", "--alpha", "-1"], "alpha must be a finite number > 0"),
     (["--method", "sparc", "--selected-layer", "40"], "selected_layer=40 is outside the model's 32 layers"),
     (["--method", "avisc", "--masking-scheme", "blur"], "unknown masking_scheme 'blur'"),
     (["--method", "avisc", "--preset", "best"], "avisc has no preset 'best'"),
@@ -187,6 +188,14 @@ def test_any_method_on_any_benchmark(golden_dir, tmp_path, runner, bench, method
     (["--temperature", "-1"], "--temperature must be >= 0 (0 = greedy), got -1.0"),
     (["--experiment-name", ""], "--experiment-name '': a file stem"),
     (["--experiment-name", "a/b"], "--experiment-name 'a/b': a file stem"),
+    (["--method", "sparc", "--method-args", "alpha=inf"], "alpha must be a finite number, got inf"),
+    (["--method", "sparc", "--method-args", "tau=nan"], "tau must be a finite number, got nan"),
+    (["--method", "avisc", "--lamb=-inf"], "lamb must be a finite number, got -inf"),
+    (["--method", "sparc", "--method-args", "alpha=0,alpha=2"], "--method-args: alpha is set twice"),
+    (["--temperature", "inf"], "temperature must be a finite number, got inf"),
+    (["--decoding", "greedy", "--temperature", "0.5"], "--temperature 0.5 has no effect with greedy decoding"),
+    (["--decoding", "greedy", "--top-k", "5"], "--top-k 5 has no effect with greedy decoding"),
+    (["--decoding", "greedy", "--top-p", "0.9"], "--top-p 0.9 has no effect with greedy decoding"),
 ])
 def test_settings_are_checked_before_the_model_loads(golden_dir, tmp_path, monkeypatch, argv, message):
     import llava.model.builder as builder
@@ -287,6 +296,25 @@ def test_every_method_has_the_standard_presets_and_valid_defaults():
             for family in ("llava", "llava_next", "instructblip"):
                 for benchmark in BENCHMARKS:
                     resolve_run(benchmark, family, name, preset)  # every combination resolves and validates
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+def test_no_method_takes_a_non_finite_number(value):
+    """NaN or infinity is no setting of any method (and NaN would never compare equal when a run is resumed)."""
+    checked = 0
+    for name in list_methods():
+        for field in get_method(name).param_fields():
+            if isinstance(field.default, float):
+                with pytest.raises(ValueError, match=f"{field.name} must be a finite number"):
+                    resolve_run("coco", "llava", name, method_overrides={field.name: value})
+                checked += 1
+    assert checked >= 15
+
+
+def test_a_beam_search_method_records_its_width():
+    run = resolve_run("pope", "llava", "opera", "official", method_overrides={"beam": 3})
+    assert run.protocol["num_beams"] == 3 and run.sources["num_beams"] == "method:opera"
+    assert resolve_run("coco", "llava", "baseline").protocol["num_beams"] == 1
 
 
 def _script_comments() -> list[tuple[Path, str, str, dict[str, str]]]:

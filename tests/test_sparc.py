@@ -262,7 +262,7 @@ def test_config_validation_and_presets():
     assert not SparcConfig(alpha=1.0).enabled and SparcConfig().enabled
     with pytest.raises(ValueError, match="no preset 'llava-2'"):
         spec.resolve("llava-2")
-    for bad, message in ((dict(alpha=0.0), "alpha must be > 0"), (dict(beta=1.5), "beta must be in"),
+    for bad, message in ((dict(alpha=0.0), "alpha must be a finite number > 0"), (dict(beta=1.5), "beta must be in"),
                          (dict(selected_layer=-1), "selected_layer must be >= 0")):
         with pytest.raises(ValueError, match=message):
             SparcConfig(**bad)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -162,7 +163,7 @@ class MethodSpec:
                 raise ValueError(self.unknown_param_message(name))
             values[name], sources[name] = value, "flag"
         params = {k: v for k, v in values.items() if k in self.param_names()}
-        self.config(**params)  # validation
+        self.build_config(params)  # validation
         protocol = {k: v for k, v in values.items() if k in PROTOCOL_FIELDS}
         return Resolution(self.name, preset_name, params, protocol, sources)
 
@@ -177,13 +178,18 @@ class MethodSpec:
                 raise ValueError(f"method {self.name} is a beam search: it cannot sample (--decoding {decoding})")
             if num_beams not in (1, width):
                 raise ValueError(f"method {self.name} searches with {width} beams (its own parameter), not "
-                                 f"--num-beams {num_beams}")
+                                 f"--num-beams {num_beams}; set its width with --method-args")
 
     def unknown_param_message(self, name: str) -> str:
         known = ", ".join(self.param_names()) or "none"
         return f"method {self.name} has no parameter {name!r} (its parameters: {known})"
 
     def build_config(self, params: Mapping[str, Any]) -> Any:
+        """The config for ``params``; ``ValueError`` for a value it rejects and for any non-finite number (no method
+        has a parameter where NaN or infinity means something, and NaN would never compare equal on resume)."""
+        for name, value in params.items():
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, got {value}")
         return self.config(**params)
 
     def create(self, params: Mapping[str, Any] | Any) -> Any:
