@@ -28,7 +28,7 @@ import nltk
 from nltk.stem import WordNetLemmatizer
 
 from eval.datasets import run_subset
-from eval.files import InputError, Problem, read_records, report_problems, write_json_atomic
+from eval.files import InputError, Problem, RunPaths, check_output_file, read_records, report_problems, write_json_atomic
 from eval.nltk_setup import ensure_nltk_data
 from eval.yesno import READINGS, read_answer, require_fields
 
@@ -547,7 +547,8 @@ def build_parser() -> argparse.ArgumentParser:
                              '({"question_id", "text"} per line)')
     parser.add_argument("--evaluation_type", "--evaluation-type", required=True, choices=list(EVALUATION_TYPES),
                         help="a: all; g: generative; d: discriminative; de, da, dr: existence, attribute, relation")
-    parser.add_argument("--save_path", "--save-path", default=None, help="write metrics, counts and problems here")
+    parser.add_argument("--save_path", "--save-path", default=None,
+                        help="metrics, counts and problems json (default: <inference_data stem>_amber.json beside it)")
     parser.add_argument("--id_key", "--id-key", default=None,
                         help="query id field of the answers (default: 'id', else 'question_id')")
     parser.add_argument("--text_key", "--text-key", default=None,
@@ -571,6 +572,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     problems: list[Problem] = []
     try:
+        save_path = check_output_file(args.save_path or RunPaths.of_answers(args.inference_data).metrics("amber"))
         data = load_amber_data(args.annotation_file, args.word_association, args.safe_words, args.metrics)
         records = read_records(args.inference_data, problems)
         unreadable = len(problems)
@@ -605,22 +607,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(format_table(result["metrics"]))
     if result["empty_reason"]:
         print(f"null metrics: {result['empty_reason']}", file=sys.stderr)
-    if args.save_path:
-        write_json_atomic(args.save_path, {
-            "scorer": "amber",
-            "answers_file": args.inference_data,
-            "evaluation_type": args.evaluation_type,
-            "similarity": result["similarity"],
-            "warnings": result["warnings"],
-            "metrics": result["metrics"],
-            "empty_reason": result["empty_reason"],
-            "reading": READING,
-            "reading_rule": READINGS[READING],
-            "counts": counts,
-            "problems": [p.to_dict() for p in problems],
-            "missing_ids": missing,
-            "counters": result["counters"],
-        })
+    write_json_atomic(save_path, {
+        "scorer": "amber",
+        "answers_file": args.inference_data,
+        "evaluation_type": args.evaluation_type,
+        "similarity": result["similarity"],
+        "warnings": result["warnings"],
+        "metrics": result["metrics"],
+        "empty_reason": result["empty_reason"],
+        "reading": READING,
+        "reading_rule": READINGS[READING],
+        "counts": counts,
+        "problems": [p.to_dict() for p in problems],
+        "missing_ids": missing,
+        "counters": result["counters"],
+    })
     if not scored:
         print(f"error: {args.inference_data}: no answer could be scored", file=sys.stderr)
         return 1

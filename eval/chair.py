@@ -30,7 +30,7 @@ from typing import Any, Iterable, Iterator, Mapping, NamedTuple, Sequence
 import nltk
 from nltk.stem import WordNetLemmatizer
 
-from eval.files import InputError, Problem, read_records, report_problems, write_json_atomic
+from eval.files import InputError, Problem, RunPaths, check_output_file, read_records, report_problems, write_json_atomic
 from eval.nltk_setup import ensure_nltk_data
 from eval.yesno import require_fields
 
@@ -441,7 +441,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cache", default=None,
                         help=f"GT cache (.json.gz); used if it exists, else written when building from --coco_path "
                              f"(default {DEFAULT_CACHE})")
-    parser.add_argument("--save_path", "--save-path", default=None, help="write per-caption results and metrics here")
+    parser.add_argument("--save_path", "--save-path", default=None,
+                        help="per-caption results and metrics json (default: <cap_file stem>_chair.json beside it)")
     return parser
 
 
@@ -449,6 +450,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     problems: list[Problem] = []
     try:
+        save_path = check_output_file(args.save_path or RunPaths.of_answers(args.cap_file).metrics("chair"))
         records = read_records(args.cap_file, problems)
         unreadable = len(problems)  # lines that are not JSON objects
         require_fields(args.cap_file, records, {"image id": ((args.image_id_key,), "--image_id_key"),
@@ -468,18 +470,17 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{counts['unknown_image_ids']} unknown image ids, {counts['empty_captions']} empty captions "
           f"(ground truth: {gt_source})")
     print(format_metrics(metrics))
-    if args.save_path:
-        write_json_atomic(args.save_path, {
-            "scorer": "chair",
-            "answers_file": args.cap_file,
-            "ground_truth": gt_source,
-            "metrics": metrics,
-            "empty_reason": empty_reason(metrics),
-            "counts": counts,
-            "problems": [p.to_dict() for p in problems],
-            "sentences": result["sentences"],
-            "overall_metrics": metrics,
-        })
+    write_json_atomic(save_path, {
+        "scorer": "chair",
+        "answers_file": args.cap_file,
+        "ground_truth": gt_source,
+        "metrics": metrics,
+        "empty_reason": empty_reason(metrics),
+        "counts": counts,
+        "problems": [p.to_dict() for p in problems],
+        "sentences": result["sentences"],
+        "overall_metrics": metrics,
+    })
     if not collected.items:
         print(f"error: {args.cap_file}: no caption could be scored", file=sys.stderr)
         return 1

@@ -50,6 +50,7 @@ from eval.files import (
     InputError,
     Problem,
     RunPaths,
+    check_output_file,
     read_records,
     report_problems,
     write_json_atomic,
@@ -554,7 +555,7 @@ def resolve_paths(args: argparse.Namespace) -> tuple[Path, Path, Path]:
     if samples_path.resolve() == answer_file.resolve():
         raise InputError(f"{samples_path}: the per-sample output would overwrite the captions; "
                          "choose another --save_path")
-    return answer_file, metrics_path, samples_path
+    return answer_file, check_output_file(metrics_path), check_output_file(samples_path)
 
 
 def read_api_key(variable: str) -> str:

@@ -231,7 +231,8 @@ def protocol_overrides(args: argparse.Namespace) -> dict[str, Any]:
 def run_spec(args: argparse.Namespace, task: str) -> Any:
     """Every setting of a run resolved and checked (names, values, layers against the checkpoint's config, files,
     the output folder), before any model is loaded. Raises :class:`InputError` with one line."""
-    from eval.run import DataSettings, ModelSettings, OutputSettings, RunSpec, check_output_folder, check_spec
+    from eval.files import check_output_folder
+    from eval.run import DataSettings, ModelSettings, OutputSettings, RunSpec, check_spec
     from llava.model.builder import CheckpointError, inspect_checkpoint, resolve_device
 
     benchmark = get_benchmark(args.dataset_type if task == "caption" else args.benchmark)

@@ -127,6 +127,35 @@ def write_json_atomic(path: str | Path, obj: Any, indent: int | None = 2) -> Non
     write_text_atomic(path, json.dumps(obj, indent=indent, ensure_ascii=False) + "\n")
 
 
+def _folder_problem(folder: Path) -> str | None:
+    """Why ``folder`` cannot be created or written, or ``None``."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-check-"):
+            pass
+    except OSError as e:
+        return str(e.strerror or e)
+    return None
+
+
+def check_output_folder(folder: Path, flag: str = "--save-path") -> None:
+    """Fail now, not after a long model load or scoring, when the output folder cannot be created or written
+    (``InputError``, one line naming ``flag``)."""
+    problem = _folder_problem(folder)
+    if problem:
+        raise InputError(f"cannot write to {folder}: {problem}; choose another {flag}")
+
+
+def check_output_file(path: str | Path, flag: str = "--save_path") -> Path:
+    """``path`` as a file that can be written atomically (its folder created and writable, the path not a
+    folder); ``InputError`` otherwise."""
+    path = Path(path)
+    problem = "it is a folder" if path.is_dir() else _folder_problem(path.parent)
+    if problem:
+        raise InputError(f"cannot write to {path}: {problem}; choose another {flag}")
+    return path
+
+
 @dataclass
 class RunPaths:
     """Every file a runner writes, from ``save_path`` and ``experiment_name`` (the one home of these names: the
@@ -161,6 +190,10 @@ class RunPaths:
     @property
     def config(self) -> Path:
         return self.folder / f"{self.name}_config.json"
+
+    def metrics(self, scorer: str) -> Path:
+        """The metrics file a scorer writes for these answers by default (``{name}_{scorer}.json``)."""
+        return self.folder / f"{self.name}_{scorer}.json"
 
     @property
     def errors(self) -> Path:

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from eval.datasets import run_subset
-from eval.files import InputError, Problem, read_records, report_problems, write_json_atomic
+from eval.files import InputError, Problem, RunPaths, check_output_file, read_records, report_problems, write_json_atomic
 from eval.yesno import READINGS, read_answer, read_prediction_field, require_fields
 
 PERCEPTION = ("existence", "count", "position", "color", "posters", "celebrity", "scene", "landmark", "artwork", "OCR")
@@ -367,8 +367,7 @@ def empty_reason(runs: list[dict[str, Any]]) -> str | None:
 def default_save_path(args: argparse.Namespace) -> Path:
     if args.results_dir:
         return Path(args.results_dir[0]) / "mme_metrics.json"
-    first = Path(args.answers[0])
-    return first.with_name(first.name.removesuffix(".jsonl") + "_mme.json")
+    return RunPaths.of_answers(args.answers[0]).metrics("mme")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -376,6 +375,7 @@ def main(argv: list[str] | None = None) -> int:
     problems: list[Problem] = []
     reading = args.reading or DEFAULT_READING[input_kind(args)]
     try:
+        save_path = check_output_file(args.save_path or default_save_path(args))
         runs = load_runs(args, reading, problems)
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -389,7 +389,6 @@ def main(argv: list[str] | None = None) -> int:
         "other": sum(t["other"] for run in runs for t in run["tasks"].values()),
         "problems": len(problems),
     }
-    save_path = Path(args.save_path) if args.save_path else default_save_path(args)
     write_json_atomic(save_path, {
         "scorer": "mme",
         "answers_file": sources[0] if len(sources) == 1 else sources,

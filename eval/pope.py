@@ -30,7 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from eval.files import InputError, Problem, RunPaths, iter_jsonl, read_records, report_problems, write_json_atomic
+from eval.files import (
+    InputError, Problem, RunPaths, check_output_file, iter_jsonl, read_records, report_problems, write_json_atomic,
+)
 from eval.datasets import run_subset
 from eval.yesno import READINGS, read_answer, require_fields
 
@@ -349,7 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
 def default_save_path(pairs: list[tuple[Path, Path]]) -> Path:
     first = pairs[0][0]
     if len(pairs) == 1:
-        return first.with_name(first.name.removesuffix(".jsonl") + "_pope.json")
+        return RunPaths.of_answers(first).metrics("pope")
     return first.parent / "pope_metrics.json"
 
 
@@ -359,6 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     fields = AnswerFields(args.id_key, args.text_key)
     try:
         pairs = collect_pairs(args, fields, problems)
+        save_path = check_output_file(args.save_path or default_save_path(pairs))
         results = [score_file(a, q, args.label_key, problems, fields) for a, q in pairs]
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -368,7 +371,6 @@ def main(argv: list[str] | None = None) -> int:
     for result in results:
         for name, value in result.counts.items():
             totals[name] = totals.get(name, 0) + value
-    save_path = Path(args.save_path) if args.save_path else default_save_path(pairs)
     write_json_atomic(save_path, {
         "scorer": "pope",
         "answers_file": [str(a) for a, _ in pairs] if len(pairs) > 1 else str(pairs[0][0]),

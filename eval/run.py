@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import errno
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -137,16 +136,6 @@ def check_spec(spec: RunSpec) -> None:
             raise InputError(f"--annotation-file is required for dataset type {run.benchmark.name}")
         if not Path(data.annotation_file).is_file():
             raise InputError(f"{data.annotation_file}: no such annotation file")
-
-
-def check_output_folder(folder: Path) -> None:
-    """Fail now, not after a long model load, when the output folder cannot be created or written."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-check-"):
-            pass
-    except OSError as e:
-        raise InputError(f"cannot write to {folder}: {e.strerror or e}; choose another --save-path") from None
 
 
 def read_samples(spec: RunSpec, problems: list[Problem]) -> SampleSet:

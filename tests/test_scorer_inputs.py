@@ -114,3 +114,60 @@ def test_report_shows_failed_scores_as_empty_rows_with_the_reason(tmp_path: Path
     assert any(re.match(r"\[\d\] no score \(.*baseline_chair.json\): no caption scored", line) for line in lines)
     assert any(re.match(r"\[\d\] no score \(.*baseline_amber.json\): no answer of this evaluation type", line)
                for line in lines)
+
+
+GOOD_RECORDS = {  # one scorable record each
+    "chair": [{"image_id": 73, "caption": "A motorcycle parked near a bicycle."}],
+    "pope": [{"question_id": 1, "text": "Yes"}],
+    "mme": [{"question_id": "existence/1.jpg/0", "image": "1.jpg", "text": "Yes",
+             "prompt": "Is there a dog? Please answer yes or no."}],
+    "amber": [{"id": 1, "response": "A dog on a sofa."}],
+}
+
+
+def unwritable(tmp_path: Path, kind: str) -> Path:
+    """A save path that cannot be written: below a file, or a path that is a folder."""
+    blocker = tmp_path / "blocker"
+    if kind == "below a file":
+        blocker.write_text("x")
+        return blocker / "metrics.json"
+    blocker.mkdir()
+    return blocker
+
+
+@pytest.mark.parametrize("scorer", SCORERS)
+@pytest.mark.parametrize("kind", ["below a file", "a folder"])
+def test_an_unwritable_save_path_is_one_line_before_scoring(scorer: str, kind: str, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    answers = write_jsonl(tmp_path / "answers.jsonl", GOOD_RECORDS[scorer])
+    target = unwritable(tmp_path, kind)
+    assert SCORERS[scorer](tmp_path, answers, ["--save_path", str(target)]) == 2
+    out, err = capsys.readouterr()
+    assert not re.search(r"\d\.\d", out), f"numbers printed before the error: {out!r}"
+    assert err.count("\n") == 1 and str(target) in err and "--save_path" in err, err
+
+
+def test_clair_unwritable_save_path_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from eval import clair
+
+    answers = write_jsonl(tmp_path / "answers.jsonl", [{"image_id": "a", "caption": "x"}])
+    annotations = write_jsonl(tmp_path / "data.jsonl", [{"image/key": "a", "IIW": "ref"}])
+    target = unwritable(tmp_path, "below a file")
+    assert clair.main(["--annotation_file", str(annotations), "--answer_file", str(answers), "--data_type", "iiw",
+                       "--save_path", str(target)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot write to" in err and "--save_path" in err, err
+
+
+@pytest.mark.parametrize("scorer", SCORERS)
+def test_every_scorer_writes_its_metrics_beside_the_answers_by_default(scorer: str, tmp_path: Path) -> None:
+    """Without --save_path: ``<answers stem>_<scorer>.json`` (the name the scripts and eval.report use)."""
+    answers = write_jsonl(tmp_path / "run.jsonl", GOOD_RECORDS[scorer])
+    argv = {"chair": ["--cap_file", str(answers)],
+            "pope": ["--answers", str(answers), "--question_file", str(pope_questions(tmp_path))],
+            "mme": ["--answers", str(answers), "--gt_dir", str(mme_gt(tmp_path))],
+            "amber": ["--inference_data", str(answers), "--evaluation_type", "g"]}[scorer]
+    module = {"chair": chair, "pope": pope, "mme": mme, "amber": amber}[scorer]
+    assert module.main(argv) in (0, 1)
+    saved = json.loads((tmp_path / f"run_{scorer}.json").read_text())
+    assert saved["scorer"] == scorer and saved["counts"]

@@ -25,8 +25,8 @@ import numpy as np
 from PIL import Image
 
 from eval.figures import common as fig
+from eval.files import check_output_folder
 from eval.methods import get_method
-from eval.run import check_output_folder
 
 DEFAULT_QUERY = "Describe this image."
 LEFT, RIGHT = 0.5, 0.4
@@ -317,11 +317,11 @@ def trace(prepared: fig.Prepared, query: str, answer: bool = False) -> dict[str,
     """AvisC's prefill analysis (the method's :class:`~avisc.blind.BlindTokens`) for one image and, with ``answer``,
     the answers with and without AvisC, decoded as the prepared run's protocol says."""
     import torch
+    from llava.generation import generate
+    from llava.inputs import PromptBatch
 
     from avisc.methods import Avisc
     from eval.generation_setup import generation_config, sample_seed
-    from llava.generation import generate
-    from llava.inputs import PromptBatch
 
     loaded, run, image = prepared.loaded, prepared.run, prepared.image
     family, model, tokenizer = loaded.family, loaded.model, loaded.tokenizer

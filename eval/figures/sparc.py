@@ -30,8 +30,8 @@ import numpy as np
 from PIL import Image
 
 from eval.figures import common as fig
+from eval.files import check_output_folder
 from eval.methods import get_method
-from eval.run import check_output_folder
 
 LEFT, RIGHT, GAP = 0.5, 0.4, 0.3
 
@@ -321,9 +321,10 @@ def _timeline(ax: Any, per_step: Sequence[int], per_step_newline: Sequence[int],
 def trace(prepared: fig.Prepared) -> dict[str, Any]:
     """Generate a caption with SPARC (the prepared run's settings) and return what the figure needs: the method's
     :class:`~sparc.method.SparcTrace`, the tokens and the geometry."""
-    from eval.generation_setup import generation_config
     from llava.generation import generate
     from llava.inputs import PromptBatch
+
+    from eval.generation_setup import generation_config
     from sparc.method import Sparc
 
     loaded, run, image = prepared.loaded, prepared.run, prepared.image
