@@ -43,6 +43,10 @@ PERCEPTION = ("existence", "count", "position", "color", "posters", "celebrity",
 COGNITION = ("commonsense_reasoning", "numerical_calculation", "text_translation", "code_reasoning")
 HALLUCINATION = ("existence", "count", "position", "color")
 TASKS = PERCEPTION + COGNITION
+RELEASE_QUESTIONS = {"existence": 60, "count": 60, "position": 60, "color": 60, "posters": 294, "celebrity": 340,
+                     "scene": 400, "landmark": 400, "artwork": 400, "OCR": 40, "commonsense_reasoning": 140,
+                     "numerical_calculation": 40, "text_translation": 40, "code_reasoning": 40}
+"""Questions of each task in the MME release (two per image); a task scored on fewer is marked ``missing``."""
 TOTALS = {"perception": PERCEPTION, "cognition": COGNITION, "hallucination": HALLUCINATION}
 SUFFIX = " Please answer yes or no."
 ONE_WORD = "Answer the question using a single word or phrase."
@@ -246,9 +250,10 @@ def read_answers(answers_file: Path, gt: GroundTruth, problems: list[Problem], i
 LabelReader = Callable[[str | None], str | None]
 
 
-def score_task(items: list[Item], label_of: LabelReader, source: str, problems: list[Problem]) -> dict[str, Any]:
+def score_task(task: str, items: list[Item], label_of: LabelReader, source: str,
+               problems: list[Problem]) -> dict[str, Any]:
     """acc, acc+ and score (100 * acc + 100 * acc+) of one task (``items`` not empty); unanswered questions count as
-    wrong."""
+    wrong; ``missing``: the release's questions of the task that the files do not hold."""
     by_image: dict[str, list[bool]] = {}
     other = 0
     for item in items:
@@ -269,13 +274,14 @@ def score_task(items: list[Item], label_of: LabelReader, source: str, problems: 
         "images": len(by_image),
         "other": other,
         "unanswered": sum(item.prediction is None for item in items),
+        "missing": max(RELEASE_QUESTIONS[task] - len(items), 0),
     }
 
 
 def score_run(items: dict[str, list[Item]], label_of: LabelReader, source: str,
               problems: list[Problem]) -> dict[str, Any]:
     """Task scores and the totals that are complete (Perception, Cognition, hallucination) of one result set."""
-    tasks = {task: score_task(items[task], label_of, source, problems) for task in TASKS if items.get(task)}
+    tasks = {task: score_task(task, items[task], label_of, source, problems) for task in TASKS if items.get(task)}
     totals = {name: sum(tasks[t]["score"] for t in members) if all(t in tasks for t in members) else None
               for name, members in TOTALS.items()}
     return {"source": source, "tasks": tasks, "totals": totals}
@@ -386,6 +392,7 @@ def main(argv: list[str] | None = None) -> int:
         "runs": len(runs),
         "questions": sum(t["questions"] for run in runs for t in run["tasks"].values()),
         "unanswered": sum(t["unanswered"] for run in runs for t in run["tasks"].values()),
+        "missing": sum(t["missing"] for run in runs for t in run["tasks"].values()),
         "other": sum(t["other"] for run in runs for t in run["tasks"].values()),
         "problems": len(problems),
     }
@@ -405,6 +412,10 @@ def main(argv: list[str] | None = None) -> int:
     print(format_table(runs, mean, std))
     if any(value is None for run in runs for value in run["totals"].values()):
         print("(totals over incomplete task sets are left out)")
+    if counts["missing"]:
+        print(f"{counts['missing']} questions of the scored tasks are not in the answers (the MME release has "
+              f"{', '.join(f'{t} {RELEASE_QUESTIONS[t]}' for t in sorted({t for r in runs for t in r['tasks']}))}): "
+              "these scores are not the benchmark's result")
     report_problems(problems)
     print(f"metrics written to {save_path}")
     return 0 if all(run["tasks"] for run in runs) else 1

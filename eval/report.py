@@ -290,6 +290,33 @@ def runs_of(data: dict[str, Any]) -> list[tuple[str, str | None, dict[str, float
     return [("", first, dict(metrics))]
 
 
+def coverage_notes(data: dict[str, Any]) -> list[list[str]]:
+    """For each run of :func:`runs_of`: a footnote when the scorer found samples of the benchmark (or of the run's
+    manifest) without an answer, so a partial run never reads as a plain result. CHAIR scores what it is given (no
+    expected set)."""
+    scorer, counts = data["scorer"], data.get("counts") or {}
+    if scorer == "pope":
+        settings = data.get("settings") or {}
+        found = [((settings.get(key) or {}).get("counts") or {}) for key in (data.get("metrics") or {})]
+        gaps = [(c.get("missing"), c.get("questions"), "questions") for c in found]
+    elif scorer == "mme":
+        runs = data.get("runs") or [{}]
+        tasks = [list(run.get("tasks", {}).values()) for run in runs]
+        gaps = [(sum(t.get("unanswered", 0) + t.get("missing", 0) for t in found),
+                 sum(t.get("questions", 0) + t.get("missing", 0) for t in found), "questions of its tasks")
+                for found in tasks]
+    elif scorer == "amber":
+        missing = counts.get("missing_ids")
+        gaps = [(missing, (counts.get("scored") or 0) + (missing or 0), "queries")]
+    elif scorer == "clair":
+        missing = counts.get("not_answered")
+        gaps = [(missing, (data.get("subset") or {}).get("count"), "images")]
+    else:
+        gaps = [(None, None, "")]
+    return [[f"incomplete: {missing} of {expected if expected is not None else '?'} {unit} have no answer: not the "
+             f"benchmark's result"] if missing else [] for missing, expected, unit in gaps]
+
+
 def _mme_values(run: dict[str, Any]) -> dict[str, float | None]:
     values = {task: info.get("score") for task, info in run.get("tasks", {}).items()}
     values.update(run.get("totals", {}))
@@ -313,10 +340,10 @@ def locate_answers(metric_file: Path, answers: str | None) -> str | None:
 def records_of(path: Path, data: dict[str, Any], given: dict[str, Label]) -> list[Record]:
     """The records one metric file contributes, each labelled and annotated from its own answers file."""
     records = []
-    for key, answers, values in runs_of(data):
+    for (key, answers, values), coverage in zip(runs_of(data), coverage_notes(data)):
         answers = locate_answers(path, answers)
         label = resolve_label(path, data, answers, given)
-        notes = subset_notes(answers) + scorer_notes(path, data)
+        notes = subset_notes(answers) + coverage + scorer_notes(path, data)
         records.append(Record(data["scorer"], label, key, values, str(path), notes, data.get("empty_reason")))
     return records
 
@@ -347,13 +374,18 @@ def load_records(inputs: list[str], label_options: list[str]) -> tuple[list[Reco
                       if (located := locate_answers(path, answers)))
         problems = data.get("problems") or []
         if problems:
-            notes.append(f"{path}: {len(problems)} problem(s) reported by the scorer (see the file)")
+            notes.append(f"{path}: {counted(len(problems), 'problem')} reported by the scorer (see the file)")
     unscored = [unscored_note(path, data) for path, data in runs
                 if (answers := (data.get("files") or {}).get("answers"))
                 and (path.parent / str(answers)).resolve() not in scored]
     if not records and not unscored:
         raise InputError(f"no metric files (json with \"scorer\": {', '.join(SCORERS)}) and no runs in {' '.join(inputs)}")
     return records, notes + unscored
+
+
+def counted(count: Any, noun: str) -> str:
+    """``"1 answer"``, ``"3 answers"``, ``"? answers"`` (count unknown)."""
+    return f"{count} {noun}" if count == 1 else f"{'?' if count is None else count} {noun}s"
 
 
 def unscored_note(path: Path, data: dict[str, Any]) -> str:
@@ -363,7 +395,7 @@ def unscored_note(path: Path, data: dict[str, Any]) -> str:
     benchmark = str(config.get("benchmark", "?"))
     scorer = {"coco": "chair", "iiw": "clair", "docci": "clair"}.get(benchmark, benchmark)
     return (f"{answers}: {canonical_method(str(config.get('method', '?')))} on {benchmark}, "
-            f"{counts.get('answered', '?')} answers, not scored yet (python -m eval.{scorer} --help)")
+            f"{counted(counts.get('answered'), 'answer')}, not scored yet (python -m eval.{scorer} --help)")
 
 
 # ----------------------------------------------------------------------------------------------------------------

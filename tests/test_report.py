@@ -88,7 +88,7 @@ def test_report_tables(results: Path, tmp_path: Path, capsys: pytest.CaptureFixt
     assert "| LLaVA-1.5 | baseline | ours | 1 | 7.90 | 44.50 | 31.20 | 2.10 | 67.10 | 85.50 | 61.00 | 71.20 | 81.65 |" in lines
     assert "| LLaVA-1.5 | baseline | paper | - | 7.95 | 44.45 | 31.00 | 2.15 | 67.00 | 85.45 | 60.95 | 71.10 | 81.58 |" in lines
     # the scorer's problems are pointed at
-    assert any("exp3_pope.json: 1 problem(s)" in line for line in lines)
+    assert any("exp3_pope.json: 1 problem reported" in line for line in lines)
     assert "some_results" not in text
 
 
@@ -217,3 +217,60 @@ def test_a_moved_results_folder_keeps_its_labels_and_caveats(tmp_path: Path, cap
     text = capsys.readouterr().out
     assert "| LLaVA-1.5 | SPARC | ours | 1 (seed 42) [1] |" in text and "trial run (--limit 2)" in text
     assert "not scored yet" not in text
+
+
+def pope_answers(path: Path, questions: list[dict[str, Any]]) -> Path:
+    path.write_text("".join(json.dumps({"question_id": q["question_id"], "text": q["label"].capitalize()}) + "\n"
+                            for q in questions))
+    return path
+
+
+@pytest.mark.parametrize("answered", [3, 2999, 3000])
+def test_pope_with_unanswered_questions_is_marked_incomplete(tmp_path: Path, reference_dir: Path, answered: int,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """Answers from elsewhere (no runner manifest) that leave questions out: the row carries a footnote, however
+    good its numbers; a complete file does not."""
+    from eval import pope
+
+    question_file = reference_dir / "pope" / "coco_pope_random.json"
+    questions = [json.loads(line) for line in question_file.read_text().splitlines()]
+    answers = pope_answers(tmp_path / "answers.jsonl", questions[:answered])
+    assert pope.main(["--answers", str(answers), "--question_file", str(question_file)]) == 0
+    capsys.readouterr()
+    assert report.main([str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if "answers_pope" in line)
+    note = f"incomplete: {3000 - answered} of 3000 questions have no answer"
+    assert (note in out and "[1]" in row) == (answered < 3000), out
+
+
+@pytest.mark.parametrize("lines, missing", [(4, 56), (60, 0)])
+def test_mme_eval_tool_files_with_part_of_a_task_are_marked_incomplete(tmp_path: Path, reference_dir: Path,
+                                                                        lines: int, missing: int,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    from eval import mme
+
+    results = tmp_path / "lavin_like"
+    results.mkdir()
+    gt = (reference_dir / "mme_gt" / "existence.txt").read_text().splitlines()[:lines]
+    (results / "existence.txt").write_text("".join(f"{line}\t{line.split(chr(9))[2]}\n" for line in gt))
+    assert mme.main(["--results_dir", str(results), "--save_path", str(tmp_path / "m_mme.json")]) == 0
+    saved = json.loads((tmp_path / "m_mme.json").read_text())
+    assert saved["counts"]["missing"] == missing and saved["runs"][0]["tasks"]["existence"]["missing"] == missing
+    capsys.readouterr()
+    assert report.main([str(tmp_path / "m_mme.json")]) == 0
+    out = capsys.readouterr().out
+    assert (f"incomplete: {missing} of 60 questions of its tasks have no answer" in out) == bool(missing), out
+
+
+def test_amber_with_unanswered_queries_is_marked_incomplete(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from eval import amber
+
+    answers = tmp_path / "few.jsonl"
+    answers.write_text("".join(json.dumps({"id": i, "response": "A dog on a sofa."}) + "\n" for i in (1, 2, 3)))
+    amber.main(["--inference_data", str(answers), "--evaluation_type", "g", "--similarity", "exact"])
+    saved = json.loads((tmp_path / "few_amber.json").read_text())
+    capsys.readouterr()
+    assert report.main([str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert f"incomplete: {saved['counts']['missing_ids']} of {saved['counts']['missing_ids'] + 3} queries" in out, out
