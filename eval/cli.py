@@ -195,17 +195,6 @@ def method_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return overrides
 
 
-def check_family_settings(args: argparse.Namespace, info: Any) -> None:
-    """Flags the model's family cannot apply: a preprocessing it does not have, a template for InstructBLIP (which
-    takes the raw question)."""
-    aspect = getattr(args, "image_aspect", None)
-    if aspect is not None and aspect not in info.image_aspects:
-        has = ", ".join(info.image_aspects) or "only its own fixed 224 resize"
-        raise ValueError(f"--image-aspect {aspect}: a {info.family} model has {has}")
-    if getattr(args, "conv_mode", None) is not None and info.family == "instructblip":
-        raise ValueError("--conv-mode: InstructBLIP takes the raw question, it has no conversation template")
-
-
 def protocol_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The protocol fields set on the command line (``--temperature 0`` meaning greedy, as the official eval.py)."""
     overrides = {name: getattr(args, name) for name in PROTOCOL_FIELDS if getattr(args, name, None) is not None}
@@ -238,7 +227,7 @@ def run_spec(args: argparse.Namespace, task: str) -> Any:
     benchmark = get_benchmark(args.dataset_type if task == "caption" else args.benchmark)
     try:
         info = inspect_checkpoint(args.model_path)
-        check_family_settings(args, info)
+        info.check_settings(getattr(args, "image_aspect", None), getattr(args, "conv_mode", None))
         resolved = resolve_run(benchmark, info.family, args.method, args.preset, method_overrides(args),
                                protocol_overrides(args))
         resolve_device(args.device)

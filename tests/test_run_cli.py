@@ -38,3 +38,23 @@ def test_bad_input_is_one_clear_line(golden_dir, tmp_path, capsys, problem):
     expected = {"missing image": "nothing.jpg: no such image file", "not an image": "text.jpg: not a readable image",
                 "not a checkpoint": "not a model checkpoint", "unknown conv mode": "unknown conv mode 'no_such_template'"}
     assert expected[problem] in err[0]
+
+
+@pytest.mark.parametrize("model, extra, message", [
+    ("tiny-instructblip", ["--conv-mode", "vicuna_v1"], "InstructBLIP takes the raw question"),
+    ("tiny-instructblip", ["--image-aspect", "pad"], "--image-aspect pad: a instructblip model has only its own"),
+    ("tiny", ["--image-aspect", "anyres"], "--image-aspect anyres: a llava model has pad, crop"),
+    ("tiny", ["--query", "  "], "--query is empty"),
+    ("tiny", ["--top-p", "0.9"], "--top-p 0.9 has no effect with greedy decoding"),
+    ("tiny", ["--temperature", "nan"], "must be finite numbers"),
+])
+def test_settings_the_model_cannot_apply_fail_before_loading(golden_dir, monkeypatch, capsys, model, extra, message):
+    """The checks the runners make (one home: ``CheckpointInfo.check_settings``), before any weights load."""
+    import llava.model.builder as builder
+
+    monkeypatch.setattr(builder, "load_model", lambda *a, **k: pytest.fail("the model must not be loaded"))
+    argv = ["--model-path", model, "--image-file", str(golden_dir / "images" / "img_wide.jpg"), "--query", "Hi",
+            "--device", "cpu"]
+    assert run.main(argv + extra) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err

@@ -6,6 +6,7 @@ that is not a checkpoint, an unknown conversation mode) is one clear line on std
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 from llava.constants import ASPECT_MODES, DTYPE_NAMES
@@ -36,11 +37,12 @@ def answer(args: argparse.Namespace) -> str:
     from llava.generation import GenerationConfig, generate
     from llava.inputs import PromptBatch
     from llava.mm_utils import load_image
-    from llava.model.builder import load_model
+    from llava.model.builder import inspect_checkpoint, load_model
 
+    inspect_checkpoint(args.model_path).check_settings(args.image_aspect, args.conv_mode)  # before loading the model
     if args.conv_mode is not None:
-        get_conv_template(args.conv_mode)  # fail before loading the model
-    load_image(args.image_file)  # fail before loading the model
+        get_conv_template(args.conv_mode)
+    load_image(args.image_file)
     loaded = load_model(args.model_path, args.device, args.dtype, args.attn)
     family, model, tokenizer, processor = loaded.family, loaded.model, loaded.tokenizer, loaded.image_processor
     image = load_image(args.image_file, family.preprocessing(model, processor, args.image_aspect))
@@ -58,6 +60,13 @@ def answer(args: argparse.Namespace) -> str:
 
 def check_settings(args: argparse.Namespace) -> None:
     """Values that cannot run, before anything is loaded."""
+    if not args.query.strip():
+        raise ValueError("--query is empty: ask a question")
+    if not math.isfinite(args.temperature) or (args.top_p is not None and not math.isfinite(args.top_p)):
+        raise ValueError("--temperature and --top-p must be finite numbers")
+    if args.top_p is not None and args.temperature == 0:
+        raise ValueError(f"--top-p {args.top_p} has no effect with greedy decoding (--temperature 0); drop it or "
+                         "set a temperature")
     if args.max_new_tokens < 1:
         raise ValueError(f"--max-new-tokens must be at least 1, got {args.max_new_tokens}")
     if args.temperature < 0:

@@ -135,6 +135,15 @@ class CheckpointInfo:
     def image_aspects(self) -> tuple[str, ...]:
         return FAMILY_ASPECTS[self.family]
 
+    def check_settings(self, image_aspect: str | None = None, conv_mode: str | None = None) -> None:
+        """``ValueError`` for what this family cannot apply: a preprocessing it does not have, a conversation
+        template for InstructBLIP (which takes the raw question)."""
+        if image_aspect is not None and image_aspect not in self.image_aspects:
+            has = ", ".join(self.image_aspects) or "only its own fixed 224 resize"
+            raise ValueError(f"--image-aspect {image_aspect}: a {self.family} model has {has}")
+        if conv_mode is not None and self.family == "instructblip":
+            raise ValueError("--conv-mode: InstructBLIP takes the raw question, it has no conversation template")
+
 
 def inspect_checkpoint(model_path: str) -> CheckpointInfo:
     """The family and number of decoder layers of a checkpoint or synthetic model name, without loading weights, so
