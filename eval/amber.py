@@ -28,7 +28,9 @@ import nltk
 from nltk.stem import WordNetLemmatizer
 
 from eval.datasets import run_subset
-from eval.files import InputError, Problem, RunPaths, check_output_file, read_records, report_problems, write_json_atomic
+from eval.files import (
+    InputError, Problem, RunPaths, check_output_file, read_records, report_problems, sample_id, write_json_atomic,
+)
 from eval.nltk_setup import ensure_nltk_data
 from eval.yesno import READINGS, read_answer, require_fields
 
@@ -446,11 +448,10 @@ class _Answers:
 
 
 def _answer_id(value: Any) -> int:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
-    raise ValueError(f"id {value!r} is not an integer")
+    text = sample_id(value)
+    if text is None or not text.isdigit():
+        raise ValueError(f"id {value!r} is not an integer")
+    return int(text)
 
 
 def _first_field(record: Mapping[str, Any], names: Sequence[str]) -> tuple[str | None, Any]:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from eval.files import InputError, Problem, RunPaths, iter_jsonl, read_records
+from eval.files import InputError, Problem, RunPaths, iter_jsonl, read_records, sample_id
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
@@ -147,14 +147,16 @@ def pope_samples(question_file: Path, image_folder: Path, problems: list[Problem
     samples = []
     for number, record in read_records(question_file, problems):
         reason = unusable(record, ("question_id", "image", "text"), ("image", "text"))
+        key = sample_id(record.get("question_id"))
+        if key is None and not reason:
+            reason = f"question_id {json.dumps(record['question_id'])} is not an id (a whole number or a text)"
         if reason:
-            problems.append(Problem(str(question_file), number, str(record.get("question_id")), reason))
+            problems.append(Problem(str(question_file), number, key, reason))
             continue
         fields = {"question_id": record["question_id"], "prompt": record["text"], "image": record["image"]}
         if "label" in record:
             fields["label"] = record["label"]
-        samples.append(Sample(str(record["question_id"]), image_folder / record["image"], record["text"], fields,
-                              str(question_file), number))
+        samples.append(Sample(key, image_folder / record["image"], record["text"], fields, str(question_file), number))
     return samples
 
 

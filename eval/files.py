@@ -37,6 +37,24 @@ class Problem:
         return {"file": self.file, "line": self.line, "id": self.id, "reason": self.reason}
 
 
+def sample_id(value: Any) -> str | None:
+    """The id of a JSON record as text, the same however a tool wrote it: ``5``, ``5.0``, ``"5"`` and ``" 5 "`` are
+    all ``"5"``; ``None`` for what cannot be an id (missing, a boolean, a list, a fractional or non-finite number).
+
+    >>> sample_id(5), sample_id(5.0), sample_id(" 5 "), sample_id("COCO_1.jpg"), sample_id(5.5), sample_id(True)
+    ('5', '5', '5', 'COCO_1.jpg', None, None)
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else None
+    if isinstance(value, str):
+        return value.strip() or None
+    return None
+
+
 def report_problems(problems: list[Problem], limit: int = 20) -> None:
     """Print the first ``limit`` problems to stderr, and how many there were (all go into the output json)."""
     if not problems:

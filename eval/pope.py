@@ -31,7 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from eval.files import (
-    InputError, Problem, RunPaths, check_output_file, iter_jsonl, read_records, report_problems, write_json_atomic,
+    InputError, Problem, RunPaths, check_output_file, iter_jsonl, read_records, report_problems, sample_id,
+    write_json_atomic,
 )
 from eval.datasets import run_subset
 from eval.yesno import READINGS, read_answer, require_fields
@@ -139,19 +140,18 @@ def read_labels(question_file: Path, label_key: str, problems: list[Problem]) ->
     labels: dict[str, int] = {}
     for index, (line, record) in enumerate(read_records(question_file, problems), start=1):
         where = line if line is not None else index
-        qid = record.get("question_id")
+        qid = sample_id(record.get("question_id"))
         label = record.get(label_key)
         if qid is None or not isinstance(label, str):
-            problems.append(Problem(str(question_file), where, None if qid is None else str(qid),
-                                    f"question without 'question_id' or string '{label_key}'; skipped"))
+            problems.append(Problem(str(question_file), where, qid,
+                                    f"question without a 'question_id' or a string '{label_key}'; skipped"))
             continue
-        if str(qid) in labels:
-            problems.append(Problem(str(question_file), where, str(qid), "duplicate question_id; first one kept"))
+        if qid in labels:
+            problems.append(Problem(str(question_file), where, qid, "duplicate question_id; first one kept"))
             continue
         if label not in ("yes", "no"):
-            problems.append(Problem(str(question_file), where, str(qid),
-                                    f"label {label!r} is read as yes (official rule)"))
-        labels[str(qid)] = 0 if label == "no" else 1
+            problems.append(Problem(str(question_file), where, qid, f"label {label!r} is read as yes (official rule)"))
+        labels[qid] = 0 if label == "no" else 1
     if not labels:
         raise InputError(f"{question_file}: no usable questions (need 'question_id' and '{label_key}')")
     return labels
@@ -189,10 +189,11 @@ def score_file(answers_file: Path, question_file: Path, label_key: str, problems
         counts["answers"] += 1
         qid = record.get(fields.id_key)
         text = record.get(fields.text_key)
-        sid = None if qid is None else str(qid)
+        sid = sample_id(qid)
         if sid is None or sid not in labels:
             counts["extra"] += 1
-            reason = f"no {fields.id_key!r}" if sid is None else f"{fields.id_key} not in the question file"
+            reason = (f"no usable {fields.id_key!r} ({qid!r})" if sid is None
+                      else f"{fields.id_key} not in the question file")
             problems.append(Problem(str(answers_file), line, sid, f"{reason}; skipped"))
             continue
         if sid in seen:

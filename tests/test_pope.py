@@ -173,3 +173,31 @@ def test_answers_dir_names_the_colliding_files(tmp_path: Path, capsys: pytest.Ca
     err = capsys.readouterr().err
     assert "coco/random" in err and "avisc_coco_pope_random.jsonl" in err and "baseline_coco_pope_random.jsonl" in err
     assert "_errors" not in err and ".rank0" not in err
+
+
+@pytest.mark.parametrize("question_style, answer_style", [
+    (int, float), (int, str), (str, int), (float, int), (int, lambda q: f" {q} "),
+])
+def test_ids_pair_however_a_tool_wrote_them(tmp_path: Path, question_style, answer_style) -> None:
+    """5, 5.0, "5" and " 5 " are one id in the question file and in the answers (as CHAIR and AMBER read ids)."""
+    questions = tmp_path / "questions.jsonl"
+    questions.write_text("".join(json.dumps({"question_id": question_style(q), "image": "x.jpg", "text": "?",
+                                             "label": label}) + "\n" for q, label in LABELS.items()))
+    answers = tmp_path / "answers.jsonl"
+    answers.write_text("".join(json.dumps({"question_id": answer_style(q), "text": label})
+                               + "\n" for q, label in LABELS.items()))
+    out = tmp_path / "metrics.json"
+    assert pope.main(["--answers", str(answers), "--question_file", str(questions), "--save_path", str(out)]) == 0
+    counts = json.loads(out.read_text())["counts"]
+    assert (counts["scored"], counts["missing"], counts["extra"]) == (8, 0, 0)
+
+
+def test_a_fractional_id_is_reported_not_matched(tmp_path: Path) -> None:
+    questions = write_questions(tmp_path / "questions.json", False)
+    answers = tmp_path / "answers.jsonl"
+    answers.write_text(json.dumps({"question_id": 1.5, "text": "yes"}) + "\n"
+                       + json.dumps({"question_id": 1, "text": "yes"}) + "\n")
+    out = tmp_path / "metrics.json"
+    assert pope.main(["--answers", str(answers), "--question_file", str(questions), "--save_path", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["counts"]["extra"] == 1 and any("1.5" in p["reason"] for p in result["problems"])
