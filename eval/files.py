@@ -174,6 +174,27 @@ def check_output_file(path: str | Path, flag: str = "--save_path") -> Path:
     return path
 
 
+def settings_changes(before: dict[str, Any], after: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """``(dotted key, before, after)`` for every setting that differs between two nested settings dicts, sorted.
+
+    >>> settings_changes({"method": "avisc", "protocol": {"seed": 42}}, {"method": "avisc", "protocol": {"seed": 43}})
+    [('protocol.seed', 42, 43)]
+    """
+    flat_before, flat_after = _flatten(before), _flatten(after)
+    return [(key, flat_before.get(key), flat_after.get(key)) for key in sorted(set(flat_before) | set(flat_after))
+            if flat_before.get(key) != flat_after.get(key)]
+
+
+def _flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 @dataclass
 class RunPaths:
     """Every file a runner writes, from ``save_path`` and ``experiment_name`` (the one home of these names: the

@@ -28,6 +28,7 @@ std is the **sample** standard deviation (ddof = 1), which is what the AvisC tab
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 from collections import defaultdict
@@ -36,7 +37,9 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from eval.datasets import run_subset
-from eval.files import InputError, Problem, RunPaths, check_output_file, read_records, report_problems, write_json_atomic
+from eval.files import (
+    InputError, Problem, RunPaths, check_output_file, read_records, report_problems, settings_changes, write_json_atomic,
+)
 from eval.yesno import READINGS, read_answer, read_prediction_field, require_fields
 
 PERCEPTION = ("existence", "count", "position", "color", "posters", "celebrity", "scene", "landmark", "artwork", "OCR")
@@ -360,6 +363,18 @@ def load_runs(args: argparse.Namespace, reading: str, problems: list[Problem]) -
             for f in args.answers]
 
 
+def mixed_settings(answers: list[str]) -> list[str]:
+    """The settings, other than the seed, in which runs scored together differ (read from the runner's
+    ``_config.json`` beside each answers file; files without one are not compared): their mean and std would not be
+    a spread over seeds."""
+    configs = [(f, json.loads(path.read_text(encoding="utf-8"))) for f in answers
+               if (path := RunPaths.of_answers(f).config).is_file()]
+    for config in (c for _, c in configs):
+        config.get("protocol", {}).pop("seed", None)
+    return [f"{name}: {a!r} ({configs[0][0]}) vs {b!r} ({other})" for other, config in configs[1:]
+            for name, a, b in settings_changes(configs[0][1], config)]
+
+
 def empty_reason(runs: list[dict[str, Any]]) -> str | None:
     """Why scores are null: runs with no scored task, the tasks each incomplete total misses (None when every
     total of every run has a value)."""
@@ -386,6 +401,10 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    mixed = mixed_settings(args.answers or [])
+    if mixed:
+        print(f"warning: the runs averaged differ in more than the seed ({'; '.join(mixed)}): the mean and std are "
+              "not a spread over seeds; score them apart", file=sys.stderr)
     mean, std = mean_std(runs)
     sources = [run["source"] for run in runs]
     counts = {
@@ -407,6 +426,7 @@ def main(argv: list[str] | None = None) -> int:
         "reading": reading,
         "reading_rule": READINGS[reading],
         "empty_reason": empty_reason(runs),
+        "mixed_settings": mixed,
         "runs": runs,
     })
     print(format_table(runs, mean, std))

@@ -35,7 +35,7 @@ from tqdm import tqdm
 
 from eval.cli import environment
 from eval.datasets import Sample, manifest
-from eval.files import InputError, Problem, RunPaths, write_json_atomic, write_text_atomic
+from eval.files import InputError, Problem, RunPaths, settings_changes, write_json_atomic, write_text_atomic
 from llava.mm_utils import ImageLoadError, load_image
 
 GenerateFn = Callable[[Sequence[Sample], Sequence[Image.Image]], list[dict[str, Any]]]
@@ -43,17 +43,6 @@ GenerateFn = Callable[[Sequence[Sample], Sequence[Image.Image]], list[dict[str, 
 
 class ConfigMismatch(InputError):
     """The output folder holds a run with other generation settings."""
-
-
-def _flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``, so a changed setting is named precisely."""
-    flat: dict[str, Any] = {}
-    for key, value in config.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def read_log(path: Path, key_of: Callable[[dict[str, Any]], str]) -> dict[str, dict[str, Any]]:
@@ -297,10 +286,9 @@ class Runner:
         write_json_atomic(self.paths.manifest, manifest(self.samples, **self.about))
 
     def _check_identity(self, stored: dict[str, Any]) -> None:
-        before, now = _flatten(stored), _flatten(json.loads(json.dumps(self.identity)))  # tuples stored as lists
-        changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
+        changed = settings_changes(stored, json.loads(json.dumps(self.identity)))  # tuples stored as lists
         if changed:
-            details = "; ".join(f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in changed)
+            details = "; ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in changed)
             raise ConfigMismatch(
                 f"{self.paths.answers} was produced with other settings ({details}); "
                 "rerun with the same settings to resume, or pass --overwrite to start again"

@@ -261,3 +261,24 @@ def test_a_trial_run_is_scored_on_the_images_it_chose(reference_dir: Path, tmp_p
     result = run_mme(tmp_path, "--answers", str(answers), "--gt_dir", str(reference_dir / "mme_gt"))
     assert result["counts"]["questions"] == 4 and not result["problems"]
     assert result["runs"][0]["tasks"]["color"]["score"] == 200  # both images, both questions right
+
+
+@pytest.mark.parametrize("second, mixed", [
+    ({"method": "avisc", "method_params": {"lamb": 1.0}, "protocol": {"seed": 43, "decoding": "sample"}}, []),
+    ({"method": "avisc", "method_params": {"lamb": 0.99}, "protocol": {"seed": 43, "decoding": "sample"}},
+     ["method_params.lamb"]),
+    ({"method": "pai", "method_params": {"lamb": 1.0}, "protocol": {"seed": 42, "decoding": "greedy"}},
+     ["method", "protocol.decoding"]),
+])
+def test_runs_averaged_in_other_settings_than_the_seed_are_flagged(tmp_path: Path, second: dict, mixed: list[str],
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """Several answers files are averaged as seeds; the runner's _config.json beside each says whether they are."""
+    write_release_gt(tmp_path / "gt", TINY_GT, nested=False)
+    first = {"method": "avisc", "method_params": {"lamb": 1.0}, "protocol": {"seed": 42, "decoding": "sample"}}
+    for name, config in (("run1", first), ("run2", second)):
+        tiny_answers(tmp_path / f"{name}.jsonl", correct=True)
+        (tmp_path / f"{name}_config.json").write_text(json.dumps(config))
+    result = run_mme(tmp_path, "--answers", str(tmp_path / "run1.jsonl"), str(tmp_path / "run2.jsonl"),
+                     "--gt_dir", str(tmp_path / "gt"))
+    assert [entry.split(":")[0] for entry in result["mixed_settings"]] == mixed
+    assert ("differ in more than the seed" in capsys.readouterr().err) == bool(mixed)
