@@ -650,3 +650,25 @@ def test_tokenizer_keeps_the_leading_space_as_the_checkpoint_pipeline(golden_dir
     assert tokenizer(text, add_special_tokens=False).input_ids == reference.encode(text, add_special_tokens=False).ids
     if text.startswith(" P"):
         assert tokenizer(text, add_special_tokens=False).input_ids[:2] == [29871, 3529]
+
+
+@pytest.mark.parametrize("name", ["tiny", "tiny-next", "tiny-instructblip"])
+def test_a_random_model_answers_each_image_differently(golden_dir, name):
+    """The tiny models stand in for real ones in trials and tests of the image paths (AvisC's masks, VCD's noise,
+    M3ID's text branch), so what they generate must depend on the image: the first token's logits for two images
+    differ as much as for two prompts."""
+    from llava.generation import GenerationConfig, generate
+    from llava.model.builder import load_model
+
+    loaded = load_model(name, "cpu", "float32", "eager")
+    family, model = loaded.family, loaded.model
+    images = [Image.open(golden_dir / "images" / f).convert("RGB") for f in ("img_wide.jpg", "img_tall.jpg")]
+    prompt = family.format_prompt(model, "Describe this image.", None)
+    batch = PromptBatch(model, loaded.tokenizer, loaded.image_processor, [prompt] * 2,
+                        family.pixel_values(model, loaded.image_processor, images))
+    scores: list[torch.Tensor] = []
+    output = generate(batch, GenerationConfig(max_new_tokens=8),
+                      step_callback=lambda step, logits, chosen: scores.append(logits.clone()))
+    first = scores[0]
+    assert (first[0] - first[1]).abs().max() > 0.05 * first.abs().max()
+    assert output.sequences[0] != output.sequences[1]

@@ -34,6 +34,9 @@ from llava.model.builder import prepare_model
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 VOCAB_SIZE = 32000
+QFORMER_INIT = 0.2
+"""Weight scale of a random Q-Former: at transformers' 0.02 its cross-attention averages the image away and a random
+InstructBLIP answers the same whatever the image (tests of the image paths need answers that depend on it)."""
 GRID_PINPOINTS = [[336, 672], [672, 336], [672, 672], [1008, 336], [336, 1008]]
 WORDS = (
     "a an the is are there in on of and to with this that image picture photo describe please detail detailed "
@@ -146,13 +149,17 @@ def synthetic_model(
     elif family == "instructblip":
         shapes = BLIP_SHAPES[shape]
         qformer = dict(shapes["qformer"], encoder_hidden_size=shapes["vision"]["hidden_size"])
-        config = InstructBlipConfig(
-            vision_config=dict(shapes["vision"], image_size=224, patch_size=14),
-            qformer_config=qformer,
+        config = InstructBlipConfig(  # the vision default init (std 1e-10, for loading) would erase the image
+            vision_config=dict(shapes["vision"], image_size=224, patch_size=14, initializer_range=0.02),
+            qformer_config=dict(qformer, initializer_range=QFORMER_INIT),
             text_config=dict(text.to_dict(), model_type="llama"),
             num_query_tokens=32,
         )
         model = _build(InstructBlipForConditionalGeneration, config, seed, dtype, device)
+        with torch.no_grad():  # transformers starts the queries at zero (trained checkpoints replace them): 32 equal
+            generator = torch.Generator().manual_seed(seed)  # queries would give 32 equal image tokens
+            queries = torch.randn(model.query_tokens.shape, generator=generator) * config.initializer_range
+            model.query_tokens.copy_(queries.to(model.query_tokens))
         processor = InstructBlipProcessor(
             image_processor=BlipImageProcessorPil(size={"height": 224, "width": 224}, image_mean=CLIP_MEAN, image_std=CLIP_STD),
             tokenizer=tokenizer,
