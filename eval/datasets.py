@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from eval.files import InputError, Problem, RunPaths, iter_jsonl, read_records, sample_id
+from eval.files import InputError, Problem, RunPaths, iter_jsonl, read_records, record_key, sample_id
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
@@ -122,7 +122,7 @@ def caption_samples(
                 except ValueError:
                     problems.append(Problem(str(folder / name), None, name, "no COCO image id in the file name"))
                     continue
-                samples.append(Sample(str(image_id), folder / name, prompt, {"image_id": image_id}, str(folder / name)))
+                samples.append(Sample(record_key(image_id), folder / name, prompt, {"image_id": image_id}, str(folder / name)))
             return SampleSet(samples, num_samples, len(files))
         samples = [Sample(Path(n).stem, folder / n, prompt, {"image_id": Path(n).stem}, str(folder / n)) for n in names]
         return SampleSet(samples, num_samples, len(files))
@@ -138,7 +138,7 @@ def caption_samples(
     for number, record in chosen:
         image_id = record[key]
         image = folder / (f"{image_id}.jpg" if dataset_type == "iiw" else str(image_id))
-        samples.append(Sample(str(image_id), image, prompt, {"image_id": image_id}, str(path), number))
+        samples.append(Sample(record_key(image_id), image, prompt, {"image_id": image_id}, str(path), number))
     return SampleSet(samples, num_samples, len(lines))
 
 
@@ -222,7 +222,7 @@ def amber_samples(query_file: Path, image_folder: Path, problems: list[Problem])
             problems.append(Problem(str(query_file), None, None, f"query {index}: {reason}"))
             continue
         fields = {"question_id": query["id"], "prompt": query["query"], "image": query["image"]}
-        samples.append(Sample(str(query["id"]), image_folder / query["image"], query["query"], fields, str(query_file)))
+        samples.append(Sample(record_key(query["id"]), image_folder / query["image"], query["query"], fields, str(query_file)))
     return samples
 
 

@@ -39,7 +39,7 @@ class Problem:
 
 def sample_id(value: Any) -> str | None:
     """The id of a JSON record as text, the same however a tool wrote it: ``5``, ``5.0``, ``"5"`` and ``" 5 "`` are
-    all ``"5"``; ``None`` for what cannot be an id (missing, a boolean, a list, a fractional or non-finite number).
+    all ``"5"`` (so is ``"5.0"``); ``None`` for what cannot be an id (missing, a boolean, a list, a fractional or non-finite number).
 
     >>> sample_id(5), sample_id(5.0), sample_id(" 5 "), sample_id("COCO_1.jpg"), sample_id(5.5), sample_id(True)
     ('5', '5', '5', 'COCO_1.jpg', None, None)
@@ -51,8 +51,16 @@ def sample_id(value: Any) -> str | None:
     if isinstance(value, float):
         return str(int(value)) if value.is_integer() else None
     if isinstance(value, str):
-        return value.strip() or None
+        text = value.strip()
+        whole, dot, zeros = text.partition(".")
+        return (whole if dot and whole.isdigit() and zeros and not zeros.strip("0") else text) or None
     return None
+
+
+def record_key(value: Any) -> str:
+    """The key a runner files a sample under: :func:`sample_id`, or the value as text where that gives none."""
+    key = sample_id(value)
+    return key if key is not None else str(value)
 
 
 def report_problems(problems: list[Problem], limit: int = 20) -> None:

@@ -35,7 +35,7 @@ from tqdm import tqdm
 
 from eval.cli import environment
 from eval.datasets import Sample, manifest
-from eval.files import InputError, Problem, RunPaths, settings_changes, write_json_atomic, write_text_atomic
+from eval.files import InputError, Problem, RunPaths, record_key, settings_changes, write_json_atomic, write_text_atomic
 from llava.mm_utils import ImageLoadError, load_image
 
 GenerateFn = Callable[[Sequence[Sample], Sequence[Image.Image]], list[dict[str, Any]]]
@@ -255,7 +255,7 @@ class Runner:
         self._warned_oom = False
 
     def key_of(self, record: dict[str, Any]) -> str:
-        return str(record["key"]) if "key" in record else str(record[self.id_field])
+        return str(record["key"]) if "key" in record else record_key(record[self.id_field])
 
     # -- setup -----------------------------------------------------------------------------------------------
     def prepare(self, about: dict[str, Any]) -> None:

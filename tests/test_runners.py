@@ -305,3 +305,25 @@ def test_mme_questions_from_the_ground_truth_folder_score_back(reference_dir, tm
                      "--save_path", str(tmp_path / "mme.json")]) == 0
     result = json.loads((tmp_path / "mme.json").read_text())
     assert result["problems"] == []
+
+
+@pytest.mark.parametrize("ids", [[1.0, 2.0, 3.0], [1, "2", " 3 ", "4.0"]])
+def test_pope_ids_written_in_any_form_are_answered_kept_and_scored(golden_dir, tmp_path, ids):
+    """The runner files each answer under the same key as its sample (``eval.files.record_key``), so ids like 2.0 or
+    " 3 " are neither dropped nor redone on a rerun, and the scorer pairs them with the question file."""
+    from eval import pope
+
+    images = tmp_path / "images"
+    noise_images(images, 1)
+    questions = tmp_path / "q.jsonl"
+    questions.write_text("".join(json.dumps({"question_id": qid, "image": "img00.jpg", "text": "Is there a dog?",
+                                             "label": "yes"}) + "\n" for qid in ids))
+    argv = ["--benchmark", "pope", "--model-path", tiny_llava(golden_dir), "--image-folder", str(images),
+            "--question-file", str(questions), "--save-path", str(tmp_path), "--experiment-name", "run",
+            "--max-new-tokens", "2", "--batch-size", "2"]
+    assert vqa.main(argv) == 0
+    assert len(lines(tmp_path / "run.jsonl")) == len(ids)
+    assert vqa.main(argv) == 0  # resumed: nothing redone, nothing lost
+    assert json.loads((tmp_path / "run_results.json").read_text())["counts"]["answered_this_run"] == 0
+    assert pope.main(["--answers", str(tmp_path / "run.jsonl"), "--question_file", str(questions)]) == 0
+    assert json.loads((tmp_path / "run_pope.json").read_text())["counts"]["scored"] == len(ids)
