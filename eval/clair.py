@@ -545,7 +545,7 @@ def resolve_paths(args: argparse.Namespace) -> tuple[Path, Path, Path]:
     else:
         raise InputError("name the captions with --answer_file (or --answer_folder and --experiment_name)")
     if args.save_path:
-        base = Path(args.save_path)
+        base = check_output_file(args.save_path)
     elif args.save_folder and args.experiment_name:
         base = Path(args.save_folder) / f"{args.experiment_name}_clair"
     else:

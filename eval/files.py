@@ -155,6 +155,9 @@ def write_json_atomic(path: str | Path, obj: Any, indent: int | None = 2) -> Non
 
 def _folder_problem(folder: Path) -> str | None:
     """Why ``folder`` cannot be created or written, or ``None``."""
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        return f"{existing} is a file, not a folder"
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-check-"):
@@ -176,7 +179,12 @@ def check_output_file(path: str | Path, flag: str = "--save_path") -> Path:
     """``path`` as a file that can be written atomically (its folder created and writable, the path not a
     folder); ``InputError`` otherwise."""
     path = Path(path)
-    problem = "it is a folder" if path.is_dir() else _folder_problem(path.parent)
+    if path.is_dir():
+        problem: str | None = "it is a folder"
+    elif path.exists() and not path.is_file():
+        problem = "it is not a regular file (a device or a pipe would be replaced)"
+    else:
+        problem = _folder_problem(path.parent)
     if problem:
         raise InputError(f"cannot write to {path}: {problem}; choose another {flag}")
     return path

@@ -4,6 +4,7 @@ number), says why, exits 1, and eval.report shows the row empty with the reason.
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import Callable
@@ -125,18 +126,25 @@ GOOD_RECORDS = {  # one scorable record each
 }
 
 
+UNWRITABLE = {"below a file": "blocker is a file, not a folder", "a folder": "it is a folder",
+              "a pipe": "it is not a regular file"}
+
+
 def unwritable(tmp_path: Path, kind: str) -> Path:
-    """A save path that cannot be written: below a file, or a path that is a folder."""
+    """A save path that cannot be written: below a file, a folder, or a special file that writing would replace."""
     blocker = tmp_path / "blocker"
     if kind == "below a file":
         blocker.write_text("x")
-        return blocker / "metrics.json"
+        return blocker / "sub" / "metrics.json"
+    if kind == "a pipe":
+        os.mkfifo(blocker)
+        return blocker
     blocker.mkdir()
     return blocker
 
 
 @pytest.mark.parametrize("scorer", SCORERS)
-@pytest.mark.parametrize("kind", ["below a file", "a folder"])
+@pytest.mark.parametrize("kind", list(UNWRITABLE))
 def test_an_unwritable_save_path_is_one_line_before_scoring(scorer: str, kind: str, tmp_path: Path,
                                                              capsys: pytest.CaptureFixture[str]) -> None:
     answers = write_jsonl(tmp_path / "answers.jsonl", GOOD_RECORDS[scorer])
@@ -145,18 +153,21 @@ def test_an_unwritable_save_path_is_one_line_before_scoring(scorer: str, kind: s
     out, err = capsys.readouterr()
     assert not re.search(r"\d\.\d", out), f"numbers printed before the error: {out!r}"
     assert err.count("\n") == 1 and str(target) in err and "--save_path" in err, err
+    assert UNWRITABLE[kind] in err
+    assert kind != "a pipe" or target.is_fifo()
 
 
-def test_clair_unwritable_save_path_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("kind", list(UNWRITABLE))
+def test_clair_unwritable_save_path_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], kind: str) -> None:
     from eval import clair
 
     answers = write_jsonl(tmp_path / "answers.jsonl", [{"image_id": "a", "caption": "x"}])
     annotations = write_jsonl(tmp_path / "data.jsonl", [{"image/key": "a", "IIW": "ref"}])
-    target = unwritable(tmp_path, "below a file")
+    target = unwritable(tmp_path, kind)
     assert clair.main(["--annotation_file", str(annotations), "--answer_file", str(answers), "--data_type", "iiw",
                        "--save_path", str(target)]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "cannot write to" in err and "--save_path" in err, err
+    assert err.count("\n") == 1 and "cannot write to" in err and "--save_path" in err and UNWRITABLE[kind] in err, err
 
 
 @pytest.mark.parametrize("scorer", SCORERS)
