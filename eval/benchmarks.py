@@ -30,6 +30,8 @@ from llava.methods import PROTOCOL_FIELDS
 
 DATA = Path(__file__).resolve().parent / "data"
 DECODINGS = ("greedy", "sample")
+SAMPLING_FIELDS = ("temperature", "top_k", "top_p")
+"""Protocol fields that only sampling reads."""
 TASKS = ("caption", "yesno")
 CAPTION_PROMPT = "Please describe this image in detail."
 
@@ -219,6 +221,10 @@ def resolve_run(
             raise ValueError(f"unknown protocol setting {name!r}")
         protocol[name], sources[name] = value, "flag"
     check_protocol(protocol)
+    for name in SAMPLING_FIELDS:
+        if sources[name] == "flag" and protocol["decoding"] == "greedy":
+            raise ValueError(f"--{name.replace('_', '-')} {protocol[name]} has no effect with greedy decoding "
+                             f"(decoding from {sources['decoding']}); drop it or add --decoding sample")
     if spec.task == "yesno" and protocol["prompt"] is not None:
         raise ValueError(f"{spec.name} asks each sample's own question: a prompt does not apply")
     method_spec.check_decoding(resolution.params, protocol["decoding"], protocol["num_beams"])

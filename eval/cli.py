@@ -34,12 +34,27 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 POPE_SPLITS = [f"{d}/{s}" for d in POPE_DATASETS for s in POPE_SETTINGS]
 
 
+class StoreOnce(argparse.Action):
+    """Store a value, refusing a second one for the same setting (``--tau 1 --tau 2``, ``--cd-alpha 1 --cd_alpha 2``,
+    two ``--method-args``): argparse would keep the last silently."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        given = vars(namespace).setdefault("_given_once", {})
+        if self.dest in given:
+            parser.error(f"{option_string} is given twice ({given[self.dest]} and {option_string}); give it once")
+        given[self.dest] = option_string
+        setattr(namespace, self.dest, values)
+
+
 def add(parser: argparse.ArgumentParser | Any, name: str, *aliases: str, **kwargs: Any) -> None:
-    """``add_argument`` with the official underscore spelling of ``--dash-names`` accepted too."""
+    """``add_argument`` with the official underscore spelling of ``--dash-names`` accepted too; a flag that takes a
+    value may be given once."""
     names = [name, *aliases]
     underscored = "--" + name[2:].replace("-", "_")
     if "-" in name[2:] and underscored not in names:
         names.append(underscored)
+    kwargs.setdefault("action", StoreOnce)
     parser.add_argument(*names, **kwargs)
 
 
@@ -208,12 +223,6 @@ def protocol_overrides(args: argparse.Namespace) -> dict[str, Any]:
         overrides["decoding"] = "greedy"
     elif temperature is not None:
         overrides.setdefault("decoding", "sample")
-    if overrides.get("decoding") == "greedy":
-        for name in ("temperature", "top_k", "top_p"):
-            if name in overrides:
-                flag = "--" + name.replace("_", "-")
-                raise InputError(f"{flag} {getattr(args, name)} has no effect with greedy decoding; drop it or add "
-                                 f"--decoding sample")
     return overrides
 
 

@@ -196,6 +196,9 @@ def test_any_method_on_any_benchmark(golden_dir, tmp_path, runner, bench, method
     (["--decoding", "greedy", "--temperature", "0.5"], "--temperature 0.5 has no effect with greedy decoding"),
     (["--decoding", "greedy", "--top-k", "5"], "--top-k 5 has no effect with greedy decoding"),
     (["--decoding", "greedy", "--top-p", "0.9"], "--top-p 0.9 has no effect with greedy decoding"),
+    (["--top-p", "0.9"], "--top-p 0.9 has no effect with greedy decoding (decoding from benchmark:folder)"),
+    (["--method", "opera", "--top-k", "3"], "--top-k 3 has no effect with greedy decoding (decoding from preset:paper)"),
+    (["--method", "pai", "--preset", "official", "--top-p", "0.3"], "(decoding from preset:official)"),
 ])
 def test_settings_are_checked_before_the_model_loads(golden_dir, tmp_path, monkeypatch, argv, message):
     import llava.model.builder as builder
@@ -204,10 +207,26 @@ def test_settings_are_checked_before_the_model_loads(golden_dir, tmp_path, monke
         raise AssertionError("the model must not be loaded before the settings are checked")
 
     monkeypatch.setattr(builder, "load_model", no_loading)
+    name = [] if "--experiment-name" in argv else ["--experiment-name", "run"]
     with pytest.raises(InputError, match=re.escape(message)):
         caption.main(["--dataset-type", "folder", "--model-path", str(golden_dir / "tiny-llava-v1.5"),
-                      "--image-folder", str(golden_dir / "images"), "--save-path", str(tmp_path),
-                      "--experiment-name", "run", *argv])
+                      "--image-folder", str(golden_dir / "images"), "--save-path", str(tmp_path), *name, *argv])
+
+
+@pytest.mark.parametrize("argv", [
+    ["--method", "avisc", "--cd-alpha", "1", "--cd_alpha", "2"],
+    ["--method", "avisc", "--method-args", "cd_alpha=1.7", "--method-args", "lamb=2"],
+    ["--method", "sparc", "--tau", "1", "--tau", "2"],
+    ["--limit", "2", "--limit", "3"],
+    ["--seed", "1", "--seed", "1"],
+])
+def test_a_setting_given_twice_is_an_error(golden_dir, tmp_path, capsys, argv):
+    """argparse keeps the last value silently; a run must not depend on which of two values was meant."""
+    with pytest.raises(SystemExit) as exit_info:
+        caption.main(["--dataset-type", "folder", "--model-path", "tiny", "--image-folder", str(golden_dir / "images"),
+                      "--save-path", str(tmp_path), "--experiment-name", "run", *argv])
+    assert exit_info.value.code == 2
+    assert f"{argv[-2]} is given twice" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("model, argv, message", [
