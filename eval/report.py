@@ -86,6 +86,7 @@ class Record:
     source: str
     notes: list[str] = field(default_factory=list)
     empty_reason: str | None = None
+    answers: str | None = None
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -344,7 +345,7 @@ def records_of(path: Path, data: dict[str, Any], given: dict[str, Label]) -> lis
         answers = locate_answers(path, answers)
         label = resolve_label(path, data, answers, given)
         notes = subset_notes(answers) + coverage + scorer_notes(path, data)
-        records.append(Record(data["scorer"], label, key, values, str(path), notes, data.get("empty_reason")))
+        records.append(Record(data["scorer"], label, key, values, str(path), notes, data.get("empty_reason"), answers))
     return records
 
 
@@ -357,6 +358,7 @@ def load_records(inputs: list[str], label_options: list[str]) -> tuple[list[Reco
     notes: list[str] = []
     scored: set[Path] = set()
     runs: list[tuple[Path, dict[str, Any]]] = []
+    counted_once: dict[tuple[str, str, Path], Path] = {}
     for path in find_metric_files(inputs):
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
@@ -369,7 +371,16 @@ def load_records(inputs: list[str], label_options: list[str]) -> tuple[list[Reco
             if path.name.endswith("_results.json") and isinstance(data.get("config"), dict):
                 runs.append((path, data))
             continue
-        records.extend(records_of(path, data, given))
+        for record in records_of(path, data, given):
+            found = record.answers and Path(record.answers).is_file()
+            same = (record.benchmark, record.key, Path(record.answers).resolve()) if found else None
+            if same in counted_once:
+                notes.append(f"{path} scores the same answers as {counted_once[same]} ({record.answers}): "
+                             "counted once")
+                continue
+            if same:
+                counted_once[same] = path
+            records.append(record)
         scored.update(Path(located).resolve() for _, answers, _ in runs_of(data)
                       if (located := locate_answers(path, answers)))
         problems = data.get("problems") or []

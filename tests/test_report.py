@@ -274,3 +274,22 @@ def test_amber_with_unanswered_queries_is_marked_incomplete(tmp_path: Path, caps
     assert report.main([str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert f"incomplete: {saved['counts']['missing_ids']} of {saved['counts']['missing_ids'] + 3} queries" in out, out
+
+
+def test_the_same_answers_scored_twice_count_once(tmp_path: Path, reference_dir: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """A second metric file of the same answers (scored again under another name) is not another seed."""
+    from eval import pope
+
+    question_file = reference_dir / "pope" / "coco_pope_random.json"
+    questions = [json.loads(line) for line in question_file.read_text().splitlines()]
+    answers = pope_answers(tmp_path / "answers.jsonl", questions)
+    for out in ("answers_pope.json", "again.json"):
+        assert pope.main(["--answers", str(answers), "--question_file", str(question_file),
+                          "--save_path", str(tmp_path / out)]) == 0
+    capsys.readouterr()
+    assert report.main([str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if "| coco | random |" in line)
+    assert "| 1 |" in row, out
+    assert "scores the same answers as" in out and "counted once" in out
