@@ -367,10 +367,21 @@ def mixed_settings(answers: list[str]) -> list[str]:
     """The settings, other than the seed, in which runs scored together differ (read from the runner's
     ``_config.json`` beside each answers file; files without one are not compared): their mean and std would not be
     a spread over seeds."""
-    configs = [(f, json.loads(path.read_text(encoding="utf-8"))) for f in answers
-               if (path := RunPaths.of_answers(f).config).is_file()]
-    for config in (c for _, c in configs):
-        config.get("protocol", {}).pop("seed", None)
+    repeated = sorted({f for f in answers if answers.count(f) > 1 or
+                       sum(Path(g).resolve() == Path(f).resolve() for g in answers) > 1})
+    if repeated:
+        return [f"the same answers file more than once: {', '.join(repeated)}"]
+    configs = []
+    for f in answers:
+        path = RunPaths.of_answers(f).config
+        try:
+            config = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            config = None
+        if isinstance(config, dict):
+            if isinstance(config.get("protocol"), dict):
+                config["protocol"].pop("seed", None)
+            configs.append((f, config))
     return [f"{name}: {a!r} ({configs[0][0]}) vs {b!r} ({other})" for other, config in configs[1:]
             for name, a, b in settings_changes(configs[0][1], config)]
 
@@ -403,8 +414,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     mixed = mixed_settings(args.answers or [])
     if mixed:
-        print(f"warning: the runs averaged differ in more than the seed ({'; '.join(mixed)}): the mean and std are "
-              "not a spread over seeds; score them apart", file=sys.stderr)
+        print(f"warning: the runs averaged are not a spread over seeds ({'; '.join(mixed)}); score them apart",
+              file=sys.stderr)
     mean, std = mean_std(runs)
     sources = [run["source"] for run in runs]
     counts = {

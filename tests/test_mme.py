@@ -281,4 +281,24 @@ def test_runs_averaged_in_other_settings_than_the_seed_are_flagged(tmp_path: Pat
     result = run_mme(tmp_path, "--answers", str(tmp_path / "run1.jsonl"), str(tmp_path / "run2.jsonl"),
                      "--gt_dir", str(tmp_path / "gt"))
     assert [entry.split(":")[0] for entry in result["mixed_settings"]] == mixed
-    assert ("differ in more than the seed" in capsys.readouterr().err) == bool(mixed)
+    assert ("not a spread over seeds" in capsys.readouterr().err) == bool(mixed)
+
+
+@pytest.mark.parametrize("config_text", ["{not json", "[1, 2]", None])
+def test_unreadable_or_missing_run_configs_are_not_compared(tmp_path: Path, config_text: str | None) -> None:
+    write_release_gt(tmp_path / "gt", TINY_GT, nested=False)
+    for name in ("run1", "run2"):
+        tiny_answers(tmp_path / f"{name}.jsonl", correct=True)
+        if config_text is not None:
+            (tmp_path / f"{name}_config.json").write_text(config_text)
+    result = run_mme(tmp_path, "--answers", str(tmp_path / "run1.jsonl"), str(tmp_path / "run2.jsonl"),
+                     "--gt_dir", str(tmp_path / "gt"))
+    assert result["mixed_settings"] == []
+
+
+def test_the_same_answers_file_twice_is_not_two_seeds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write_release_gt(tmp_path / "gt", TINY_GT, nested=False)
+    answers = str(tiny_answers(tmp_path / "run1.jsonl", correct=True))
+    result = run_mme(tmp_path, "--answers", answers, answers, "--gt_dir", str(tmp_path / "gt"))
+    assert result["mixed_settings"] == [f"the same answers file more than once: {answers}"]
+    assert "not a spread over seeds" in capsys.readouterr().err
