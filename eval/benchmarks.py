@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from eval.methods import get_method
+from llava.constants import MIN_TEMPERATURE
 from llava.methods import PROTOCOL_FIELDS
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -172,8 +173,9 @@ def check_protocol(values: Mapping[str, Any]) -> None:
         raise ValueError(f"num_beams must be at least 1, got {values['num_beams']}")
     if values["num_beams"] > 1 and values["decoding"] != "greedy":
         raise ValueError("beam search (num_beams > 1) needs greedy decoding (--decoding greedy)")
-    if not values["temperature"] > 0:
-        raise ValueError(f"temperature must be > 0 (greedy decoding: --decoding greedy), got {values['temperature']}")
+    if not values["temperature"] >= MIN_TEMPERATURE:
+        raise ValueError(f"temperature must be at least {MIN_TEMPERATURE} (greedy decoding: --decoding greedy), got "
+                         f"{values['temperature']}")
     if values["top_k"] is not None and values["top_k"] < 1:
         raise ValueError(f"top_k must be at least 1, got {values['top_k']}")
     if values["top_p"] is not None and not 0 < values["top_p"] <= 1:

@@ -112,6 +112,8 @@ def test_model_path_names(name, family, expected):
         (["--model-path", "tiny", "--attn", "flash"], "invalid choice"),
         (["--model-path", "tiny", "--clock", "process", "--device", "cuda"], "--clock process"),
         ([], "--model-path"),
+        (["--model-path", "tiny", "--sparc-tau", "nan"], "expected a finite number"),
+        (["--model-path", "tiny", "--sparc-tau=-inf"], "expected a finite number"),
     ],
 )
 def test_bad_arguments(argv, message, capsys):

@@ -47,6 +47,7 @@ def test_bad_input_is_one_clear_line(golden_dir, tmp_path, capsys, problem):
     ("tiny", ["--query", "  "], "--query is empty"),
     ("tiny", ["--top-p", "0.9"], "--top-p 0.9 has no effect with greedy decoding"),
     ("tiny", ["--temperature", "nan"], "must be finite numbers"),
+    ("tiny", ["--temperature", "1e-45"], "--temperature must be 0 (greedy) or at least 0.01"),
 ])
 def test_settings_the_model_cannot_apply_fail_before_loading(golden_dir, monkeypatch, capsys, model, extra, message):
     """The checks the runners make (one home: ``CheckpointInfo.check_settings``), before any weights load."""

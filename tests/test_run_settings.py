@@ -193,6 +193,8 @@ def test_any_method_on_any_benchmark(golden_dir, tmp_path, runner, bench, method
     (["--method", "avisc", "--lamb=-inf"], "lamb must be a finite number, got -inf"),
     (["--method", "sparc", "--method-args", "alpha=0,alpha=2"], "--method-args: alpha is set twice"),
     (["--temperature", "inf"], "temperature must be a finite number, got inf"),
+    (["--temperature", "1e-45"], "temperature must be at least 0.01"),
+    (["--decoding", "sample", "--temperature", "0.001"], "temperature must be at least 0.01"),
     (["--decoding", "greedy", "--temperature", "0.5"], "--temperature 0.5 has no effect with greedy decoding"),
     (["--decoding", "greedy", "--top-k", "5"], "--top-k 5 has no effect with greedy decoding"),
     (["--decoding", "greedy", "--top-p", "0.9"], "--top-p 0.9 has no effect with greedy decoding"),

@@ -14,3 +14,7 @@ ASPECT_MODES = ("pad", "anyres", "crop")
 
 DTYPE_NAMES = ("float32", "float16", "bfloat16")
 """Model dtypes by name (``llava.model.builder.DTYPES``)."""
+
+MIN_TEMPERATURE = 1e-2
+"""The smallest sampling temperature accepted: below it sampling is greedy in effect, and ``logits / temperature``
+overflows (inf, then NaN probabilities) long before 1e-45; use greedy decoding instead."""

@@ -9,7 +9,7 @@ import argparse
 import math
 import sys
 
-from llava.constants import ASPECT_MODES, DTYPE_NAMES
+from llava.constants import ASPECT_MODES, DTYPE_NAMES, MIN_TEMPERATURE
 from llava.conversation import get_conv_template
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,8 +69,8 @@ def check_settings(args: argparse.Namespace) -> None:
                          "set a temperature")
     if args.max_new_tokens < 1:
         raise ValueError(f"--max-new-tokens must be at least 1, got {args.max_new_tokens}")
-    if args.temperature < 0:
-        raise ValueError(f"--temperature must be >= 0 (0 = greedy), got {args.temperature}")
+    if args.temperature < 0 or 0 < args.temperature < MIN_TEMPERATURE:
+        raise ValueError(f"--temperature must be 0 (greedy) or at least {MIN_TEMPERATURE}, got {args.temperature}")
     if args.top_p is not None and not 0 < args.top_p <= 1:
         raise ValueError(f"--top-p must be in (0, 1], got {args.top_p}")
 

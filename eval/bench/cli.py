@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import math
 import sys
 from typing import Callable, Sequence
 
@@ -51,6 +52,16 @@ def _int_list(text: str) -> list[int]:
     if not values or any(v < 1 for v in values):
         raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
     return values
+
+
+def _finite(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
 
 
 def bench_methods() -> list[str]:
@@ -117,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--sample", action="store_true",
                         help="sample at temperature 1 with one seeded generator per row (the AvisC/VCD/M3ID paper "
                              "setting) instead of greedy decoding for every method")
-    parser.add_argument("--sparc-tau", "--sparc_tau", type=float, default=None,
+    parser.add_argument("--sparc-tau", "--sparc_tau", type=_finite, default=None,
                         help="override SPARC's tau (stress test: random weights have near-uniform attention and the "
                              "paper's tau selects nothing; 0 selects about half the image tokens, -1 all of them)")
     parser.add_argument("--seed", type=int, default=0)
