@@ -165,6 +165,9 @@ def build_parser(task: str, prog: str, description: str, default_method: str) ->
     add(run, "--experiment-name", required=True, help="output file stem")
     add(run, "--overwrite", action="store_true", help="discard earlier outputs of this experiment")
     add(run, "--strict", action="store_true", help="exit non-zero when any sample was skipped")
+    add(run, "--check-only", action="store_true",
+        help="resolve and check every setting (method, protocol, files, output folder), then exit without loading "
+             "the model (the scripts check every method this way before the first run)")
     return parser
 
 
@@ -213,6 +216,8 @@ def method_overrides(args: argparse.Namespace) -> dict[str, Any]:
 def protocol_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The protocol fields set on the command line (``--temperature 0`` meaning greedy, as the official eval.py)."""
     overrides = {name: getattr(args, name) for name in PROTOCOL_FIELDS if getattr(args, name, None) is not None}
+    if overrides.get("text_cut") == "":  # no cut, recorded as the benchmarks' own no-cut value
+        overrides["text_cut"] = None
     temperature = overrides.get("temperature")
     if temperature is not None and temperature < 0:
         raise InputError(f"--temperature must be >= 0 (0 = greedy), got {temperature}")
@@ -301,6 +306,10 @@ def runner_main(task: str, prog: str, description: str, default_method: str, arg
     """Parse, resolve and check everything, then run (:func:`eval.run.execute`)."""
     args = build_parser(task, prog, description, default_method).parse_args(argv)
     spec = run_spec(args, task)
+    if args.check_only:
+        print(f"{prog}: settings of {spec.output.experiment_name!r} checked ({spec.run.method}, preset "
+              f"{spec.run.preset}, {spec.run.benchmark.name})")
+        return 0
     from eval.run import execute
 
     return execute(spec)

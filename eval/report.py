@@ -230,9 +230,10 @@ def subset_notes(answers: str | None) -> list[str]:
         notes.append(f"short subset: {used} samples used of the {requested} the benchmark asks for "
                      f"({available} available): not the benchmark's result")
     if config.get("limit") is not None:
-        asked = "all" if requested is None else requested
+        asked = f"of {available}" if requested is None and available is not None else (
+            "of all" if requested is None else f"of the {requested} requested")
         notes.append(f"trial run (--limit {config['limit']}): {used if used is not None else '?'} samples used "
-                     f"of {asked} requested: not the benchmark's result")
+                     f"{asked}: not the benchmark's result")
     return notes
 
 
@@ -344,7 +345,8 @@ def records_of(path: Path, data: dict[str, Any], given: dict[str, Label]) -> lis
     for (key, answers, values), coverage in zip(runs_of(data), coverage_notes(data)):
         answers = locate_answers(path, answers)
         label = resolve_label(path, data, answers, given)
-        notes = subset_notes(answers) + coverage + scorer_notes(path, data)
+        trial = subset_notes(answers)  # a trial or short subset already says it is not the benchmark's result
+        notes = trial + ([] if trial else coverage) + scorer_notes(path, data)
         records.append(Record(data["scorer"], label, key, values, str(path), notes, data.get("empty_reason"), answers))
     return records
 

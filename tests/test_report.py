@@ -151,9 +151,9 @@ def test_mme_runs_labelled_with_their_own_seeds(tmp_path: Path, capsys: pytest.C
     ({"requested": 500, "available": 4, "used": 4, "short": True}, None,
      "short subset: 4 samples used of the 500 the benchmark asks for (4 available)"),
     ({"requested": 500, "available": 5000, "used": 2, "short": False}, 2,
-     "trial run (--limit 2): 2 samples used of 500 requested"),
+     "trial run (--limit 2): 2 samples used of the 500 requested"),
     ({"requested": None, "available": 3000, "used": 5, "short": False}, 5,
-     "trial run (--limit 5): 5 samples used of all requested"),
+     "trial run (--limit 5): 5 samples used of 3000"),
 ])
 def test_short_and_limited_runs_are_marked(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                            subset: dict[str, Any], limit: int | None, expected: str) -> None:

@@ -42,7 +42,7 @@ def test_bad_input_is_one_clear_line(golden_dir, tmp_path, capsys, problem):
 
 @pytest.mark.parametrize("model, extra, message", [
     ("tiny-instructblip", ["--conv-mode", "vicuna_v1"], "InstructBLIP takes the raw question"),
-    ("tiny-instructblip", ["--image-aspect", "pad"], "--image-aspect pad: a instructblip model has only its own"),
+    ("tiny-instructblip", ["--image-aspect", "pad"], "--image-aspect pad: an instructblip model has only its own"),
     ("tiny", ["--image-aspect", "anyres"], "--image-aspect anyres: a llava model has pad, crop"),
     ("tiny", ["--query", "  "], "--query is empty"),
     ("tiny", ["--top-p", "0.9"], "--top-p 0.9 has no effect with greedy decoding"),

@@ -232,7 +232,7 @@ def test_a_setting_given_twice_is_an_error(golden_dir, tmp_path, capsys, argv):
 
 
 @pytest.mark.parametrize("model, argv, message", [
-    ("tiny-instructblip", ["--image-aspect", "pad"], "--image-aspect pad: a instructblip model has only its own fixed"),
+    ("tiny-instructblip", ["--image-aspect", "pad"], "--image-aspect pad: an instructblip model has only its own fixed"),
     ("tiny-instructblip", ["--conv-mode", "vicuna_v1"], "InstructBLIP takes the raw question"),
     ("tiny", ["--pope-split", "coco/random", "--question-file", "q.json"], "--pope-split and --question-file"),
 ])

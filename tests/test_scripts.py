@@ -157,11 +157,19 @@ def test_sparc_demo(tmp_path):
     ("llava/pope.sh", {"POPE_DATASETS": "cocoo"}, "error: POPE_DATASETS: unknown dataset 'cocoo'"),
     ("instructblip/pope.sh", {"POPE_SETTINGS": "randm"}, "error: POPE_SETTINGS: unknown setting 'randm'"),
     ("llava/mme.sh", {"METHODS": "avsic"}, "error: unknown method 'avsic'"),
+    ("llava/captioning_coco.sh", {"METHODS": "baseline sparc", "TAU": "nan"}, "tau must be a finite number"),
+    ("llava/pope.sh", {"METHODS": "baseline avisc", "AVISC_ARGS": "lamb=x"}, "lamb: could not convert"),
+    ("instructblip/amber.sh", {"METHODS": "baseline vcd", "VCD_ARGS": "noise_step=-1"}, "noise_step"),
+    ("llava/mme.sh", {"METHODS": "baseline sparc", "SPARC_ARGS": "selected_layer=99"}, "selected_layer=99"),
 ])
-def test_a_misspelled_name_stops_a_script_before_any_run(tmp_path, script, env, message):
-    """Names are checked before the first run, not hours into the script."""
+def test_a_bad_name_or_value_stops_a_script_before_any_run(tmp_path, script, env, message):
+    """Names, and every method's values, are checked before the first run (of any method), not hours into the
+    script."""
+    model = "tiny-instructblip" if script.startswith("instructblip") else "tiny"
+    (tmp_path / "images").mkdir()
+    data = {name: str(tmp_path / "images") for name in ("COCO_IMAGES", "GQA_IMAGES", "MME_ROOT", "AMBER_IMAGES")}
     result = subprocess.run(["bash", str(PROJECT_ROOT / "scripts" / script)], capture_output=True, text=True,
-                            timeout=120, env={**os.environ, "MODEL_PATH": "tiny", "SAVE_PATH": str(tmp_path / "out"),
-                                              **env})
+                            timeout=300, env={**os.environ, "MODEL_PATH": model, "SAVE_PATH": str(tmp_path / "out"),
+                                              **data, **env})
     assert result.returncode == 2 and message in result.stderr
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").glob("*.jsonl"))

@@ -5,7 +5,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/run.sh"
 # script's `score METHOD` function.
 caption_all() {
   local method
-  check_methods
+  check_runs eval.caption "$@" || return
   for method in $METHODS; do
     run_args "$method"
     $LAUNCH eval.caption "${RUN_ARGS[@]}" "$@" --save-path "$SAVE_PATH" --experiment-name "$method"

@@ -35,6 +35,19 @@ check_methods() {
   python -m eval.methods $METHODS > /dev/null
 }
 
+# check_runs RUNNER ARGS...: every method of METHODS with its set parameters resolves and passes the runner's checks
+# (values, layers, files, output folder) with these data arguments, before the first run starts (not hours into one).
+check_runs() {
+  local runner=$1 method
+  shift
+  check_methods
+  for method in $METHODS; do
+    run_args "$method"
+    python -m "$runner" "${RUN_ARGS[@]}" "$@" --save-path "$SAVE_PATH" --experiment-name "$method" --check-only \
+      > /dev/null || return
+  done
+}
+
 # report: the paper-style table of everything scored under SAVE_PATH.
 report() {
   python -m eval.report "$SAVE_PATH"

@@ -12,13 +12,15 @@ answer() {
 # POPE: every method on the 9 settings (COCO and A-OKVQA on COCO images, GQA on GQA images), each scored.
 run_pope() {
   local method dataset setting images name
-  check_methods
   for dataset in $POPE_DATASETS; do
     case $dataset in coco|aokvqa|gqa) ;; *) echo "error: POPE_DATASETS: unknown dataset '$dataset' (coco, aokvqa, gqa)" >&2; return 2 ;; esac
   done
   for setting in $POPE_SETTINGS; do
     case $setting in random|popular|adversarial) ;; *) echo "error: POPE_SETTINGS: unknown setting '$setting' (random, popular, adversarial)" >&2; return 2 ;; esac
   done
+  dataset=${POPE_DATASETS%% *} setting=${POPE_SETTINGS%% *}
+  images=$([ "$dataset" = gqa ] && echo "$GQA_IMAGES" || echo "$COCO_IMAGES")
+  check_runs eval.vqa --benchmark pope --image-folder "$images" --pope-split "$dataset/$setting" || return
   for method in $METHODS; do
     for dataset in $POPE_DATASETS; do
       images=$([ "$dataset" = gqa ] && echo "$GQA_IMAGES" || echo "$COCO_IMAGES")
@@ -33,8 +35,8 @@ run_pope() {
 
 # MME: every method with every seed of SEEDS, scored together (mean +- std).
 run_mme() {
-  local method seed answers
-  check_methods
+  local method seed answers SEED=  # each run's seed is one of SEEDS
+  check_runs eval.vqa --benchmark mme --image-folder "$MME_ROOT" ${QUESTION_FILE:+--question-file "$QUESTION_FILE"} || return
   for method in $METHODS; do
     answers=()
     for seed in $SEEDS; do
@@ -49,7 +51,7 @@ run_mme() {
 # AMBER: every method on all queries, scored with evaluation type a.
 run_amber() {
   local method name
-  check_methods
+  check_runs eval.vqa --benchmark amber --image-folder "$AMBER_IMAGES" ${QUERY_FILE:+--question-file "$QUERY_FILE"} || return
   for method in $METHODS; do
     name="${method}_amber"
     answer "$method" "$name" --benchmark amber --image-folder "$AMBER_IMAGES" ${QUERY_FILE:+--question-file "$QUERY_FILE"}

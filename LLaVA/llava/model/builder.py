@@ -140,7 +140,8 @@ class CheckpointInfo:
         template for InstructBLIP (which takes the raw question)."""
         if image_aspect is not None and image_aspect not in self.image_aspects:
             has = ", ".join(self.image_aspects) or "only its own fixed 224 resize"
-            raise ValueError(f"--image-aspect {image_aspect}: a {self.family} model has {has}")
+            article = "an" if self.family[0] in "aeiou" else "a"
+            raise ValueError(f"--image-aspect {image_aspect}: {article} {self.family} model has {has}")
         if conv_mode is not None and self.family == "instructblip":
             raise ValueError("--conv-mode: InstructBLIP takes the raw question, it has no conversation template")
 
