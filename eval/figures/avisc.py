@@ -405,7 +405,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
 
 
 def cli(argv: Sequence[str] | None = None) -> int:
-    return fig.run_cli("eval.figures avisc", main, argv)
+    return fig.run_cli("python -m eval.figures avisc", main, argv)
 
 
 if __name__ == "__main__":

@@ -400,7 +400,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
 
 
 def cli(argv: Sequence[str] | None = None) -> int:
-    return fig.run_cli("eval.figures sparc", main, argv)
+    return fig.run_cli("python -m eval.figures sparc", main, argv)
 
 
 if __name__ == "__main__":
