@@ -136,7 +136,7 @@ def test_an_unwritable_output_folder_is_found_before_the_model_loads(golden_dir,
     monkeypatch.setattr(builder, "load_model", lambda *a, **k: pytest.fail("the model must not be loaded"))
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
-    with pytest.raises(InputError, match=r"cannot write to .*a-file/out: Not a directory; choose another --save-path"):
+    with pytest.raises(InputError, match=r"cannot write to .*a-file/out: .*a-file is a file, not a folder; choose another --save-path"):
         caption.main(["--dataset-type", "folder", "--image-folder", str(golden_dir / "images"), "--model-path",
                       str(golden_dir / "tiny-llava-v1.5"), "--save-path", str(blocker / "out"), "--experiment-name", "x"])
 

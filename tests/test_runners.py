@@ -39,8 +39,10 @@ def noise_images(folder: Path, count: int, size: tuple[int, int] = (64, 48)) -> 
 
 
 def caption_args(model: str, images: Path, out: Path, name: str, *extra: str) -> list[str]:
+    """A folder-captioning run, 6 new tokens unless ``extra`` says otherwise."""
+    tokens = [] if "--max-new-tokens" in extra else ["--max-new-tokens", "6"]
     return ["--model-path", model, "--dataset-type", "folder", "--image-folder", str(images), "--save-path", str(out),
-            "--experiment-name", name, "--max-new-tokens", "6", *extra]
+            "--experiment-name", name, *tokens, *extra]
 
 
 def lines(path: Path) -> list[dict]:
