@@ -175,6 +175,12 @@ def test_answers_dir_names_the_colliding_files(tmp_path: Path, capsys: pytest.Ca
     assert "_errors" not in err and ".rank0" not in err
 
 
+def scored(answers: Path, questions: Path) -> dict:
+    """The metrics file ``eval.pope`` writes for ``answers`` (beside them, by default)."""
+    assert pope.main(["--answers", str(answers), "--question_file", str(questions)]) == 0
+    return json.loads(answers.with_name(answers.stem + "_pope.json").read_text())
+
+
 @pytest.mark.parametrize("question_style, answer_style", [
     (int, float), (int, str), (str, int), (float, int), (int, lambda q: f" {q} "),
 ])
@@ -186,9 +192,7 @@ def test_ids_pair_however_a_tool_wrote_them(tmp_path: Path, question_style, answ
     answers = tmp_path / "answers.jsonl"
     answers.write_text("".join(json.dumps({"question_id": answer_style(q), "text": label})
                                + "\n" for q, label in LABELS.items()))
-    out = tmp_path / "metrics.json"
-    assert pope.main(["--answers", str(answers), "--question_file", str(questions), "--save_path", str(out)]) == 0
-    counts = json.loads(out.read_text())["counts"]
+    counts = scored(answers, questions)["counts"]
     assert (counts["scored"], counts["missing"], counts["extra"]) == (8, 0, 0)
 
 
@@ -197,7 +201,5 @@ def test_a_fractional_id_is_reported_not_matched(tmp_path: Path) -> None:
     answers = tmp_path / "answers.jsonl"
     answers.write_text(json.dumps({"question_id": 1.5, "text": "yes"}) + "\n"
                        + json.dumps({"question_id": 1, "text": "yes"}) + "\n")
-    out = tmp_path / "metrics.json"
-    assert pope.main(["--answers", str(answers), "--question_file", str(questions), "--save_path", str(out)]) == 0
-    result = json.loads(out.read_text())
+    result = scored(answers, questions)
     assert result["counts"]["extra"] == 1 and any("1.5" in p["reason"] for p in result["problems"])
