@@ -20,14 +20,13 @@ Protocols (``sparc-official.md`` section 2, ``avisc-official.md`` section 3):
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 from eval.methods import get_method
 from llava.constants import MIN_TEMPERATURE
-from llava.methods import PROTOCOL_FIELDS
+from llava.methods import PROTOCOL_FIELDS, check_finite
 
 DATA = Path(__file__).resolve().parent / "data"
 DECODINGS = ("greedy", "sample")
@@ -162,9 +161,7 @@ def benchmarks_of(task: str) -> list[str]:
 
 def check_protocol(values: Mapping[str, Any]) -> None:
     """Clear errors for protocol values that cannot run."""
-    for name, value in values.items():
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ValueError(f"{name} must be a finite number, got {value}")
+    check_finite(values)
     if values["decoding"] not in DECODINGS:
         raise ValueError(f"decoding must be one of {', '.join(DECODINGS)}, got {values['decoding']!r}")
     if values["max_new_tokens"] < 1:

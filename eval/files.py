@@ -38,8 +38,9 @@ class Problem:
 
 
 def sample_id(value: Any) -> str | None:
-    """The id of a JSON record as text, the same however a tool wrote it: ``5``, ``5.0``, ``"5"`` and ``" 5 "`` are
-    all ``"5"`` (so is ``"5.0"``); ``None`` for what cannot be an id (missing, a boolean, a list, a fractional or non-finite number).
+    """The id of a JSON record as text, the same however a tool wrote it: ``5``, ``5.0``, ``"5"``, ``" 5 "`` and
+    ``"5.0"`` are all ``"5"``; ``None`` for what cannot be an id (missing, a boolean, a list, a fractional or
+    non-finite number).
 
     >>> sample_id(5), sample_id(5.0), sample_id(" 5 "), sample_id("COCO_1.jpg"), sample_id(5.5), sample_id(True)
     ('5', '5', '5', 'COCO_1.jpg', None, None)

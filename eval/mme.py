@@ -31,7 +31,7 @@ import argparse
 import json
 import statistics
 import sys
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -367,8 +367,8 @@ def mixed_settings(answers: list[str]) -> list[str]:
     """The settings, other than the seed, in which runs scored together differ (read from the runner's
     ``_config.json`` beside each answers file; files without one are not compared): their mean and std would not be
     a spread over seeds."""
-    repeated = sorted({f for f in answers if answers.count(f) > 1 or
-                       sum(Path(g).resolve() == Path(f).resolve() for g in answers) > 1})
+    files = Counter(Path(f).resolve() for f in answers)
+    repeated = sorted({f for f in answers if files[Path(f).resolve()] > 1})
     if repeated:
         return [f"the same answers file more than once: {', '.join(repeated)}"]
     configs = []

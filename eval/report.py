@@ -374,6 +374,8 @@ def load_records(inputs: list[str], label_options: list[str]) -> tuple[list[Reco
                 runs.append((path, data))
             continue
         for record in records_of(path, data, given):
+            if record.answers:
+                scored.add(Path(record.answers).resolve())
             found = record.answers and Path(record.answers).is_file()
             same = (record.benchmark, record.key, Path(record.answers).resolve()) if found else None
             if same in counted_once:
@@ -383,8 +385,6 @@ def load_records(inputs: list[str], label_options: list[str]) -> tuple[list[Reco
             if same:
                 counted_once[same] = path
             records.append(record)
-        scored.update(Path(located).resolve() for _, answers, _ in runs_of(data)
-                      if (located := locate_answers(path, answers)))
         problems = data.get("problems") or []
         if problems:
             notes.append(f"{path}: {counted(len(problems), 'problem')} reported by the scorer (see the file)")

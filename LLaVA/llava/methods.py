@@ -40,6 +40,14 @@ SEARCHES = ("loop", "loop+beam", "beam")
 plain decoding); or as its own beam search (``beam``: its config's ``num_beams`` is its width, decoding is greedy)."""
 
 
+def check_finite(values: Mapping[str, Any]) -> None:
+    """``ValueError`` naming the first float of ``values`` that is NaN or infinite: no method parameter or protocol
+    value means anything there, and NaN would never compare equal when a run is resumed."""
+    for name, value in values.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{name} must be a finite number, got {value}")
+
+
 @dataclass(frozen=True)
 class Rule:
     """Values that apply only to runs matching every given selector (``None`` matches anything).
@@ -185,11 +193,9 @@ class MethodSpec:
         return f"method {self.name} has no parameter {name!r} (its parameters: {known})"
 
     def build_config(self, params: Mapping[str, Any]) -> Any:
-        """The config for ``params``; ``ValueError`` for a value it rejects and for any non-finite number (no method
-        has a parameter where NaN or infinity means something, and NaN would never compare equal on resume)."""
-        for name, value in params.items():
-            if isinstance(value, float) and not math.isfinite(value):
-                raise ValueError(f"{name} must be a finite number, got {value}")
+        """The config for ``params``; ``ValueError`` for a value it rejects and for any non-finite number
+        (:func:`check_finite`)."""
+        check_finite(params)
         return self.config(**params)
 
     def create(self, params: Mapping[str, Any] | Any) -> Any:
