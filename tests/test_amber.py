@@ -3,6 +3,7 @@ the exact-only warning and the command line."""
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import subprocess
 import sys
@@ -16,14 +17,25 @@ from eval import amber as A
 
 
 
-def test_shipped_data_are_the_reference_files(reference_dir: Path) -> None:
-    ref = reference_dir / "amber"
-    for name in ("relation.json", "safe_words.txt", "metrics.txt", "LICENSE"):
-        assert (A.DATA_DIR / name).read_bytes() == (ref / name).read_bytes()
-    with gzip.open(A.ANNOTATION_FILE, "rb") as f:
-        assert f.read() == (ref / "annotations.json").read_bytes()
-    with gzip.open(A.QUERY_FILE, "rb") as f:
-        assert f.read() == (ref / "query" / "query_all.json").read_bytes()
+OFFICIAL_SHA256 = {
+    "relation.json": "c4c1491e9bbc3209abc1888c12a1bf8413bdbab8a0d8be04b990a2e7680cf23e",
+    "safe_words.txt": "f92cf1123f4578a2630832fac3e6ac4de36212ea55859d3bed4fd233723f4043",
+    "metrics.txt": "2fbe2ee584d10e7ce0a568a4902d3d2296727d45f761bf091dd35c4e4b5bc6ac",
+    "LICENSE": "c16b3d44dd5d82af5fdb402706726e9f19695fbdff0a966743d5e08281cf8391",
+    "annotations.json.gz": "db22a436c4836fbb295e60b4e80d519573077579fb7032f01b193c1bd022b797",  # of annotations.json
+    "query_all.json.gz": "127680ae61f7d4a92d2f7f07a8deaec07f0689b194d2c7c0f41ead7bd2c5bcf5",  # of query/query_all.json
+}
+"""SHA-256 of the official AMBER files (AvisC's ``experiments/AMBER``, identical to upstream AMBER) as exported to the
+project's reference data (``amber/``); of the uncompressed content for the gzipped copies."""
+
+
+def test_shipped_data_are_the_official_files() -> None:
+    for name, digest in OFFICIAL_SHA256.items():
+        data = (A.DATA_DIR / name).read_bytes()
+        if name.endswith(".gz"):
+            data = gzip.decompress(data)
+        assert hashlib.sha256(data).hexdigest() == digest, name
+    assert {A.ANNOTATION_FILE.name, A.QUERY_FILE.name} <= set(OFFICIAL_SHA256)
 
 
 # ---------------------------------------------------------------------------------------------------------------

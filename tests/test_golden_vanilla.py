@@ -1,4 +1,4 @@
-"""Plain decoding reproduces the official code token for token (``shared/reference/golden``).
+"""Plain decoding reproduces the official code token for token (``tests/fixtures/golden``).
 
 Every image of: ``sparc_golden.json`` case ``vanilla`` (LLaVA-1.5, vicuna_v1, pad-to-square, 48 tokens),
 ``sparc_next_golden.json`` case ``vanilla`` (LLaVA-NeXT, anyres + spatial_unpad, 32 tokens) and

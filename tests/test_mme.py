@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from conftest import EVAL_DATA, MME_GT
 from eval import mme
 
-HALLUCINATION_FILE = Path(mme.__file__).resolve().parent / "data" / "mme" / "mme_hallucination.jsonl"
+HALLUCINATION_FILE = EVAL_DATA / "mme" / "mme_hallucination.jsonl"
 
 
 def run_mme(tmp_path: Path, *args: str) -> dict:
@@ -18,10 +19,10 @@ def run_mme(tmp_path: Path, *args: str) -> dict:
     return json.loads(out.read_text())
 
 
-def test_lavin_fixture_read_as_the_eval_tool_by_default(reference_dir: Path, tmp_path: Path) -> None:
+def test_lavin_fixture_read_as_the_eval_tool_by_default(tmp_path: Path) -> None:
     """The eval-tool format is read as calculation.py reads it, with no flag (LaVIN's answers are free text such as
     "yes, you should stop ... a "do not walk" sign", which the NEG_WORDS reading would call no)."""
-    result = run_mme(tmp_path, "--results_dir", str(reference_dir / "mme_gt" / "LaVIN"))
+    result = run_mme(tmp_path, "--results_dir", str(MME_GT / "LaVIN"))
     assert result["reading"] == "eval_tool" and "parse_pred_ans" in result["reading_rule"]
     scores = {name: round(value, 2) for name, value in result["metrics"].items()}
     assert (scores["perception"], scores["cognition"]) == (963.61, 249.64)
@@ -41,9 +42,9 @@ def lavin_as_answers(lavin: Path, path: Path) -> Path:
     return path
 
 
-def test_answers_route_matches_results_route(reference_dir: Path, tmp_path: Path) -> None:
-    answers = lavin_as_answers(reference_dir / "mme_gt" / "LaVIN", tmp_path / "lavin.jsonl")
-    result = run_mme(tmp_path, "--answers", str(answers), "--gt_dir", str(reference_dir / "mme_gt"),
+def test_answers_route_matches_results_route(tmp_path: Path) -> None:
+    answers = lavin_as_answers(MME_GT / "LaVIN", tmp_path / "lavin.jsonl")
+    result = run_mme(tmp_path, "--answers", str(answers), "--gt_dir", str(MME_GT),
                      "--reading", "eval_tool")
     assert round(result["metrics"]["perception"], 2) == 963.61
     assert round(result["metrics"]["cognition"], 2) == 249.64
@@ -133,7 +134,7 @@ def test_mean_and_sample_std_over_two_runs(tmp_path: Path, capsys: pytest.Captur
     assert "| **hallucination** | 500.00 | 800.00 | 650.00 ± 212.13 |" in capsys.readouterr().out
 
 
-def test_shipped_hallucination_questions_against_reference_gt(reference_dir: Path, tmp_path: Path) -> None:
+def test_shipped_hallucination_questions_against_the_ground_truth(tmp_path: Path) -> None:
     """All-"Yes" answers score 50 per task (each image has one yes and one no question); answering yes to the
     first and no to the second question of each image (the file's order) scores 200 per task."""
     questions = [json.loads(line) for line in HALLUCINATION_FILE.read_text().splitlines()]
@@ -145,7 +146,7 @@ def test_shipped_hallucination_questions_against_reference_gt(reference_dir: Pat
             f_yes.write(json.dumps({**record, "text": "Yes"}) + "\n")
             f_pattern.write(json.dumps({**record, "text": "No" if q["question_id"] in seen else "Yes"}) + "\n")
             seen.add(q["question_id"])
-    result = run_mme(tmp_path, "--answers", str(all_yes), str(pattern), "--gt_dir", str(reference_dir / "mme_gt"))
+    result = run_mme(tmp_path, "--answers", str(all_yes), str(pattern), "--gt_dir", str(MME_GT))
     assert [run["totals"]["hallucination"] for run in result["runs"]] == [200, 800]
     assert result["metrics"]["hallucination"] == 500 and result["counts"]["questions"] == 480
     assert not result["problems"]
@@ -244,7 +245,7 @@ def test_answers_without_gt_dir_is_a_clear_error(tmp_path: Path, capsys: pytest.
     assert "--answers needs --gt_dir" in capsys.readouterr().err
 
 
-def test_a_trial_run_is_scored_on_the_images_it_chose(reference_dir: Path, tmp_path: Path) -> None:
+def test_a_trial_run_is_scored_on_the_images_it_chose(tmp_path: Path) -> None:
     """The runner's manifest beside the answers (a --limit 4 trial: two images of the color task, both questions
     each) says which questions were asked: the other questions of the task are not counted as wrong."""
     questions = [json.loads(line) for line in HALLUCINATION_FILE.read_text().splitlines()][:4]
@@ -258,7 +259,7 @@ def test_a_trial_run_is_scored_on_the_images_it_chose(reference_dir: Path, tmp_p
             f.write(json.dumps({**q, "prompt": q["text"].split("\n")[0], "text": "Yes" if occurrence == 0 else "No"})
                     + "\n")
     (tmp_path / "avisc_mme_seed42_manifest.json").write_text(json.dumps({"ids": keys}))
-    result = run_mme(tmp_path, "--answers", str(answers), "--gt_dir", str(reference_dir / "mme_gt"))
+    result = run_mme(tmp_path, "--answers", str(answers), "--gt_dir", str(MME_GT))
     assert result["counts"]["questions"] == 4 and not result["problems"]
     assert result["runs"][0]["tasks"]["color"]["score"] == 200  # both images, both questions right
 

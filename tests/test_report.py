@@ -9,7 +9,11 @@ from typing import Any
 
 import pytest
 
+from conftest import EVAL_DATA, MME_GT
 from eval import report
+
+POPE_QUESTIONS = EVAL_DATA / "pope" / "rucaibox" / "coco_pope_random.json"
+"""POPE's own COCO random questions (3000)."""
 
 
 def write(path: Path, data: dict[str, Any]) -> Path:
@@ -226,13 +230,13 @@ def pope_answers(path: Path, questions: list[dict[str, Any]]) -> Path:
 
 
 @pytest.mark.parametrize("answered", [3, 2999, 3000])
-def test_pope_with_unanswered_questions_is_marked_incomplete(tmp_path: Path, reference_dir: Path, answered: int,
+def test_pope_with_unanswered_questions_is_marked_incomplete(tmp_path: Path, answered: int,
                                                              capsys: pytest.CaptureFixture[str]) -> None:
     """Answers from elsewhere (no runner manifest) that leave questions out: the row carries a footnote, however
     good its numbers; a complete file does not."""
     from eval import pope
 
-    question_file = reference_dir / "pope" / "coco_pope_random.json"
+    question_file = POPE_QUESTIONS
     questions = [json.loads(line) for line in question_file.read_text().splitlines()]
     answers = pope_answers(tmp_path / "answers.jsonl", questions[:answered])
     assert pope.main(["--answers", str(answers), "--question_file", str(question_file)]) == 0
@@ -245,14 +249,13 @@ def test_pope_with_unanswered_questions_is_marked_incomplete(tmp_path: Path, ref
 
 
 @pytest.mark.parametrize("lines, missing", [(4, 56), (60, 0)])
-def test_mme_eval_tool_files_with_part_of_a_task_are_marked_incomplete(tmp_path: Path, reference_dir: Path,
-                                                                        lines: int, missing: int,
+def test_mme_eval_tool_files_with_part_of_a_task_are_marked_incomplete(tmp_path: Path, lines: int, missing: int,
                                                                         capsys: pytest.CaptureFixture[str]) -> None:
     from eval import mme
 
     results = tmp_path / "lavin_like"
     results.mkdir()
-    gt = (reference_dir / "mme_gt" / "existence.txt").read_text().splitlines()[:lines]
+    gt = (MME_GT / "existence.txt").read_text().splitlines()[:lines]
     (results / "existence.txt").write_text("".join(f"{line}\t{line.split(chr(9))[2]}\n" for line in gt))
     assert mme.main(["--results_dir", str(results), "--save_path", str(tmp_path / "m_mme.json")]) == 0
     saved = json.loads((tmp_path / "m_mme.json").read_text())
@@ -276,12 +279,12 @@ def test_amber_with_unanswered_queries_is_marked_incomplete(tmp_path: Path, caps
     assert f"incomplete: {saved['counts']['missing_ids']} of {saved['counts']['missing_ids'] + 3} queries" in out, out
 
 
-def test_the_same_answers_scored_twice_count_once(tmp_path: Path, reference_dir: Path,
+def test_the_same_answers_scored_twice_count_once(tmp_path: Path,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     """A second metric file of the same answers (scored again under another name) is not another seed."""
     from eval import pope
 
-    question_file = reference_dir / "pope" / "coco_pope_random.json"
+    question_file = POPE_QUESTIONS
     questions = [json.loads(line) for line in question_file.read_text().splitlines()]
     answers = pope_answers(tmp_path / "answers.jsonl", questions)
     for out in ("answers_pope.json", "again.json"):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PROJECT_ROOT
+from conftest import EVAL_DATA, PROJECT_ROOT
 from eval import caption, vqa
 from eval.benchmarks import BENCHMARKS, resolve_run
 from eval.files import InputError
@@ -106,7 +106,7 @@ def test_script_preset_resolves_as_the_runner_preset(golden_dir, tmp_path):
     images.mkdir()
     from PIL import Image
 
-    question = json.loads((PROJECT_ROOT / "eval/data/pope/vcd/coco/coco_pope_random.json").read_text().splitlines()[0])
+    question = json.loads((EVAL_DATA / "pope/vcd/coco/coco_pope_random.json").read_text().splitlines()[0])
     Image.new("RGB", (48, 40), (90, 120, 30)).save(images / question["image"])
     env = {**os.environ, "MODEL_PATH": str(golden_dir / "tiny-llava-v1.5"), "COCO_IMAGES": str(images),
            "SAVE_PATH": str(tmp_path / "out"), "PRESET": "scripts", "METHODS": "avisc vcd", "POPE_DATASETS": "coco",

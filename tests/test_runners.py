@@ -15,6 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import MME_GT
 from eval import caption, vqa
 from eval.datasets import Sample
 from eval.runner import ConfigMismatch, Runner, RunPaths
@@ -291,19 +292,19 @@ def test_vqa_mme_and_amber_readers(tmp_path):
     assert [s.key for s in amber] == ["1"] and len(problems) == 1
 
 
-def test_mme_questions_from_the_ground_truth_folder_score_back(reference_dir, tmp_path):
+def test_mme_questions_from_the_ground_truth_folder_score_back(tmp_path):
     """Every MME ground-truth question becomes a sample (without "Please answer yes or no.", as LLaVA's MME
     questions), and answers written with the runner's fields are matched back to all of them by the MME scorer."""
     from eval import mme
     from eval.datasets import mme_samples
 
     problems = []
-    samples = mme_samples(reference_dir / "mme_gt", tmp_path, problems)
+    samples = mme_samples(MME_GT, tmp_path, problems)
     assert len(samples) == 2374 and not problems
     assert not any("Please answer" in s.question for s in samples)
     answers = tmp_path / "answers.jsonl"
     answers.write_text("".join(json.dumps({**s.fields, "text": "Yes"}) + "\n" for s in samples))
-    assert mme.main(["--answers", str(answers), "--gt_dir", str(reference_dir / "mme_gt"),
+    assert mme.main(["--answers", str(answers), "--gt_dir", str(MME_GT),
                      "--save_path", str(tmp_path / "mme.json")]) == 0
     result = json.loads((tmp_path / "mme.json").read_text())
     assert result["problems"] == []

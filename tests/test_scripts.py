@@ -13,9 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import PROJECT_ROOT
-
-DATA = PROJECT_ROOT / "eval" / "data"
+from conftest import EVAL_DATA, MME_GT, PROJECT_ROOT
 TINY = {"llava": "tiny", "llava_next": "tiny-next", "instructblip": "tiny-instructblip"}
 
 
@@ -101,7 +99,7 @@ def test_clair_captioning_trial_finishes_without_a_judge_key(tmp_path, script, d
 
 @pytest.mark.parametrize("family", ["llava", "instructblip"])
 def test_pope_trial(tmp_path, family):
-    questions = [json.loads(line) for line in (DATA / "pope/vcd/coco/coco_pope_random.json").read_text().splitlines()[:2]]
+    questions = [json.loads(line) for line in (EVAL_DATA / "pope/vcd/coco/coco_pope_random.json").read_text().splitlines()[:2]]
     for index, question in enumerate(questions):
         save_noise(tmp_path / "coco" / question["image"], index)
     result = run_script(f"{family}/pope.sh", trial(tmp_path, family, COCO_IMAGES=str(tmp_path / "coco"),
@@ -118,12 +116,12 @@ def test_pope_trial(tmp_path, family):
 
 
 @pytest.mark.parametrize("family", ["llava", "instructblip"])
-def test_mme_trial(tmp_path, reference_dir, family):
-    questions = [json.loads(line) for line in (DATA / "mme/mme_hallucination.jsonl").read_text().splitlines()[:2]]
+def test_mme_trial(tmp_path, family):
+    questions = [json.loads(line) for line in (EVAL_DATA / "mme/mme_hallucination.jsonl").read_text().splitlines()[:2]]
     for index, question in enumerate(questions):
         save_noise(tmp_path / "mme" / question["image"], index)
     result = run_script(f"{family}/mme.sh", trial(tmp_path, family, MME_ROOT=str(tmp_path / "mme"),
-                                                  MME_GT=str(reference_dir / "mme_gt"), SEEDS="42 43",
+                                                  MME_GT=str(MME_GT), SEEDS="42 43",
                                                   METHODS="baseline avisc"))
     for method in ("baseline", "avisc"):
         assert json.loads((tmp_path / "out" / f"{method}_mme.json").read_text())["scorer"] == "mme"
@@ -133,7 +131,7 @@ def test_mme_trial(tmp_path, reference_dir, family):
 
 @pytest.mark.parametrize("family", ["llava", "instructblip"])
 def test_amber_trial(tmp_path, family):
-    queries = json.loads(gzip.decompress((DATA / "amber/query_all.json.gz").read_bytes()))[:2]
+    queries = json.loads(gzip.decompress((EVAL_DATA / "amber/query_all.json.gz").read_bytes()))[:2]
     for index, query in enumerate(queries):
         save_noise(tmp_path / "amber" / query["image"], index)
     result = run_script(f"{family}/amber.sh", trial(tmp_path, family, AMBER_IMAGES=str(tmp_path / "amber"),
