@@ -45,12 +45,20 @@ def test_golden_llava_next(case, output):
 
 
 def test_selection_comparison_fails_on_a_real_difference():
-    """The tie allowance of the golden comparison only excuses ties: a token far from tau that differs fails."""
+    """The tie allowance of the golden comparison only excuses ties: a token far from tau that differs fails, and so
+    do relative changes that do not give our own selection."""
     official = [[35, 40], [36]]
-    assert_selections_match([[35, 40], [36]], official, [[0.0] * 8, [0.0] * 8], 1.5, 35)
-    with pytest.raises(AssertionError, match="relative change 0.9"):
-        assert_selections_match([[35], [36]], official, [[0.0] * 5 + [0.9] + [0.0] * 2, [0.0] * 8], 1.5, 35)
-    assert_selections_match([[35], [36]], official, [[0.0] * 5 + [1.50001] + [0.0] * 2, [0.0] * 8], 1.5, 35)
+    second = [0.0, 2.0] + [0.0] * 6  # position 36 selected at the second step
+
+    def first(ratio_40: float) -> list[float]:
+        return [2.0] + [0.0] * 4 + [ratio_40] + [0.0] * 2  # positions 35 .. 42 (start 35)
+
+    assert_selections_match([[35, 40], [36]], official, [first(2.0), second], 1.5, 35)
+    with pytest.raises(AssertionError, match=r"entries \[5\] differ from the official set with values \[0.9\]"):
+        assert_selections_match([[35], [36]], official, [first(0.9), second], 1.5, 35)
+    assert_selections_match([[35], [36]], official, [first(1.49999), second], 1.5, 35)  # a tie with tau: allowed
+    with pytest.raises(AssertionError, match="not those our values put above the cutoff"):
+        assert_selections_match([[35], [36]], official, [first(2.0), second], 1.5, 35)
 
 
 def test_golden_selections_cover_every_forwarded_step():
