@@ -11,8 +11,11 @@ import torch
 
 from avisc.config import AviscConfig, M3idConfig, VcdConfig
 from avisc.blind import find_blind_tokens, layer_shares, non_blind_tokens, select_layers
-from avisc.methods import Avisc, M3id, Vcd, add_diffusion_noise, diffusion_schedule
+from avisc.methods import Avisc, ContrastiveDecoding, M3id, Vcd, add_diffusion_noise, diffusion_schedule
 from helpers import (
+    ATTENTION_TIE,
+    LOGIT_ERROR,
+    assert_set_at_cutoff,
     avisc_golden_run,
     contrast_method_from,
     golden_logprob_tolerance,
@@ -35,16 +38,33 @@ from llava.methods import get_method
 
 @pytest.mark.parametrize("case, output", golden_params("avisc_golden.json"))
 def test_golden(case, output):
-    tokens, logs, masked = avisc_golden_run(case["name"], output["image"])
+    """Tokens exactly; the final log-probabilities within :func:`golden_logprob_tolerance`; the candidates (main logit
+    within ``log(beta)`` of the best one) and the blind tokens as sets at their cutoffs (:func:`assert_set_at_cutoff`):
+    a logit's distance to the best one is within ``2 * LOGIT_ERROR`` of the official one, an attention weight's
+    relative distance to the blind-token threshold within :data:`ATTENTION_TIE`."""
+    tokens, logs, method = avisc_golden_run(case["name"], output["image"])
     assert tokens == output["generated_ids"]
-    assert len(logs) == len(output["steps"])
-    for step, (logprobs, expected) in enumerate(zip(logs, output["steps"])):
-        assert int(torch.isfinite(logprobs).sum()) == expected["num_candidates"], f"step {step + 1}"
+    assert len(logs) == len(output["steps"]) == len(method.main_logits)
+    for step, (logprobs, logits, expected) in enumerate(zip(logs, method.main_logits, output["steps"]), start=1):
+        kept = torch.isfinite(logprobs).nonzero().flatten().tolist()
+        if isinstance(method, ContrastiveDecoding):
+            cutoff = method.log_beta + float(logits.max())
+            assert_set_at_cutoff(kept, expected["num_candidates"], logits, cutoff, 2 * LOGIT_ERROR, f"step {step}")
+        else:  # plain decoding: no cutoff
+            assert len(kept) == expected["num_candidates"] == logprobs.numel()
         ours = logprobs[expected["top_ids"]].double()
         torch.testing.assert_close(ours, torch.tensor(expected["top_logprobs"], dtype=torch.float64), rtol=0,
-                                   atol=golden_logprob_tolerance(case["params"], step + 1), msg=f"step {step + 1}")
-        assert int(logprobs.argmax()) == tokens[step] == expected["top_ids"][0]
-    assert masked == output["masked_image_token_indices"]
+                                   atol=golden_logprob_tolerance(case["params"], step), msg=f"step {step}")
+        assert int(logprobs.argmax()) == tokens[step - 1] == expected["top_ids"][0]
+    if not isinstance(method, Avisc):
+        assert output["masked_image_token_indices"] is None
+        return
+    found, lamb = method.found[0], case["params"]["lamb"]
+    threshold = float(found.attention.mean() + found.attention.std() * lamb)  # at or above: blind
+    tokens_of_image = set(range(found.attention.numel()))
+    assert_set_at_cutoff(tokens_of_image - set(found.masked.tolist()),
+                         tokens_of_image - set(output["masked_image_token_indices"]), found.attention, threshold,
+                         ATTENTION_TIE * threshold, "blind tokens")
 
 
 def test_golden_cases_build_the_right_methods():
