@@ -4,8 +4,10 @@ A spec holds everything that decides a benchmark's outputs apart from the method
 prompt and template per model family, the image preprocessing, the decoding, the token budget, the seed and the
 scorer. A run is spec x method x model: :func:`resolve_run` merges, in this order (later wins), the spec's protocol
 for the model's family, the spec's values under the chosen preset name (MME's seed 55 under the AvisC scripts), the
-method preset's protocol settings (a method whose official code had its own protocol, e.g. PAI), and explicit flags;
-and it resolves the method's parameters (:mod:`llava.methods`). Every value records where it came from.
+what the model family decides (no LLaVA template for InstructBLIP's raw question or Qwen2-VL's chat template; the
+checkpoint's ``min_pixels`` / ``max_pixels`` for Qwen2-VL), the method preset's protocol settings (a method whose
+official code had its own protocol, e.g. PAI), and explicit flags; and it resolves the method's parameters
+(:mod:`llava.methods`). Every value records where it came from.
 
 Protocols (``sparc-official.md`` section 2, ``avisc-official.md`` section 3):
 
@@ -13,6 +15,8 @@ Protocols (``sparc-official.md`` section 2, ``avisc-official.md`` section 3):
   model's own preprocessing (pad for LLaVA-1.5, anyres for LLaVA-NeXT), greedy, 512 new tokens, seed 42;
 - yes/no (``pope``, ``mme``, ``amber``): the raw question, ``llava_v1``, CLIP resize + center-crop for LLaVA-1.5,
   sampling at temperature 1 (InstructBLIP: LAVIS' top-k 50 and 63 new tokens), 64 new tokens, seed 42.
+- Qwen2-VL / Qwen2.5-VL (no official code of either paper runs them): the same prompts through the checkpoint's chat
+  template, the checkpoint's image processor, and each benchmark's decoding.
 
 >>> run = resolve_run("pope", "llava", "avisc", "scripts")
 >>> run.protocol["conv_mode"], run.protocol["decoding"], run.params["lamb"], run.sources["lamb"]
@@ -27,6 +31,7 @@ from typing import Any, Mapping
 from eval.methods import get_method
 from llava.constants import MIN_TEMPERATURE
 from llava.methods import PROTOCOL_FIELDS, check_finite
+from llava.model.families import family_names, get_family
 
 DATA = Path(__file__).resolve().parent / "data"
 DECODINGS = ("greedy", "sample")
@@ -101,9 +106,11 @@ class BenchmarkSpec:
 
 
 CAPTIONING = {
-    "conv_mode": PerFamily("vicuna_v1", {"instructblip": None}),
+    "conv_mode": "vicuna_v1",  # for the families with LLaVA templates (the others: see resolve_run)
     "prompt": CAPTION_PROMPT,
     "image_aspect": None,  # the model's own: pad (LLaVA-1.5), anyres (LLaVA-NeXT), 224 (InstructBLIP)
+    "min_pixels": None,  # Qwen2-VL: the checkpoint's processor bounds
+    "max_pixels": None,
     "decoding": "greedy",
     "temperature": 1.0,
     "top_k": None,
@@ -114,9 +121,11 @@ CAPTIONING = {
     "text_cut": None,  # an answer is the whole decoded text (OPERA's own protocol cuts it at "###")
 }
 YES_NO = {
-    "conv_mode": PerFamily("llava_v1", {"instructblip": None}),
+    "conv_mode": "llava_v1",
     "prompt": None,  # the question of each sample
-    "image_aspect": PerFamily("crop", {"llava_next": None, "instructblip": None}),
+    "image_aspect": PerFamily("crop", {"llava_next": None}),  # LLaVA-NeXT: its own anyres
+    "min_pixels": None,
+    "max_pixels": None,
     "decoding": "sample",
     "temperature": 1.0,
     # LAVIS' InstructBLIP generate: top_k left at transformers' default 50; max_length 64 counts the BOS it seeds
@@ -177,6 +186,28 @@ def check_protocol(values: Mapping[str, Any]) -> None:
         raise ValueError(f"top_k must be at least 1, got {values['top_k']}")
     if values["top_p"] is not None and not 0 < values["top_p"] <= 1:
         raise ValueError(f"top_p must be in (0, 1], got {values['top_p']}")
+    low, high = values["min_pixels"], values["max_pixels"]
+    for name, value in (("min_pixels", low), ("max_pixels", high)):
+        if value is not None and value < 1:
+            raise ValueError(f"{name} must be at least 1, got {value}")
+    if low is not None and high is not None and low > high:
+        raise ValueError(f"min_pixels {low} is above max_pixels {high}")
+
+
+def apply_family(protocol: dict[str, Any], sources: dict[str, str], family: str,
+                 checkpoint_settings: Mapping[str, Any] | None) -> None:
+    """What the model family decides of a protocol, in place: no LLaVA template where the family has its own prompt
+    (InstructBLIP's raw question, Qwen2-VL's chat template), no LLaVA preprocessing mode where it has none, and the
+    checkpoint's values of the family's own image settings (Qwen2-VL's ``min_pixels`` / ``max_pixels``) where the
+    run sets none."""
+    spec = get_family(family)
+    if spec.prompt_style != "template":
+        protocol["conv_mode"], sources["conv_mode"] = None, f"family:{family}"
+    if not spec.image_aspects:
+        protocol["image_aspect"], sources["image_aspect"] = None, f"family:{family}"
+    for name in spec.image_settings:
+        if protocol[name] is None and checkpoint_settings and checkpoint_settings.get(name) is not None:
+            protocol[name], sources[name] = checkpoint_settings[name], "checkpoint"
 
 
 @dataclass(frozen=True)
@@ -204,15 +235,20 @@ def resolve_run(
     preset: str | None = None,
     method_overrides: Mapping[str, Any] | None = None,
     protocol_overrides: Mapping[str, Any] | None = None,
+    checkpoint_settings: Mapping[str, Any] | None = None,
+    num_layers: int | None = None,
 ) -> ResolvedRun:
-    """Resolve every setting of a run (see the module docstring for the order); ``ValueError`` on a bad name or
-    value."""
+    """Resolve every setting of a run (see the module docstring for the order); ``checkpoint_settings`` are the
+    checkpoint's values of the family's image settings and ``num_layers`` its depth (both from
+    ``llava.model.builder.inspect_checkpoint``; the depth resolves depth-relative method values). ``ValueError`` on a
+    bad name or value."""
     spec = benchmark if isinstance(benchmark, BenchmarkSpec) else get_benchmark(benchmark)
     method_spec = get_method(method)
     preset_name, _ = method_spec.preset(preset)
     resolution = method_spec.resolve(preset_name, family=family, benchmark=spec.name, task=spec.task,
-                                     overrides=method_overrides)
+                                     overrides=method_overrides, num_layers=num_layers)
     protocol, sources = spec.protocol_for(family, preset_name)
+    apply_family(protocol, sources, family, checkpoint_settings)
     for name, value in resolution.protocol.items():
         protocol[name], sources[name] = value, resolution.sources[name]
     for name, value in (protocol_overrides or {}).items():
@@ -234,16 +270,17 @@ def resolve_run(
     return ResolvedRun(spec, family, method_spec.name, preset_name, protocol, resolution.params, sources)
 
 
-def protocol_table(task: str, families: tuple[str, ...] = ("llava", "llava_next", "instructblip")) -> str:
-    """The resolved protocol defaults of the benchmarks of ``task``, one line per benchmark and family (for
-    ``--help``)."""
+def protocol_table(task: str) -> str:
+    """The resolved protocol defaults of the benchmarks of ``task``, one line per benchmark and registered family
+    (for ``--help``)."""
     lines = []
     for name in benchmarks_of(task):
         spec = BENCHMARKS[name]
         subset = f"{spec.num_samples} samples" if spec.num_samples else "all samples"
         lines.append(f"  {name}: {spec.title}; {subset}; scorer {spec.scorer or '-'}")
-        for family in families:
-            values, _ = spec.protocol_for(family)
+        for family in family_names():
+            values, sources = spec.protocol_for(family)
+            apply_family(values, sources, family, None)
             shown = ", ".join(f"{k}={v!r}" for k, v in values.items() if v is not None)
             lines.append(f"    {family}: {shown}")
         for preset, values in spec.by_preset.items():

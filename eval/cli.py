@@ -29,6 +29,7 @@ from eval.pope import DATASETS as POPE_DATASETS
 from eval.pope import SETTINGS as POPE_SETTINGS
 from llava.constants import ASPECT_MODES, DTYPE_NAMES
 from llava.methods import PROTOCOL_FIELDS, STANDARD_PRESETS
+from llava.model.families import list_families, synthetic_names
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 POPE_SPLITS = [f"{d}/{s}" for d in POPE_DATASETS for s in POPE_SETTINGS]
@@ -110,9 +111,10 @@ def add_method_arguments(parser: argparse.ArgumentParser, methods: Sequence[str]
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """The model and where it runs."""
     group = parser.add_argument_group("model")
+    families = ", ".join(spec.display for spec in list_families())
+    trials = ", ".join(name for name in synthetic_names() if name.startswith("tiny"))
     add(group, "--model-path", required=True,
-        help="checkpoint folder or hub id (original LLaVA, llava-hf, InstructBLIP), or a random model for trials: "
-             "tiny, tiny-next, tiny-instructblip")
+        help=f"checkpoint folder or hub id ({families}), or a random model for trials: {trials}")
     add(group, "--vision-tower", default=None, help="override mm_vision_tower of original LLaVA checkpoints")
     add(group, "--dtype", choices=DTYPE_NAMES, default=None, help="default: float16 on GPU, float32 on CPU")
     add(group, "--device", default=None, help="cuda, cuda:1 or cpu (default: cuda when available)")
@@ -145,7 +147,11 @@ def build_parser(task: str, prog: str, description: str, default_method: str) ->
 
     protocol = parser.add_argument_group("protocol (default: the benchmark's; each flag overrides one field)")
     add(protocol, "--conv-mode", default=None, help="conversation template")
-    add(protocol, "--image-aspect", choices=ASPECT_MODES, default=None, help="image preprocessing")
+    add(protocol, "--image-aspect", choices=ASPECT_MODES, default=None, help="image preprocessing (LLaVA)")
+    add(protocol, "--min-pixels", type=int, default=None,
+        help="Qwen2-VL: fewest pixels of a resized image (default: the checkpoint's processor)")
+    add(protocol, "--max-pixels", type=int, default=None,
+        help="Qwen2-VL: most pixels of a resized image (default: the checkpoint's processor)")
     add(protocol, "--decoding", choices=DECODINGS, default=None)
     add(protocol, "--temperature", type=float, default=None, help="0 = greedy; > 0 alone = sampling at it")
     add(protocol, "--top-k", type=int, default=None)
@@ -241,9 +247,9 @@ def run_spec(args: argparse.Namespace, task: str) -> Any:
     benchmark = get_benchmark(args.dataset_type if task == "caption" else args.benchmark)
     try:
         info = inspect_checkpoint(args.model_path)
-        info.check_settings(getattr(args, "image_aspect", None), getattr(args, "conv_mode", None))
+        info.check_settings(args.image_aspect, args.conv_mode, min_pixels=args.min_pixels, max_pixels=args.max_pixels)
         resolved = resolve_run(benchmark, info.family, args.method, args.preset, method_overrides(args),
-                               protocol_overrides(args))
+                               protocol_overrides(args), info.settings, info.num_layers)
         resolve_device(args.device)
     except (CheckpointError, ValueError) as e:
         raise InputError(str(e)) from None

@@ -16,8 +16,8 @@ from eval.datasets import Sample
 from eval.methods import get_method
 from llava.beam_search import decode
 from llava.generation import GenerationConfig
-from llava.inputs import PromptBatch
-from llava.mm_utils import load_image
+from llava.batch import PromptBatch
+from llava.mm_utils import Preprocessing, load_image
 from llava.model.builder import LoadedModel
 
 
@@ -28,14 +28,6 @@ def sample_seed(seed: int, key: str) -> int:
 
 def generators_for(samples: Sequence[Sample], seed: int, device: torch.device) -> list[torch.Generator]:
     return [torch.Generator(device=device).manual_seed(sample_seed(seed, s.key)) for s in samples]
-
-
-def eos_ids(tokenizer: Any) -> tuple[int, ...]:
-    """The tokenizer's end-of-sequence id(s)."""
-    eos = tokenizer.eos_token_id
-    if eos is None:
-        raise ValueError("the tokenizer has no eos_token_id")
-    return tuple(eos) if isinstance(eos, (list, tuple)) else (eos,)
 
 
 def answer_text(decoded: str, text_cut: str | None) -> str:
@@ -50,13 +42,20 @@ def answer_text(decoded: str, text_cut: str | None) -> str:
     return decoded.strip()
 
 
-def generation_config(protocol: dict[str, Any], tokenizer: Any) -> GenerationConfig:
-    """The decoding loop's settings from a resolved protocol."""
+def generation_config(protocol: dict[str, Any], eos_token_ids: tuple[int, ...]) -> GenerationConfig:
+    """The decoding loop's settings from a resolved protocol (the EOS ids are the model family's)."""
     sample = protocol["decoding"] == "sample"
     return GenerationConfig(
         max_new_tokens=protocol["max_new_tokens"], do_sample=sample, temperature=protocol["temperature"] if sample else 1.0,
-        top_k=protocol["top_k"], top_p=protocol["top_p"], eos_token_ids=eos_ids(tokenizer),
+        top_k=protocol["top_k"], top_p=protocol["top_p"], eos_token_ids=eos_token_ids,
     )
+
+
+def preprocessing_of(loaded: LoadedModel, protocol: dict[str, Any]) -> Preprocessing:
+    """How a run preprocesses its images: the protocol's ``image_aspect`` and the family's own image settings
+    (Qwen2-VL's ``min_pixels`` / ``max_pixels``)."""
+    settings = {name: protocol[name] for name in loaded.family.spec.image_settings}
+    return loaded.family.preprocessing(loaded.model, loaded.image_processor, protocol["image_aspect"], **settings)
 
 
 class Decoder:
@@ -65,9 +64,9 @@ class Decoder:
     def __init__(self, loaded: LoadedModel, run: ResolvedRun):
         self.loaded, self.run = loaded, run
         self.method_spec = get_method(run.method)
-        self.config = generation_config(run.protocol, loaded.tokenizer)
+        self.config = generation_config(run.protocol, loaded.family.eos_token_ids(loaded.model, loaded.tokenizer))
         self.answer_field = run.benchmark.answer_field
-        self.preprocessing = loaded.family.preprocessing(loaded.model, loaded.image_processor, run.protocol["image_aspect"])
+        self.preprocessing = preprocessing_of(loaded, run.protocol)
 
     def load_image(self, path: Path) -> Image.Image:
         """An image as RGB, refused before decoding when its preprocessing would exceed the size bound
@@ -86,8 +85,8 @@ class Decoder:
     def __call__(self, samples: Sequence[Sample], images: Sequence[Image.Image]) -> list[dict[str, Any]]:
         loaded, protocol = self.loaded, self.run.protocol
         family, model = loaded.family, loaded.model
-        prompts = [family.format_prompt(model, s.question, protocol["conv_mode"]) for s in samples]
-        pixels = family.pixel_values(model, loaded.image_processor, images, protocol["image_aspect"])
+        prompts = [family.format_prompt(model, s.question, protocol["conv_mode"], loaded.tokenizer) for s in samples]
+        pixels = family.pixel_values(model, loaded.image_processor, images, self.preprocessing)
         batch = PromptBatch(model, loaded.tokenizer, loaded.image_processor, prompts, pixels)
         method = self.method_spec.create(self.run.params)
         output = decode(batch, self.config, method, protocol["num_beams"],

@@ -41,7 +41,7 @@ from typing import Any, Iterable
 
 from eval import paper_numbers
 from eval.files import InputError, RunPaths, write_text_atomic
-from llava.model.names import parse_synthetic_name
+from llava.model.families import parse_synthetic_name, recognise_family_name
 
 SCORERS = ("chair", "clair", "pope", "mme", "amber")
 BASELINE = "baseline"
@@ -94,22 +94,15 @@ class Record:
 
 
 def recognise_model(name: str) -> str | None:
-    """``InstructBLIP``, ``LLaVA-1.5``, ``LLaVA-NeXT`` or ``LLaVA`` (the paper tables' names) when named in ``name``."""
-    lower = name.lower()
-    if "instructblip" in lower:
-        return "InstructBLIP"
-    if "llava" not in lower:
-        return None
-    if re.search(r"1\.6|v16|next", lower):
-        return "LLaVA-NeXT"
-    if re.search(r"1\.5|v15|llava15", lower):
-        return "LLaVA-1.5"
-    return "LLaVA"
+    """The paper tables' name (``LLaVA-1.5``, ``LLaVA-NeXT``, ``InstructBLIP``, ``Qwen2-VL``, ...) of the model family
+    that ``name`` names (each family's ``name_pattern``, :mod:`llava.model.families`), or None."""
+    spec = recognise_family_name(name)
+    return spec.display if spec is not None else None
 
 
 def canonical_model(name: str) -> str:
     """The paper tables' name of a model path when recognisable, else its last path component; a random model
-    (``tiny-instructblip``, :mod:`llava.model.names`) keeps its own name, so it never passes for the real one."""
+    (``tiny-instructblip``, :func:`llava.model.families.parse_synthetic_name`) keeps its own name, so it never passes for the real one."""
     if parse_synthetic_name(name.rstrip("/")) is not None:
         return name.rstrip("/")
     return recognise_model(name) or name.rstrip("/").rsplit("/", 1)[-1]

@@ -11,7 +11,8 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from llava.methods import MethodSpec, Preset, Rule, register_method
+from llava.methods import LAST_LAYER, ByDepth, FamilyDefault, MethodSpec, Preset, Rule, register_method
+from llava.model.families.qwen2_vl import QWEN_FAMILIES
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,14 @@ _OFFICIAL = Preset(
     "the official scripts and the paper: alpha 1.1, beta 0.1, tau 1.5 (LLaVA-NeXT 4.0), layer 20, layers 0-31",
     rules=(Rule({"tau": 4.0}, family=("llava_next",)),),
 )
+QWEN_DEFAULT = FamilyDefault(
+    QWEN_FAMILIES,
+    {"selected_layer": ByDepth(20 / 32, 0, "layer 20 of 32 scaled to the depth"), "end_layer": LAST_LAYER},
+    "Qwen2-VL family default, not from a paper",
+)
+"""No paper gives SPARC values for Qwen2-VL: the LLaVA-1.5 values (alpha 1.1, beta 0.1, tau 1.5), every layer
+amplified (``0 .. depth-1``, as 0..31 on LLaVA), and the selecting layer at the same relative depth as layer 20 of 32
+(17 of Qwen2-VL-7B's 28)."""
 SPARC = register_method(MethodSpec(
     name="sparc",
     config=SparcConfig,
@@ -69,4 +78,5 @@ SPARC = register_method(MethodSpec(
     presets={"paper": _OFFICIAL, "scripts": _OFFICIAL, "official": _OFFICIAL},
     description="SPARC: selective, progressive attention recalibration of the image tokens",
     source="mingi000508/SPARC @ bad02ff (attn_util.py, eval.py, scripts/*), spec/sparc-official.md",
+    family_defaults=(QWEN_DEFAULT,),
 ))

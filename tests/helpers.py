@@ -134,12 +134,13 @@ def clip_normalise(image: Image.Image) -> torch.Tensor:
 def make_batch(tokenizer, model, processor, questions: Sequence[str], images: Sequence[Image.Image] | None,
                conv_mode: str | None = "vicuna_v1", aspect: str | None = None):
     """A :class:`~llava.inputs.PromptBatch` of one question per image, formatted by the model's family."""
-    from llava.inputs import PromptBatch
+    from llava.batch import PromptBatch
     from llava.model.families import family_of
 
     family = family_of(model)
     prompts = [family.format_prompt(model, q, conv_mode) for q in questions]
-    pixels = family.pixel_values(model, processor, list(images), aspect) if images is not None else None
+    pixels = family.pixel_values(model, processor, list(images), family.preprocessing(model, processor, aspect)) \
+        if images is not None else None
     return PromptBatch(model, tokenizer, processor, prompts, pixels)
 
 

@@ -23,7 +23,7 @@ from llava.beam_search import (
     write_rows,
 )
 from llava.generation import DecodingMethod, GenerationConfig, generate, new_cache
-from llava.inputs import PromptBatch
+from llava.batch import PromptBatch
 from sparc.opera.config import OPERA_CONV_MODE
 
 OPERA_GOLDEN = "pai_opera/opera_golden.json"
@@ -37,7 +37,7 @@ def opera_batch(images: list[str], questions: list[str] | None = None, attn: str
     tokenizer, model, processor = golden_model(data["checkpoint"], attn)
     questions = questions or [data["question"]] * len(images)
     family = family_of(model)
-    pixels = family.pixel_values(model, processor, [golden_image(i) for i in images], "crop")
+    pixels = family.pixel_values(model, processor, [golden_image(i) for i in images], family.preprocessing(model, processor, "crop"))
     prompts = [family.format_prompt(model, q, OPERA_CONV_MODE) for q in questions]  # OPERA's template (PAI's)
     return PromptBatch(model, tokenizer, processor, prompts, pixels)
 

@@ -16,7 +16,7 @@ from transformers import DynamicCache, LlamaConfig, LlamaModel
 from helpers import sharpened, synthetic
 from llava.attention import HOOKED_EAGER, HOOKED_SDPA, AttentionHook, query_attention
 from llava.inputs import positions_from_mask
-from llava.model.builder import prepare_model
+from llava.model.prepare import prepare_model
 
 NUM_LAYERS = 4
 

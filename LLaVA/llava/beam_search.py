@@ -44,7 +44,8 @@ from llava.generation import (
     generate,
     new_cache,
 )
-from llava.inputs import Prefill, PromptBatch, SequenceInputs
+from llava.batch import PromptBatch
+from llava.inputs import Prefill
 from llava.model.families import family_of
 
 INITIAL_BEAM_SCORE = -1e9
@@ -228,6 +229,7 @@ class BeamSearch:
         self.mask: torch.Tensor | None = None  # (R, T): 1 = token, 0 = left padding
         self.padded = False  # whether any row has left padding (else attention runs without a mask)
         self.positions: torch.Tensor | None = None  # (R,) next position id
+        self.lengths: torch.Tensor | None = None  # (R,) tokens of each row's sequence (prompt + generated)
 
     # -- the loop --------------------------------------------------------------------------------------------
 
@@ -252,7 +254,8 @@ class BeamSearch:
         self.cache = repeat_rows(cache, self.num_beams, self.prefill.inputs_embeds.shape[1] + room)
         self.mask = self.prefill.attention_mask.repeat_interleave(self.num_beams, 0)
         self.padded = self.prefill.padded
-        self.positions = self.prefill.lengths.repeat_interleave(self.num_beams, 0)
+        self.positions = self.prefill.next_positions.repeat_interleave(self.num_beams, 0)
+        self.lengths = self.prefill.lengths.repeat_interleave(self.num_beams, 0)
         return logits.repeat_interleave(self.num_beams, 0)
 
     def next_token_logits(self, logits: torch.Tensor) -> torch.Tensor:
@@ -268,6 +271,7 @@ class BeamSearch:
         logits = _forward(self.model, self.family, embeds, self.attention_mask(), self.positions[:, None], self.cache,
                           self.hook)
         self.positions = self.positions + 1
+        self.lengths = self.lengths + 1
         self.on_forward()
         return logits
 
@@ -391,18 +395,18 @@ class BeamSearch:
                 raise ValueError(f"prompt {g}: nothing generated to re-prefill")
             prompt = prompts[g]
             kept = self.family.embed_tokens(self.model, self.tokens[rows, : n - 1])
-            sequences = [SequenceInputs(torch.cat([prompt.embeds, kept[k]]), prompt.image_start, prompt.image_len)
-                         for k in range(K)]
+            sequences = [prompt.extended(kept[k]) for k in range(K)]
             cache, _ = _prefill(self.model, self.family, Prefill.from_sequences(sequences), None, 1)
             last = self.family.embed_tokens(self.model, self.tokens[rows, n - 1 : n])
-            position = prompt.embeds.shape[0] + n - 1
+            position = prompt.next_position + n - 1
             positions = torch.full((K, 1), position, device=last.device)
             logits.append(_forward(self.model, self.family, last, None, positions, cache, None))
-            length = position + 1
+            length = prompt.embeds.shape[0] + n
             write_rows(self.cache, torch.arange(rows.start, rows.stop, device=last.device), cache)
             self.mask[rows] = 0
             self.mask[rows, end - length :] = 1
-            self.positions[rows] = length
+            self.positions[rows] = position + 1
+            self.lengths[rows] = length
         padding = int(self.mask.argmax(dim=1).min())  # leading columns no row uses any more
         trim_left(self.cache, padding)
         self.mask = self.mask[:, padding:]

@@ -32,8 +32,10 @@ from transformers import Cache
 from transformers.cache_utils import CacheLayerMixin, DynamicLayer
 
 from llava.attention import AttentionHook, KVGroups
-from llava.inputs import Prefill, PromptBatch
-from llava.model.families import ModelFamily, family_of
+from llava.batch import PromptBatch
+from llava.inputs import Prefill
+from llava.model.families import family_of
+from llava.model.families.base import ModelFamily
 
 
 @dataclass
@@ -317,12 +319,12 @@ def _prefill_groups(context: DecodingContext, method: DecodingMethod, hook: Atte
             raise ValueError(f"{type(method).__name__}: a branch of {branch.batch_size} rows for a batch of {rows}")
     same = [i for i, branch in enumerate(branch_inputs) if _same_layout(branch, prefill)]
     other = [i for i in range(len(branch_inputs)) if i not in same]
-    mask, positions, first_logits = prefill.attention_mask, [prefill.lengths], [logits]
+    mask, positions, first_logits = prefill.attention_mask, [prefill.next_positions], [logits]
     if same:
         stacked = _stack([branch_inputs[i] for i in same])
         branch_cache, branch_logits = _prefill(model, family, stacked, None, 0)
         cache, mask = merge_caches([cache, branch_cache], [mask, stacked.attention_mask], room)
-        positions.append(stacked.lengths)
+        positions.append(stacked.next_positions)
         first_logits.append(branch_logits)
     groups = [RowGroup(slice(0, rows * (1 + len(same))), cache, PaddingMask(mask, room))]
     branch_rows = {i: slice(rows * (1 + k), rows * (2 + k)) for k, i in enumerate(same)}
@@ -332,7 +334,7 @@ def _prefill_groups(context: DecodingContext, method: DecodingMethod, hook: Atte
         start = groups[-1].rows.stop
         groups.append(RowGroup(slice(start, start + rows), branch_cache, PaddingMask(branch.attention_mask, room)))
         branch_rows[i] = groups[-1].rows
-        positions.append(branch.lengths)
+        positions.append(branch.next_positions)
         first_logits.append(branch_logits)
     device = first_logits[0].device
     return PrefillState(groups, torch.cat([p.to(device) for p in positions]), torch.cat(first_logits),

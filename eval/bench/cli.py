@@ -10,14 +10,13 @@ from typing import Callable, Sequence
 
 from eval.methods import list_methods
 from llava.constants import DTYPE_NAMES
-from llava.model.names import parse_synthetic_name
+from llava.model.families import SHAPES, family_names, parse_synthetic_name
 
 BASELINE = "baseline"
 BEAM = "beam"
 """Plain beam search (``--beams`` wide): the reference of the beam-search methods."""
 BEAMS = 5  # OPERA's official width
 BEAM_METHODS = ("beam", "opera")
-FAMILY_NAMES = ("llava", "llava_next", "instructblip")
 CLOCK_NAMES = ("wall", "process")
 """``wall``: elapsed time; ``process``: CPU time of this process (:data:`eval.bench.timing.CLOCKS`)."""
 
@@ -27,15 +26,18 @@ class BenchError(ValueError):
 
 
 def model_name(model_path: str, family: str | None) -> str:
-    """``--model-path`` with ``--family`` folded into a synthetic name (``tiny`` + ``llava_next`` -> ``tiny-llava_next``);
-    a checkpoint path is returned as is (its family is read from its config)."""
+    """``--model-path`` with ``--family`` folded into a synthetic name (``tiny`` + ``llava_next`` -> ``tiny-llava_next``),
+    written ``<shape>-<registered family name>``; a checkpoint path is returned as is (its family is read from its
+    config)."""
     parsed = parse_synthetic_name(model_path)
     if parsed is None:
         return model_path
     shape, named = parsed
-    if named and family and named != family:
+    if model_path.strip().lower() in SHAPES:  # a bare shape: the family is --family's
+        named = family or named
+    elif family and named != family:
         raise BenchError(f"--model-path {model_path!r} names family {named!r} but --family is {family!r}")
-    return f"{shape}-{named or family or 'llava'}"
+    return f"{shape}-{named}"
 
 
 def _package_doc() -> str:
@@ -94,7 +96,7 @@ def _positive(minimum: int) -> Callable[[str], int]:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m eval.bench", description=_package_doc().split("\n\n")[0],
-        epilog="Synthetic models: tiny, 7b, or <shape>-<family> (tiny-llava_next, 7b-instructblip, ...). "
+        epilog="Synthetic models: tiny, 7b, or <shape>-<family> (tiny-llava_next, 7b-instructblip, 7b-qwen2-vl, ...). "
                "Timing: one generate(N) per repeat with a timestamp per token; prefill = time to the first token, "
                "ms/token = (total - prefill) / (N - 1); medians over --repeats; ratio = ms/token over the baseline's at "
                "the same batch size, same run.",
@@ -119,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="default: float16 on cuda, float32 on cpu")
     parser.add_argument("--attn", choices=("sdpa", "eager"), default="sdpa",
                         help="language-model attention behind the hook point (default sdpa)")
-    parser.add_argument("--family", choices=FAMILY_NAMES, default=None,
+    parser.add_argument("--family", choices=family_names(), default=None,
                         help="family of a synthetic model (default llava); checked against a loaded checkpoint")
     parser.add_argument("--threads", type=_positive(1), default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--clock", choices=CLOCK_NAMES, default="wall",

@@ -322,23 +322,21 @@ def trace(prepared: fig.Prepared) -> dict[str, Any]:
     """Generate a caption with SPARC (the prepared run's settings) and return what the figure needs: the method's
     :class:`~sparc.method.SparcTrace`, the tokens and the geometry."""
     from llava.generation import generate
-    from llava.inputs import PromptBatch
 
     from eval.generation_setup import generation_config
     from sparc.method import Sparc
 
-    loaded, run, image = prepared.loaded, prepared.run, prepared.image
+    loaded, run = prepared.loaded, prepared.run
     config = get_method("sparc").build_config(run.params)
     if not config.enabled:
         raise fig.CliError("alpha = 1.0 is plain decoding (SPARC off): nothing to show")
     family, model, tokenizer = loaded.family, loaded.model, loaded.tokenizer
-    aspect = run.protocol["image_aspect"]
-    prompt = family.format_prompt(model, run.protocol["prompt"], run.protocol["conv_mode"])
-    batch = PromptBatch(model, tokenizer, loaded.image_processor, [prompt],
-                        family.pixel_values(model, loaded.image_processor, [image], aspect))
-    geometry = fig.geometry_for(model, loaded.image_processor, image.size, aspect)
+    prompt, batch, geometry = prepared.batch(run.protocol["prompt"])
+    if not geometry.spatial:
+        raise fig.CliError(f"{family.spec.display}'s image tokens have no place on the image ({geometry.mode}): the "
+                           "SPARC figure draws selections on the image")
     method = Sparc(config, record=True)
-    output = generate(batch, generation_config(run.protocol, tokenizer), method)
+    output = generate(batch, generation_config(run.protocol, family.eos_token_ids(model, tokenizer)), method)
     sparc_trace = method.traces()[0]
     geometry.check(sparc_trace.image_len)
     ids = output.sequences[0]
@@ -367,7 +365,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
         raise fig.CliError("--max-new-tokens must be at least 2 (the first selection is made reading token 1)")
     out = Path(args.out or f"sparc_{Path(args.image_file).stem}.png")
     check_output_folder(out.parent)  # before the model runs
-    prepared = fig.prepare(args, "folder", ("llava", "llava_next"))
+    prepared = fig.prepare(args, "folder")
     result = trace(prepared)
     config, run = result["config"], prepared.run
     geometry: fig.TokenGeometry = result["geometry"]

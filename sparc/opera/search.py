@@ -40,7 +40,7 @@ import torch
 from llava.attention import AttentionHook
 from llava.beam_search import BeamMethod, BeamSearch, GroupSnapshot, StepObserver, crop
 from llava.generation import GenerationConfig, _forward
-from llava.inputs import PromptBatch
+from llava.batch import PromptBatch
 from llava.model.families import family_of
 from sparc.opera.config import WINDOW, OperaConfig
 
@@ -255,7 +255,7 @@ class OperaSearch(BeamSearch):
         mass = rows.new_zeros(rows.shape[:2])
         for g in range(self.groups):
             group = self.group_rows(g)
-            start = length - int(self.positions[group.start]) + self.image_offset[g]  # sequences end at the cache end
+            start = length - int(self.lengths[group.start]) + self.image_offset[g]  # sequences end at the cache end
             mass[group] = rows[group, :, start : start + self.image_len[g]].sum(dim=-1)
         return mass
 
