@@ -138,7 +138,9 @@ def make_batch(tokenizer, model, processor, questions: Sequence[str], images: Se
     from llava.model.families import family_of
 
     family = family_of(model)
-    prompts = [family.format_prompt(model, q, conv_mode) for q in questions]
+    if family.spec.prompt_style != "template":  # the raw question (InstructBLIP) or the chat template (Qwen2-VL)
+        conv_mode = None
+    prompts = [family.format_prompt(model, q, conv_mode, tokenizer) for q in questions]
     pixels = family.pixel_values(model, processor, list(images), family.preprocessing(model, processor, aspect)) \
         if images is not None else None
     return PromptBatch(model, tokenizer, processor, prompts, pixels)
