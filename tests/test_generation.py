@@ -361,3 +361,42 @@ def test_padding_mask_is_allocated_once():
     assert mask.current.tolist() == [[False, True, True, True, True], [True] * 5]
     assert mask.current.data_ptr() == first.data_ptr()  # a wider view of the same buffer, no copy
     assert PaddingMask(torch.ones(2, 4, dtype=torch.long), room=3).current is None  # unpadded: no mask at all
+
+
+class _Poison(DecodingMethod):
+    """Writes ``value`` into row ``row``'s logits at decode step ``step`` (everywhere, or in every logit but one)."""
+
+    def __init__(self, row: int, step: int, value: float, everywhere: bool = True):
+        self.row, self.step, self.value, self.everywhere = row, step, value, everywhere
+
+    def combine(self, step, logits, branch_logits):
+        if step == self.step:
+            logits = logits.clone()
+            if self.everywhere:
+                logits[self.row] = self.value
+            else:
+                logits[self.row, 5] = self.value
+        return logits
+
+
+@pytest.mark.parametrize("sample", [False, True])
+@pytest.mark.parametrize("value, everywhere", [(float("nan"), True), (float("nan"), False), (float("inf"), False),
+                                                (float("-inf"), True)])
+def test_a_non_finite_step_fails_its_rows_under_greedy_and_sampling_alike(value, everywhere, sample):
+    """NaN anywhere, +inf anywhere, or nothing finite: greedy decoding would pick token 0 (argmax of NaN) and a
+    normal-looking answer would be recorded; the step's rows fail instead, naming the step and the rows."""
+    from llava.generation import NonFiniteLogits
+
+    tokenizer, model, processor = synthetic("llava", 2)
+    batch = make_batch(tokenizer, model, processor, ["a", "b", "c"], [random_image(60, 40, i) for i in range(3)])
+    config = GenerationConfig(max_new_tokens=6, do_sample=sample, eos_token_ids=())
+    with pytest.raises(NonFiniteLogits, match="decode step 3 in batch row\\(s\\) \\[1\\]") as raised:
+        generate(batch, config, _Poison(1, 3, value, everywhere), seeded_generators([1, 2, 3]) if sample else None)
+    assert (raised.value.step, raised.value.rows) == (3, [1])
+
+
+def test_minus_infinity_for_some_tokens_is_a_ruled_out_token_not_a_failure():
+    tokenizer, model, processor = synthetic("llava", 2)
+    batch = make_batch(tokenizer, model, processor, ["a"], [random_image(60, 40)])
+    output = generate(batch, GenerationConfig(max_new_tokens=4, eos_token_ids=()), _Poison(0, 2, float("-inf"), False))
+    assert len(output.sequences[0]) == 4

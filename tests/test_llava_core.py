@@ -257,6 +257,26 @@ def test_instructblip_span_is_the_32_queries_first():
     assert text_only.image_len == 0 and text_only.embeds.shape[0] == sequences[0].embeds.shape[0] - 32
 
 
+@pytest.mark.parametrize("words", [5, 126, 127, 208, 670])
+def test_the_qformer_reads_the_last_128_bert_tokens_of_the_question(words):
+    """LAVIS builds the Q-Former's BERT tokenizer with ``truncation_side="left"`` and calls it with ``truncation=True,
+    max_length=128``: a long question keeps its last 126 word pieces between [CLS] and [SEP] there, while the language
+    model reads it whole. The expected Q-Former ids are written by hand from the toy vocabulary."""
+    tokenizer, model, processor = synthetic("instructblip", 2)
+    family = family_of(model)
+    vocabulary = ["dog", "cat", "man", "woman", "table", "car", "tree", "sky"]
+    question = " ".join(vocabulary[i % len(vocabulary)] for i in range(words))
+    ids = processor.qformer_tokenizer.convert_tokens_to_ids(question.split())
+    kept = ids[-126:]  # the last 126 words: 128 with [CLS] (2) and [SEP] (3)
+    images = family.pixel_values(model, processor, [random_image(300, 200, 1)])
+    (sequence,) = family.embed(model, tokenizer, [question], images, processor)
+    expected = model.get_image_features(
+        torch.stack(images.pixel_values), qformer_input_ids=torch.tensor([[2, *kept, 3]]),
+        qformer_attention_mask=torch.ones(1, len(kept) + 2, dtype=torch.long), return_dict=True).pooler_output[0]
+    torch.testing.assert_close(sequence.embeds[:32], expected, rtol=0, atol=0)
+    assert sequence.embeds.shape[0] == 32 + len(tokenizer(question).input_ids)  # the language model: all of it
+
+
 # ================================================================================================================
 # inputs: Prefill / SequenceInputs / PromptBatch
 

@@ -20,6 +20,7 @@ from eval.benchmarks import BENCHMARKS, resolve_run
 from eval.files import InputError
 from eval.methods import get_method, list_methods
 from helpers import golden_json
+from llava.model.families import list_families
 
 PYTHON = sys.executable
 
@@ -314,9 +315,10 @@ def test_every_method_has_the_standard_presets_and_valid_defaults():
         spec = get_method(name)
         assert {"paper", "scripts", "official"} <= set(spec.presets), name
         for preset in spec.presets:
-            for family in ("llava", "llava_next", "instructblip"):
-                for benchmark in BENCHMARKS:
-                    resolve_run(benchmark, family, name, preset)  # every combination resolves and validates
+            for family in list_families():
+                depth = family.synthetic_num_layers("tiny")
+                for benchmark in BENCHMARKS:  # every combination resolves and validates
+                    resolve_run(benchmark, family.name, name, preset, num_layers=depth)
 
 
 @pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])

@@ -329,3 +329,30 @@ def test_pope_ids_written_in_any_form_are_answered_kept_and_scored(golden_dir, t
     assert json.loads((tmp_path / "run_results.json").read_text())["counts"]["answered_this_run"] == 0
     assert pope.main(["--answers", str(tmp_path / "run.jsonl"), "--question_file", str(questions)]) == 0
     assert json.loads((tmp_path / "run_pope.json").read_text())["counts"]["scored"] == len(ids)
+
+
+@pytest.mark.parametrize("decoding", [["--decoding", "greedy"], ["--decoding", "sample"], ["--num-beams", "2"]])
+def test_a_sample_whose_logits_overflow_fails_with_its_step_and_the_run_goes_on(golden_dir, tmp_path, monkeypatch,
+                                                                                   decoding):
+    """The float16-overflow reports (VCD, Qwen): one image's features become NaN, so its logits are NaN from the first
+    step. Greedy, sampling and beam search alike: that sample is a failed sample (id, step), the others are answered."""
+    from llava.model.families.llava.model import LlavaFamily
+
+    features = LlavaFamily.image_features
+
+    def overflowing(self, model, images):
+        blocks = features(self, model, images)
+        return [torch.full_like(b, float("nan")) if float(p.mean()) > 1.5 else b  # the white image
+                for b, p in zip(blocks, images.pixel_values)]
+
+    monkeypatch.setattr(LlavaFamily, "image_features", overflowing)
+    images = tmp_path / "images"
+    noise_images(images, 2)
+    Image.new("RGB", (64, 48), (255, 255, 255)).save(images / "img99.jpg")
+    code = caption.main(caption_args(tiny_llava(golden_dir), images, tmp_path / "out", "run", "--method", "baseline",
+                                     "--batch-size", "3", *decoding))
+    assert code == 0
+    answered = [r["image_id"] for r in lines(tmp_path / "out" / "run.jsonl")]
+    assert answered == ["img00", "img01"]
+    (failed,) = lines(tmp_path / "out" / "run_errors.jsonl")
+    assert failed["key"] == "img99" and "NonFiniteLogits" in failed["reason"] and "decode step 1" in failed["reason"]

@@ -16,7 +16,7 @@ from PIL import Image
 from conftest import PROJECT_ROOT
 
 DATA = PROJECT_ROOT / "eval" / "data"
-TINY = {"llava": "tiny", "llava_next": "tiny-next", "instructblip": "tiny-instructblip"}
+TINY = {"llava": "tiny", "llava_next": "tiny-next", "instructblip": "tiny-instructblip", "qwen2_vl": "tiny-qwen2-vl"}
 
 
 def run_script(script: str, env: dict[str, str]) -> subprocess.CompletedProcess:
@@ -41,7 +41,7 @@ def results(tmp_path: Path, name: str) -> dict:
     return json.loads((tmp_path / "out" / f"{name}_results.json").read_text())
 
 
-@pytest.mark.parametrize("family", ["llava", "llava_next"])
+@pytest.mark.parametrize("family", ["llava", "llava_next", "qwen2_vl"])
 def test_captioning_coco_trial(tmp_path, family):
     for image_id in (139, 285, 632):
         save_noise(tmp_path / "val2014" / f"COCO_val2014_{image_id:012d}.jpg", image_id)
@@ -52,8 +52,10 @@ def test_captioning_coco_trial(tmp_path, family):
         config = results(tmp_path, method)
         assert config["config"]["method"] == method and config["config"]["limit"] == 2
         assert config["subset"] == {"requested": 500, "available": 3, "used": 2, "short": True}
-    tau = results(tmp_path, "sparc")["config"]["method_params"]["tau"]
-    assert tau == (4.0 if family == "llava_next" else 1.5)
+    sparc = results(tmp_path, "sparc")["config"]
+    assert sparc["method_params"]["tau"] == (4.0 if family == "llava_next" else 1.5)
+    if family == "qwen2_vl":  # no paper gives Qwen2-VL values: the family default, depth-relative, says so
+        assert sparc["method_params"]["end_layer"] == 7 and "not from a paper" in sparc["sources"]["tau"]
     model, trial_flag = TINY[family], "(max_new_tokens=4)"  # the trial's token budget is a flag: it names the row
     assert f"| {model} | baseline {trial_flag} | ours |" in result.stdout
     assert f"| {model} | SPARC {trial_flag} | ours |" in result.stdout
@@ -77,7 +79,9 @@ def test_captioning_comparison_of_the_sparc_paper(tmp_path):
 
 
 @pytest.mark.parametrize("script, data_type", [("llava/captioning_iiw400.sh", "iiw"),
-                                               ("llava_next/captioning_docci.sh", "docci")])
+                                               ("llava_next/captioning_docci.sh", "docci"),
+                                               ("qwen2_vl/captioning_iiw400.sh", "iiw"),
+                                               ("qwen2_vl/captioning_docci.sh", "docci")])
 def test_clair_captioning_trial_finishes_without_a_judge_key(tmp_path, script, data_type):
     """No key: the captions are kept, the script finishes (exit 0), says how to score CLAIR later, and the report
     lists the runs that are not scored yet."""

@@ -41,6 +41,7 @@ from llava.generation import (
     GenerationOutput,
     _forward,
     _prefill,
+    check_finite_logits,
     generate,
     new_cache,
 )
@@ -239,7 +240,9 @@ class BeamSearch:
         logits = self.start()
         while True:
             self.step += 1
-            _, tokens = self.advance(self.next_token_logits(logits).log_softmax(dim=-1))
+            logits = self.next_token_logits(logits)
+            check_finite_logits(logits[self.running_rows()], self.step)
+            _, tokens = self.advance(logits.log_softmax(dim=-1))
             if all(self.stopped):
                 break
             logits = self.forward(tokens)
@@ -361,6 +364,11 @@ class BeamSearch:
         self.stopped[g] = True
 
     # -- going back (OPERA's retrospection) ------------------------------------------------------------------
+
+    def running_rows(self) -> list[int]:
+        """The rows of the prompts still searching (a stopped prompt's rows are fed padding)."""
+        return [row for g in range(self.groups) if not self.stopped[g] for row in range(g * self.num_beams,
+                                                                                        (g + 1) * self.num_beams)]
 
     def group_rows(self, g: int) -> slice:
         return slice(g * self.num_beams, (g + 1) * self.num_beams)

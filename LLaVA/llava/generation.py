@@ -109,6 +109,25 @@ def warp_logits(logits: torch.Tensor, config: GenerationConfig) -> torch.Tensor:
     return logits
 
 
+class NonFiniteLogits(ValueError):
+    """A decode step whose final logits hold NaN or +inf, or only -inf, in some rows (a float16 overflow, a branch
+    gone wrong): greedy decoding would silently pick token 0 and sampling would fail inside ``multinomial``. The rows
+    fail; a runner records each failing sample with the step and goes on with the others."""
+
+    def __init__(self, step: int, rows: list[int]):
+        self.step, self.rows = step, rows
+        super().__init__(f"non-finite logits (NaN or inf) at decode step {step} in batch row(s) {rows}: the model's "
+                         "numbers overflowed (float16?) or a method produced no usable logits")
+
+
+def check_finite_logits(logits: torch.Tensor, step: int) -> None:
+    """Raise :class:`NonFiniteLogits` for the rows of ``logits`` ``(R, V)`` that hold NaN or +inf or no finite value
+    at all (``-inf`` alone is a token ruled out: top-k, top-p and the contrastive cutoffs write it)."""
+    bad = logits.isnan().any(dim=-1) | logits.isposinf().any(dim=-1) | logits.isneginf().all(dim=-1)
+    if bool(bad.any()):
+        raise NonFiniteLogits(step, bad.nonzero().flatten().tolist())
+
+
 def choose_tokens(logits: torch.Tensor, config: GenerationConfig, generators: Sequence[torch.Generator] | None) -> torch.Tensor:
     """Argmax (greedy) or one draw per row from ``softmax(logits)``, each row with its own generator."""
     if not config.do_sample:
@@ -379,6 +398,7 @@ def generate(
     step = 0
     for step in range(1, config.max_new_tokens + 1):
         final = warp_logits(method.combine(step, logits[:rows], [logits[r] for r in state.branch_rows]), config)
+        check_finite_logits(final.masked_fill(finished[:, None], 0.0), step)  # a finished row's logits are unused
         chosen = choose_tokens(final, config, generators)
         if step_callback is not None:
             step_callback(step, final, chosen)

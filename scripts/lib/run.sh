@@ -23,7 +23,7 @@ run_args() {
   RUN_ARGS=(--model-path "$MODEL_PATH" --method "$method" --preset "$PRESET" --batch-size "$BATCH_SIZE")
   if [ ${#values[@]} -gt 0 ]; then RUN_ARGS+=(--method-args "$(IFS=,; echo "${values[*]}")"); fi
   for pair in LIMIT=--limit MAX_NEW_TOKENS=--max-new-tokens DEVICE=--device DTYPE=--dtype DECODING=--decoding \
-              NUM_SAMPLES=--num-samples SEED=--seed; do
+              NUM_SAMPLES=--num-samples SEED=--seed MIN_PIXELS=--min-pixels MAX_PIXELS=--max-pixels; do
     variable=${pair%%=*}
     if [ -n "${!variable:-}" ]; then RUN_ARGS+=("${pair#*=}" "${!variable}"); fi
   done
