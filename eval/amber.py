@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import gzip
-import json
 import sys
 import warnings
 from dataclasses import dataclass
@@ -27,16 +25,15 @@ from typing import Any, Callable, Mapping, Protocol, Sequence
 import nltk
 from nltk.stem import WordNetLemmatizer
 
-from eval.datasets import run_subset
 from eval.files import (
-    InputError, Problem, RunPaths, check_output_file, read_records, report_problems, sample_id, write_json_atomic,
+    InputError, Problem, RunPaths, check_output_file, read_json, read_records, report_problems, run_subset, sample_id,
+    write_json_atomic,
 )
 from eval.nltk_setup import ensure_nltk_data
 from eval.yesno import READINGS, read_answer, require_fields
 
 DATA_DIR = Path(__file__).resolve().parent / "data" / "amber"
 ANNOTATION_FILE = DATA_DIR / "annotations.json.gz"
-QUERY_FILE = DATA_DIR / "query_all.json.gz"  # the 15,220 AMBER queries (id, image, query), for the runner
 WORD_ASSOCIATION_FILE = DATA_DIR / "relation.json"
 SAFE_WORDS_FILE = DATA_DIR / "safe_words.txt"
 METRICS_FILE = DATA_DIR / "metrics.txt"
@@ -66,17 +63,6 @@ READING = "avisc"  # yes/no answers are cleaned and read with AvisC's recorder, 
 
 # ----------------------------------------------------------------------------------------------------------------
 # Data
-
-
-def read_json(path: str | Path) -> Any:
-    """Read ``.json`` or ``.json.gz``."""
-    path = Path(path)
-    opener = gzip.open if path.suffix == ".gz" else open
-    try:
-        with opener(path, "rb") as f:
-            return json.loads(f.read())
-    except (OSError, json.JSONDecodeError, EOFError) as e:
-        raise InputError(f"{path}: cannot read JSON ({e})") from e
 
 
 def read_metrics_template(path: str | Path) -> dict[str, float]:

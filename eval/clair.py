@@ -45,7 +45,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, NoReturn
 
-from eval import datasets
+from eval.files import read_manifest as manifest_ids
 from eval.files import (
     InputError,
     Problem,
@@ -335,12 +335,12 @@ class Subset:
 
 
 def read_manifest(path: Path, data_type: str, annotation_file: Path, known: set[str]) -> list[str]:
-    """The ordered ``ids`` of a runner's manifest (``eval/datasets.py: manifest``).
+    """The ordered ``ids`` of a runner's manifest (``eval.files.manifest``).
 
     Raises InputError when the file is unreadable or has no list of ids, was written for another dataset type, or
     names ids that the annotation file does not have.
     """
-    ids = datasets.read_manifest(path, data_type)
+    ids = manifest_ids(path, data_type)
     unknown = [i for i in ids if i not in known]
     if unknown:
         raise InputError(f"{path}: {len(unknown)} id(s) not in {annotation_file}, e.g. {unknown[:3]}")

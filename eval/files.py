@@ -6,6 +6,8 @@ file in the same folder, then rename), so a crash never leaves a half-written re
 """
 from __future__ import annotations
 
+import gzip
+import hashlib
 import json
 import os
 import sys
@@ -124,6 +126,47 @@ def read_records(path: str | Path, problems: list[Problem]) -> list[tuple[int | 
         else:
             records.append((number, record))
     return records
+
+
+def read_json(path: str | Path) -> Any:
+    """Read ``.json`` or ``.json.gz``; :class:`InputError` names the file when it cannot be read."""
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            return json.loads(f.read())
+    except (OSError, json.JSONDecodeError, EOFError) as e:
+        raise InputError(f"{path}: cannot read JSON ({e})") from e
+
+
+def manifest(ids: list[str], **about: Any) -> dict[str, Any]:
+    """The ordered sample ids of a run and their sha256 (what ``--subset-manifest`` takes back), with ``about``."""
+    return {**about, "count": len(ids), "sha256": hashlib.sha256("\n".join(ids).encode()).hexdigest(), "ids": ids}
+
+
+def read_manifest(manifest_file: str | Path, dataset_type: str | None = None) -> list[str]:
+    """The ordered ids of a manifest written by :func:`manifest`. Raises :class:`InputError` when the file is
+    unreadable or has no list of ids, or (with ``dataset_type``) was written for another dataset type."""
+    path = Path(manifest_file)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        ids = data["ids"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise InputError(f"{path}: not a subset manifest ({type(e).__name__}: {e})") from None
+    if not isinstance(ids, list):
+        raise InputError(f"{path}: not a subset manifest ('ids' is not a list)")
+    kind = data.get("dataset_type")
+    if dataset_type is not None and kind is not None and kind != dataset_type:
+        raise InputError(f"{path}: a manifest of dataset type {kind!r}, not {dataset_type!r}")
+    return [str(i) for i in ids]
+
+
+def run_subset(answers_file: str | Path) -> set[str] | None:
+    """The sample ids a runner chose for the run whose answers file is ``answers_file`` (its manifest beside it: a
+    ``--limit`` trial or a short subset), or None when there is none (answers from another tool). Scorers expect
+    answers for exactly these ids."""
+    path = RunPaths.of_answers(answers_file).manifest
+    return set(read_manifest(path)) if path.is_file() else None
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:

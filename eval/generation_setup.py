@@ -12,13 +12,13 @@ import torch
 from PIL import Image
 
 from eval.benchmarks import ResolvedRun
-from eval.datasets import Sample
+from eval.benchmarks.samples import Sample
 from eval.methods import get_method
-from llava.beam_search import decode
-from llava.generation import GenerationConfig
 from llava.batch import PromptBatch
+from llava.decoding import decode
 from llava.mm_utils import Preprocessing, load_image
 from llava.model.builder import LoadedModel
+from llava.settings import Protocol
 
 
 def sample_seed(seed: int, key: str) -> int:
@@ -42,20 +42,11 @@ def answer_text(decoded: str, text_cut: str | None) -> str:
     return decoded.strip()
 
 
-def generation_config(protocol: dict[str, Any], eos_token_ids: tuple[int, ...]) -> GenerationConfig:
-    """The decoding loop's settings from a resolved protocol (the EOS ids are the model family's)."""
-    sample = protocol["decoding"] == "sample"
-    return GenerationConfig(
-        max_new_tokens=protocol["max_new_tokens"], do_sample=sample, temperature=protocol["temperature"] if sample else 1.0,
-        top_k=protocol["top_k"], top_p=protocol["top_p"], eos_token_ids=eos_token_ids,
-    )
-
-
-def preprocessing_of(loaded: LoadedModel, protocol: dict[str, Any]) -> Preprocessing:
+def preprocessing_of(loaded: LoadedModel, protocol: Protocol) -> Preprocessing:
     """How a run preprocesses its images: the protocol's ``image_aspect`` and the family's own image settings
     (Qwen2-VL's ``min_pixels`` / ``max_pixels``)."""
-    settings = {name: protocol[name] for name in loaded.family.spec.image_settings}
-    return loaded.family.preprocessing(loaded.model, loaded.image_processor, protocol["image_aspect"], **settings)
+    settings = {name: getattr(protocol, name) for name in loaded.family.spec.image_settings}
+    return loaded.family.preprocessing(loaded.model, loaded.image_processor, protocol.image_aspect, **settings)
 
 
 class Decoder:
@@ -64,8 +55,8 @@ class Decoder:
     def __init__(self, loaded: LoadedModel, run: ResolvedRun):
         self.loaded, self.run = loaded, run
         self.method_spec = get_method(run.method)
-        self.config = generation_config(run.protocol, loaded.family.eos_token_ids(loaded.model, loaded.tokenizer))
-        self.answer_field = run.benchmark.answer_field
+        self.config = run.protocol.generation_config(loaded.family.eos_token_ids(loaded.model, loaded.tokenizer))
+        self.task = run.benchmark.task
         self.preprocessing = preprocessing_of(loaded, run.protocol)
 
     def load_image(self, path: Path) -> Image.Image:
@@ -79,28 +70,28 @@ class Decoder:
         return {
             "model_path": spec.model.model_path, "vision_tower": spec.model.vision_tower, "dtype": str(model.dtype),
             "attn": model.config.get_text_config()._attn_implementation, "benchmark": self.run.benchmark.name,
-            "method": self.run.method, "method_params": self.run.params, "protocol": self.run.protocol,
+            "method": self.run.method, "method_params": self.run.params, "protocol": self.run.protocol.to_dict(),
         }
 
     def __call__(self, samples: Sequence[Sample], images: Sequence[Image.Image]) -> list[dict[str, Any]]:
         loaded, protocol = self.loaded, self.run.protocol
         family, model = loaded.family, loaded.model
-        prompts = [family.format_prompt(model, s.question, protocol["conv_mode"], loaded.tokenizer) for s in samples]
+        prompts = [family.format_prompt(model, s.question, protocol.conv_mode, loaded.tokenizer) for s in samples]
         pixels = family.pixel_values(model, loaded.image_processor, images, self.preprocessing)
         batch = PromptBatch(model, loaded.tokenizer, loaded.image_processor, prompts, pixels)
-        method = self.method_spec.create(self.run.params)
-        output = decode(batch, self.config, method, protocol["num_beams"],
-                        generators_for(samples, protocol["seed"], loaded.device))
+        method = self.method_spec.create(self.run.method_config)
+        output = decode(batch, self.config, method, protocol.num_beams,
+                        generators_for(samples, protocol.seed, loaded.device))
         answers = []
         for ids in output.sequences:
             finished = bool(ids) and ids[-1] in self.config.eos_token_ids
             answer = {
-                self.answer_field: answer_text(loaded.tokenizer.decode(ids, skip_special_tokens=True),
-                                               protocol["text_cut"]),
+                self.task.answer_field: answer_text(loaded.tokenizer.decode(ids, skip_special_tokens=True),
+                                                    protocol.text_cut),
                 "num_tokens": len(ids),
                 "finish_reason": "eos" if finished else "length",
             }
-            if self.run.benchmark.task == "yesno":  # LLaVA's answer-file convention
+            if self.task.answer_file_fields:  # LLaVA's answer-file convention
                 answer.update(model_id=loaded.model_path, method=self.run.method)
             answers.append(answer)
         return answers

@@ -34,25 +34,19 @@ import sys
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
-from eval.datasets import run_subset
+from eval.benchmarks.mme import (
+    COGNITION, HALLUCINATION, ONE_WORD, PERCEPTION, RELEASE_QUESTIONS, SUFFIX, TASKS, GroundTruth, image_stem, read_gt,
+    tab_lines,
+)
 from eval.files import (
-    InputError, Problem, RunPaths, check_output_file, read_records, report_problems, settings_changes, write_json_atomic,
+    InputError, Problem, RunPaths, check_output_file, read_records, report_problems, run_subset, settings_changes,
+    write_json_atomic,
 )
 from eval.yesno import READINGS, read_answer, read_prediction_field, require_fields
 
-PERCEPTION = ("existence", "count", "position", "color", "posters", "celebrity", "scene", "landmark", "artwork", "OCR")
-COGNITION = ("commonsense_reasoning", "numerical_calculation", "text_translation", "code_reasoning")
-HALLUCINATION = ("existence", "count", "position", "color")
-TASKS = PERCEPTION + COGNITION
-RELEASE_QUESTIONS = {"existence": 60, "count": 60, "position": 60, "color": 60, "posters": 294, "celebrity": 340,
-                     "scene": 400, "landmark": 400, "artwork": 400, "OCR": 40, "commonsense_reasoning": 140,
-                     "numerical_calculation": 40, "text_translation": 40, "code_reasoning": 40}
-"""Questions of each task in the MME release (two per image); a task scored on fewer is marked ``missing``."""
 TOTALS = {"perception": PERCEPTION, "cognition": COGNITION, "hallucination": HALLUCINATION}
-SUFFIX = " Please answer yes or no."
-ONE_WORD = "Answer the question using a single word or phrase."
 STD_DDOF = 1
 
 
@@ -64,11 +58,6 @@ class Item:
     question: str
     gt: str
     prediction: str | None
-
-
-def image_stem(name: str) -> str:
-    """``color/000000338560.jpg`` -> ``000000338560`` (file name up to its first dot, as the official code keys it)."""
-    return name.replace("\\", "/").rsplit("/", 1)[-1].split(".")[0]
 
 
 DEFAULT_READING = {"results_dir": "eval_tool", "answers": "avisc"}
@@ -100,7 +89,7 @@ def read_results_dir(folder: Path, problems: list[Problem]) -> dict[str, list[It
         if not path.is_file():
             continue
         items[task] = []
-        for number, fields in _tab_lines(path, 4, problems):
+        for number, fields in tab_lines(path, 4, problems):
             gt = fields[2].strip().lower()
             if gt not in ("yes", "no"):
                 problems.append(Problem(str(path), number, fields[0],
@@ -113,71 +102,6 @@ def read_results_dir(folder: Path, problems: list[Problem]) -> dict[str, list[It
     if not items:
         raise InputError(f"{folder}: no task file with questions ({', '.join(t + '.txt' for t in TASKS[:3])}, ...)")
     return items
-
-
-def _tab_lines(path: Path, n_fields: int, problems: list[Problem]) -> Iterable[tuple[int, list[str]]]:
-    """Non-blank lines of a tab-separated file split into ``n_fields`` fields (the last one keeps any tabs)."""
-    with path.open(encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            line = line.rstrip("\r\n")
-            if not line.strip():
-                continue
-            fields = line.split("\t", n_fields - 1)
-            if len(fields) != n_fields:
-                problems.append(Problem(str(path), number, None,
-                                        f"expected {n_fields} tab-separated fields, got {len(fields)}"))
-                continue
-            yield number, fields
-
-
-GroundTruth = dict[str, dict[tuple[str, str], tuple[str, str]]]
-"""task -> (image stem, question) -> (image name, "yes"/"no"), in file order."""
-
-
-def read_gt(gt_dir: Path, problems: list[Problem]) -> GroundTruth:
-    """Ground truth from the eval-tool format or the MME release folder."""
-    if not gt_dir.is_dir():
-        raise InputError(f"{gt_dir}: no such folder (pass the MME ground truth with --gt_dir)")
-    if any((gt_dir / f"{task}.txt").is_file() for task in TASKS):
-        gt = _read_gt_tool(gt_dir, problems)
-    elif any((gt_dir / task).is_dir() for task in TASKS):
-        gt = _read_gt_release(gt_dir, problems)
-    else:
-        raise InputError(f"{gt_dir}: neither {{task}}.txt files nor MME task folders (existence/, count/, ...)")
-    return gt
-
-
-def _add_gt(gt: GroundTruth, task: str, image: str, question: str, answer: str,
-            where: tuple[Path, int], problems: list[Problem]) -> None:
-    label = answer.strip().lower()
-    if label not in ("yes", "no"):
-        problems.append(Problem(str(where[0]), where[1], image, f"ground truth {answer!r} is not Yes/No; skipped"))
-        return
-    gt.setdefault(task, {})[(image_stem(image), question)] = (image, label)
-
-
-def _read_gt_tool(gt_dir: Path, problems: list[Problem]) -> GroundTruth:
-    gt: GroundTruth = {}
-    for task in TASKS:
-        path = gt_dir / f"{task}.txt"
-        if path.is_file():
-            for number, (image, question, answer) in _tab_lines(path, 3, problems):
-                _add_gt(gt, task, image, question, answer, (path, number), problems)
-    return gt
-
-
-def _read_gt_release(gt_dir: Path, problems: list[Problem]) -> GroundTruth:
-    gt: GroundTruth = {}
-    for task in TASKS:
-        qa_dir = gt_dir / task / "questions_answers_YN"
-        if not qa_dir.is_dir():
-            qa_dir = gt_dir / task
-        if not qa_dir.is_dir():
-            continue
-        for path in sorted(qa_dir.glob("*.txt")):
-            for number, (question, answer) in _tab_lines(path, 2, problems):
-                _add_gt(gt, task, path.stem, question.strip(), answer, (path, number), problems)
-    return gt
 
 
 def gt_question(question: str, task: str, stem: str, gt: GroundTruth) -> str:

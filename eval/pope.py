@@ -30,16 +30,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from eval.benchmarks.pope import DATASETS, DEFAULT_QUESTION_DIR, SETTINGS, find_question_file
 from eval.files import (
-    InputError, Problem, RunPaths, check_output_file, iter_jsonl, read_records, report_problems, sample_id,
+    InputError, Problem, RunPaths, check_output_file, iter_jsonl, read_records, report_problems, run_subset, sample_id,
     write_json_atomic,
 )
-from eval.datasets import run_subset
 from eval.yesno import READINGS, read_answer, require_fields
 
-DATASETS = ("coco", "aokvqa", "gqa")
-SETTINGS = ("random", "popular", "adversarial")
-DEFAULT_QUESTION_DIR = Path(__file__).resolve().parent / "data" / "pope" / "vcd"
 METRIC_NAMES = ("accuracy", "precision", "recall", "f1", "yes_ratio")
 _NAME_PATTERN = re.compile(rf"({'|'.join(DATASETS)}).*?({'|'.join(SETTINGS)})", re.IGNORECASE)
 READING = "avisc"
@@ -122,17 +119,6 @@ def setting_of(answers_file: Path, question_file: Path) -> tuple[str, str | None
     if dataset is None:
         dataset, setting = infer_setting(question_file.name)
     return (f"{dataset}/{setting}" if dataset else answers_file.stem), dataset, setting
-
-
-def find_question_file(question_dir: Path, dataset: str, setting: str) -> Path:
-    """The question file of ``dataset``/``setting`` in the VCD layout (``{ds}/{ds}_pope_{s}.json``) or a flat one."""
-    stem = f"{dataset}_pope_{setting}"
-    candidates = [question_dir / dataset / f"{stem}{ext}" for ext in (".json", ".jsonl")]
-    candidates += [question_dir / f"{stem}{ext}" for ext in (".json", ".jsonl")]
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    raise InputError(f"{question_dir}: no question file for {dataset}/{setting} (looked for {stem}.json[l])")
 
 
 def read_labels(question_file: Path, label_key: str, problems: list[Problem]) -> dict[str, int]:

@@ -33,9 +33,11 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from eval.cli import environment
-from eval.datasets import Sample, manifest
-from eval.files import InputError, Problem, RunPaths, record_key, settings_changes, write_json_atomic, write_text_atomic
+from eval.benchmarks.samples import Sample
+from eval.files import (
+    InputError, Problem, RunPaths, manifest, record_key, settings_changes, write_json_atomic, write_text_atomic,
+)
+from eval.provenance import environment
 from llava.mm_utils import ImageLoadError, load_image
 
 GenerateFn = Callable[[Sequence[Sample], Sequence[Image.Image]], list[dict[str, Any]]]
@@ -232,7 +234,7 @@ class Runner:
         input_problems: Sequence[Problem] = (),
         image_loader: Callable[[Path], Image.Image] = load_image,
     ):
-        """``samples`` have unique keys (see :func:`eval.datasets.drop_unusable`); ``input_problems`` are the bad
+        """``samples`` have unique keys (see :func:`eval.benchmarks.samples.drop_unusable`); ``input_problems`` are the bad
         input records found while reading them, written to ``_errors.jsonl`` and counted as skipped;
         ``image_loader`` opens an image (raising :class:`~llava.mm_utils.ImageLoadError`), e.g. ``load_image`` with
         the run's preprocessing bound."""
@@ -240,7 +242,7 @@ class Runner:
             raise InputError("no samples to run (empty dataset, every line unusable, or --limit 0)")
         duplicates = sorted(k for k, n in Counter(s.key for s in samples).items() if n > 1)
         if duplicates:
-            raise ValueError(f"duplicate sample ids: {duplicates[:5]} (drop them with eval.datasets.drop_unusable)")
+            raise ValueError(f"duplicate sample ids: {duplicates[:5]} (drop them with eval.benchmarks.samples.drop_unusable)")
         if batch_size < 1:
             raise InputError(f"--batch-size must be at least 1, got {batch_size}")
         self.samples, self.generate, self.paths = samples, generate, paths
@@ -283,7 +285,7 @@ class Runner:
 
     def _write_config_and_manifest(self) -> None:
         write_json_atomic(self.paths.config, self.identity)
-        write_json_atomic(self.paths.manifest, manifest(self.samples, **self.about))
+        write_json_atomic(self.paths.manifest, manifest([s.key for s in self.samples], **self.about))
 
     def _check_identity(self, stored: dict[str, Any]) -> None:
         changed = settings_changes(stored, json.loads(json.dumps(self.identity)))  # tuples stored as lists

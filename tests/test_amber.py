@@ -13,6 +13,7 @@ import pytest
 
 from conftest import PROJECT_ROOT
 from eval import amber as A
+from eval.benchmarks.amber import QUERY_FILE
 
 
 
@@ -22,7 +23,7 @@ def test_shipped_data_are_the_reference_files(reference_dir: Path) -> None:
         assert (A.DATA_DIR / name).read_bytes() == (ref / name).read_bytes()
     with gzip.open(A.ANNOTATION_FILE, "rb") as f:
         assert f.read() == (ref / "annotations.json").read_bytes()
-    with gzip.open(A.QUERY_FILE, "rb") as f:
+    with gzip.open(QUERY_FILE, "rb") as f:
         assert f.read() == (ref / "query" / "query_all.json").read_bytes()
 
 

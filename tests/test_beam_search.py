@@ -16,12 +16,12 @@ from llava.beam_search import (
     Hypotheses,
     beam_search,
     crop,
-    decode,
     prompt_id_lengths,
     reorder_rows,
     trim_left,
     write_rows,
 )
+from llava.decoding import decode
 from llava.generation import DecodingMethod, GenerationConfig, generate, new_cache
 from llava.batch import PromptBatch
 from sparc.opera.config import OPERA_CONV_MODE
@@ -298,7 +298,7 @@ def test_decode_dispatch():
     assert decode(batch, config, Wide()).sequences == beam_search(batch, config, 3).sequences
     with pytest.raises(ValueError, match="searches with 3 beams, not 4"):
         decode(batch, config, Wide(), 4)
-    with pytest.raises(ValueError, match="Wide is a beam search: decode it with llava.beam_search.decode"):
+    with pytest.raises(ValueError, match="Wide is a beam search: decode it with llava.decoding.decode"):
         generate(batch, config, Wide())  # never silently greedy
 
 

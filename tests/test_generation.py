@@ -179,7 +179,7 @@ def test_top_k_hand_example():
         (0.9, [0, 1, 2]),   # drop tokens while the ascending cumulative mass <= 0.1: only 0.05
         (0.75, [0, 1]),     # <= 0.25: 0.05, 0.15 (cumsum 0.2)
         (0.4, [0]),         # <= 0.6: 0.05, 0.15, 0.3 (cumsum 0.5)
-        (0.0, [0]),         # everything but the most likely token
+        (1e-6, [0]),        # everything but the most likely token (0 itself is no setting: see below)
     ],
 )
 def test_top_p_hand_example(top_p, kept):
@@ -187,6 +187,21 @@ def test_top_p_hand_example(top_p, kept):
     out = warp_logits(probs.log(), GenerationConfig(top_p=top_p))
     assert torch.isfinite(out[0]).nonzero().flatten().tolist() == kept
     torch.testing.assert_close(out[0, kept], probs.log()[0, kept])
+
+
+@pytest.mark.parametrize("settings, message", [
+    (dict(max_new_tokens=0), "max_new_tokens must be at least 1"),
+    (dict(temperature=0.0), "temperature must be at least"),
+    (dict(temperature=float("nan")), "temperature must be a finite number"),
+    (dict(top_k=0), "top_k must be at least 1"),
+    (dict(top_p=0.0), "top_p must be in \\(0, 1\\]"),
+    (dict(top_p=1.5), "top_p must be in \\(0, 1\\]"),
+])
+def test_generation_settings_validate_themselves(settings, message):
+    """One home for the checks of max_new_tokens, temperature, top-k and top-p: the config refuses what cannot run
+    wherever it is built (runners, llava.run, figures, bench)."""
+    with pytest.raises(ValueError, match=message):
+        GenerationConfig(**settings)
 
 
 def test_temperature_applies_before_top_p():
@@ -301,7 +316,7 @@ def test_branches_decode_as_they_would_alone():
     """Main rows decode as without branches; the text-only rows (own cache, own positions) give the logits of the
     text-only prompt decoded alone on the same tokens; the same-layout copy gives the main logits; ``combine`` gets
     the branches in the order the method returned them."""
-    from llava.generation import _forward, _prefill
+    from llava.generation import forward_logits, run_prefill
     from llava.model.families import family_of
 
     batch = _synthetic_batch()
@@ -312,14 +327,14 @@ def test_branches_decode_as_they_would_alone():
     text = batch.encode(text_only=True)
     assert text.padded and len(set(text.lengths.tolist())) == 3
     with torch.inference_mode():
-        cache, logits = _prefill(model, family, text, None, 8)
+        cache, logits = run_prefill(model, family, text, None, 8)
         mask, positions = text.attention_mask, text.lengths.clone()
         tokens = torch.tensor(out.sequences)
         for step, (main, (text_logits, copy_logits)) in enumerate(method.seen):
             torch.testing.assert_close(text_logits, logits, rtol=0, atol=1e-5, msg=f"step {step + 1}")
             torch.testing.assert_close(copy_logits, main, rtol=0, atol=1e-5, msg=f"step {step + 1}")
             mask = torch.cat([mask, mask.new_ones(3, 1)], dim=1)
-            logits = _forward(model, family, family.embed_tokens(model, tokens[:, step, None]), mask, positions[:, None],
+            logits = forward_logits(model, family, family.embed_tokens(model, tokens[:, step, None]), mask, positions[:, None],
                               cache, None)
             positions = positions + 1
 

@@ -12,8 +12,9 @@ from eval.benchmarks import resolve_run
 import torch
 
 from helpers import golden_json, golden_params, sharpened
-from llava.beam_search import crop, decode
-from llava.generation import GenerationConfig, _forward
+from llava.beam_search import crop
+from llava.decoding import decode
+from llava.generation import GenerationConfig, forward_logits
 from llava.methods import create_method, get_method
 from sparc.opera.config import OPERA_CONV_MODE, WINDOW, OperaConfig
 from sparc.opera.search import Opera, OperaSearch, column_scores, spend_budget
@@ -84,7 +85,7 @@ def test_preset_template_gives_the_official_prompt_ids():
 
     batch = opera_batch(["img_square.jpg"])
     protocol = resolve_run("coco", "llava", "opera", "official").protocol
-    prompt = family_of(batch.model).format_prompt(batch.model, protocol["prompt"], protocol["conv_mode"])
+    prompt = family_of(batch.model).format_prompt(batch.model, protocol.prompt, protocol.conv_mode)
     assert tokenizer_image_token(prompt, batch.tokenizer) == golden_outputs_of("opera_default")[0]["input_ids"]
 
 
@@ -107,7 +108,7 @@ def test_one_candidate_forward_equals_one_forward_per_candidate():
     for c in range(candidates.shape[1]):
         search.hook.begin_forward(2)
         embeds = search.family.embed_tokens(search.model, candidates[:, c : c + 1])
-        _forward(search.model, search.family, embeds, None, search.positions[:, None], search.cache, search.hook)
+        forward_logits(search.model, search.family, embeds, None, search.positions[:, None], search.cache, search.hook)
         crop(search.cache, length)
         alone = search.hook.rows[:, -1]
         # one forward of 4 queries per row rounds differently from 4 forwards of one (other matmul shapes), and the
@@ -236,7 +237,7 @@ def test_registered_method_and_presets():
     assert official.protocol == dict(decoding="greedy", conv_mode=OPERA_CONV_MODE, image_aspect="crop", text_cut="###")
     # OPERA's captioning prompt and 512 tokens are the captioning benchmarks' own: resolved from the benchmark
     run = resolve_run("coco", "llava", "opera", "official")
-    assert (run.protocol["prompt"], run.protocol["max_new_tokens"]) == ("Please describe this image in detail.", 512)
+    assert (run.protocol.prompt, run.protocol.max_new_tokens) == ("Please describe this image in detail.", 512)
     assert run.sources["conv_mode"] == "preset:official[family=llava]" and run.sources["prompt"] == "benchmark:coco"
     pope = spec.resolve("official", family="llava", benchmark="pope", task="yesno").protocol
     assert pope["max_new_tokens"] == 10 and "prompt" not in pope

@@ -188,7 +188,7 @@ METHODS = {
 
 def decode_rows(family: str, setting: str, images: list[Image.Image], seeds: list[int]) -> list[list[int]]:
     from eval.methods import create_method
-    from llava.beam_search import decode
+    from llava.decoding import decode
 
     name, params, sample, beams = METHODS[setting]
     tokenizer, model, processor = model_of(family)

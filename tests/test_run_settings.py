@@ -336,8 +336,8 @@ def test_no_method_takes_a_non_finite_number(value):
 
 def test_a_beam_search_method_records_its_width():
     run = resolve_run("pope", "llava", "opera", "official", method_overrides={"beam": 3})
-    assert run.protocol["num_beams"] == 3 and run.sources["num_beams"] == "method:opera"
-    assert resolve_run("coco", "llava", "baseline").protocol["num_beams"] == 1
+    assert run.protocol.num_beams == 3 and run.sources["num_beams"] == "method:opera"
+    assert resolve_run("coco", "llava", "baseline").protocol.num_beams == 1
 
 
 def _script_comments() -> list[tuple[Path, str, str, dict[str, str]]]:

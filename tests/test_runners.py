@@ -16,7 +16,9 @@ import torch
 from PIL import Image
 
 from eval import caption, vqa
-from eval.datasets import Sample
+from eval.benchmarks import DataSettings, get_benchmark
+from eval.benchmarks.samples import Sample
+from llava.settings import Protocol
 from eval.runner import ConfigMismatch, Runner, RunPaths
 
 PYTHON = sys.executable
@@ -223,23 +225,26 @@ def test_coco_subset_manifest_round_trip(golden_dir, tmp_path):
     assert [r["image_id"] for r in lines(tmp_path / "again.jsonl")] == [r["image_id"] for r in lines(tmp_path / "first.jsonl")]
 
 
-def test_iiw_and_docci_readers(tmp_path):
-    from eval.datasets import caption_samples
+def read(benchmark: str, problems: list | None = None, protocol: Protocol = Protocol(prompt="q"), **data):
+    """The samples a benchmark's reader gives for these data settings."""
+    return get_benchmark(benchmark).read(DataSettings(**data), protocol, [] if problems is None else problems)
 
+
+def test_iiw_and_docci_readers(tmp_path):
     (tmp_path / "data.jsonl").write_text("".join(json.dumps({"image/key": f"aar_{i}", "IIW": "x"}) + "\n" for i in range(4))
                                          + "{broken\n" + json.dumps({"other": 1}) + "\n")
     problems = []
-    iiw = caption_samples("iiw", tmp_path, tmp_path / "data.jsonl", None, 42, problems, "q").samples
+    iiw = read("iiw", problems, image_folder=tmp_path, annotation_file=tmp_path / "data.jsonl").samples
     assert [s.key for s in iiw] == [f"aar_{i}" for i in range(4)] and iiw[0].image_path == tmp_path / "aar_0.jpg"
     assert [p.line for p in problems] == [5, 6]
     assert [s.origin for s in iiw] == [f"{tmp_path / 'data.jsonl'}:{n}" for n in range(1, 5)]
     docci_lines = [{"image_file": f"test_{i:05d}.jpg", "description": "d"} for i in range(30)]
     (tmp_path / "docci.jsonl").write_text("".join(json.dumps(r) + "\n" for r in docci_lines))
-    docci = caption_samples("docci", tmp_path, tmp_path / "docci.jsonl", 5, 42, [], "q")
+    docci = read("docci", image_folder=tmp_path, annotation_file=tmp_path / "docci.jsonl", num_samples=5)
     import random
     assert [s.key for s in docci.samples] == [r["image_file"] for r in random.Random(42).sample(docci_lines, 5)]
     assert (docci.requested, docci.available, docci.short) == (5, 30, False)
-    assert caption_samples("docci", tmp_path, tmp_path / "docci.jsonl", 500, 42, [], "q").short
+    assert read("docci", image_folder=tmp_path, annotation_file=tmp_path / "docci.jsonl", num_samples=500).short
 
 
 def test_vqa_pope_with_llava_and_instructblip_feeds_the_pope_scorer(golden_dir, tiny_instructblip, tmp_path):
@@ -270,8 +275,6 @@ def test_vqa_pope_with_llava_and_instructblip_feeds_the_pope_scorer(golden_dir, 
 
 
 def test_vqa_mme_and_amber_readers(tmp_path):
-    from eval.datasets import amber_samples, mme_samples
-
     (tmp_path / "existence").mkdir()
     (tmp_path / "artwork" / "images").mkdir(parents=True)
     (tmp_path / "artwork" / "images" / "10.jpg").write_bytes(b"x")
@@ -279,7 +282,7 @@ def test_vqa_mme_and_amber_readers(tmp_path):
           {"question_id": "existence/1.jpg", "image": "existence/1.jpg", "text": "Is there a cat?", "category": "existence"},
           {"question_id": "artwork/10.jpg", "image": "artwork/10.jpg", "text": "Is it a painting?"}]
     (tmp_path / "mme.jsonl").write_text("".join(json.dumps(q) + "\n" for q in qs))
-    samples = mme_samples(tmp_path / "mme.jsonl", tmp_path, [])
+    samples = read("mme", image_folder=tmp_path, question_file=tmp_path / "mme.jsonl").samples
     assert [s.key for s in samples] == ["existence/1.jpg#0", "existence/1.jpg#1", "artwork/10.jpg#0"]
     assert samples[0].question == "Is there a dog?" and samples[0].fields["category"] == "existence"
     assert samples[2].image_path == tmp_path / "artwork" / "images" / "10.jpg"
@@ -287,7 +290,7 @@ def test_vqa_mme_and_amber_readers(tmp_path):
     (tmp_path / "q.json").write_text(json.dumps([{"id": 1, "image": "AMBER_1.jpg", "query": "Describe this image."},
                                                  {"id": 2, "image": "AMBER_2.jpg"}]))
     problems = []
-    amber = amber_samples(tmp_path / "q.json", tmp_path, problems)
+    amber = read("amber", problems, image_folder=tmp_path, question_file=tmp_path / "q.json").samples
     assert [s.key for s in amber] == ["1"] and len(problems) == 1
 
 
@@ -295,10 +298,9 @@ def test_mme_questions_from_the_ground_truth_folder_score_back(reference_dir, tm
     """Every MME ground-truth question becomes a sample (without "Please answer yes or no.", as LLaVA's MME
     questions), and answers written with the runner's fields are matched back to all of them by the MME scorer."""
     from eval import mme
-    from eval.datasets import mme_samples
 
     problems = []
-    samples = mme_samples(reference_dir / "mme_gt", tmp_path, problems)
+    samples = read("mme", problems, image_folder=tmp_path, question_file=reference_dir / "mme_gt").samples
     assert len(samples) == 2374 and not problems
     assert not any("Please answer" in s.question for s in samples)
     answers = tmp_path / "answers.jsonl"

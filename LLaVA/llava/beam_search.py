@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 from transformers import Cache
@@ -39,10 +39,9 @@ from llava.generation import (
     DecodingMethod,
     GenerationConfig,
     GenerationOutput,
-    _forward,
-    _prefill,
+    forward_logits,
+    run_prefill,
     check_finite_logits,
-    generate,
     new_cache,
 )
 from llava.batch import PromptBatch
@@ -253,7 +252,7 @@ class BeamSearch:
         if self.hook is not None:
             self.hook.begin_forward(0)
         room = self.config.max_new_tokens + 1
-        cache, logits = _prefill(self.model, self.family, self.prefill, self.hook, 0)
+        cache, logits = run_prefill(self.model, self.family, self.prefill, self.hook, 0)
         self.cache = repeat_rows(cache, self.num_beams, self.prefill.inputs_embeds.shape[1] + room)
         self.mask = self.prefill.attention_mask.repeat_interleave(self.num_beams, 0)
         self.padded = self.prefill.padded
@@ -271,7 +270,7 @@ class BeamSearch:
             self.hook.begin_forward(self.step)
         self.mask = torch.cat([self.mask, self.mask.new_ones(self.rows, 1)], dim=1)
         embeds = self.family.embed_tokens(self.model, tokens[:, None])
-        logits = _forward(self.model, self.family, embeds, self.attention_mask(), self.positions[:, None], self.cache,
+        logits = forward_logits(self.model, self.family, embeds, self.attention_mask(), self.positions[:, None], self.cache,
                           self.hook)
         self.positions = self.positions + 1
         self.lengths = self.lengths + 1
@@ -404,11 +403,11 @@ class BeamSearch:
             prompt = prompts[g]
             kept = self.family.embed_tokens(self.model, self.tokens[rows, : n - 1])
             sequences = [prompt.extended(kept[k]) for k in range(K)]
-            cache, _ = _prefill(self.model, self.family, Prefill.from_sequences(sequences), None, 1)
+            cache, _ = run_prefill(self.model, self.family, Prefill.from_sequences(sequences), None, 1)
             last = self.family.embed_tokens(self.model, self.tokens[rows, n - 1 : n])
             position = prompt.next_position + n - 1
             positions = torch.full((K, 1), position, device=last.device)
-            logits.append(_forward(self.model, self.family, last, None, positions, cache, None))
+            logits.append(forward_logits(self.model, self.family, last, None, positions, cache, None))
             length = prompt.embeds.shape[0] + n
             write_rows(self.cache, torch.arange(rows.start, rows.stop, device=last.device), cache)
             self.mask[rows] = 0
@@ -437,7 +436,7 @@ class BeamMethod(DecodingMethod):
 
     def begin(self, context: DecodingContext) -> None:
         """The greedy / sampling loop would silently ignore the method: refuse it."""
-        raise ValueError(f"{type(self).__name__} is a beam search: decode it with llava.beam_search.decode or "
+        raise ValueError(f"{type(self).__name__} is a beam search: decode it with llava.decoding.decode or "
                          "beam_search, not generate")
 
 
@@ -455,23 +454,3 @@ def beam_search(
     if num_beams != method.num_beams:
         raise ValueError(f"{type(method).__name__} searches with {method.num_beams} beams, not {num_beams}")
     return method.search(batch, config, on_step).run()
-
-
-def decode(
-    batch: PromptBatch,
-    config: GenerationConfig,
-    method: DecodingMethod | None = None,
-    num_beams: int = 1,
-    generators: Any = None,
-) -> GenerationOutput:
-    """One decode call for every method: a :class:`BeamMethod` runs its own beam search (``num_beams`` 1 means its
-    own width); ``num_beams > 1`` runs plain beam search (only without a method: the loop's methods keep per-row
-    state that beams would have to reorder); otherwise the greedy / sampling loop of :func:`llava.generation.generate`.
-    """
-    if isinstance(method, BeamMethod):
-        return beam_search(batch, config, method.num_beams if num_beams == 1 else num_beams, method)
-    if num_beams > 1:
-        if method is not None and type(method) is not DecodingMethod:
-            raise ValueError(f"{type(method).__name__} runs in the greedy / sampling loop; it has no beam search")
-        return beam_search(batch, config, num_beams)
-    return generate(batch, config, method, generators)

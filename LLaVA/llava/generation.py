@@ -36,19 +36,7 @@ from llava.batch import PromptBatch
 from llava.inputs import Prefill
 from llava.model.families import family_of
 from llava.model.families.base import ModelFamily
-
-
-@dataclass
-class GenerationConfig:
-    """Decoding settings (transformers' names and semantics)."""
-
-    max_new_tokens: int = 512
-    do_sample: bool = False
-    temperature: float = 1.0
-    top_k: int | None = None
-    top_p: float | None = None
-    eos_token_ids: tuple[int, ...] = (2,)
-    pad_token_id: int = 0
+from llava.settings import GenerationConfig
 
 
 @dataclass
@@ -288,7 +276,7 @@ def _stack(prefills: list[Prefill]) -> Prefill:
     return Prefill.from_sequences([s for p in prefills for s in p.to_sequences()])
 
 
-def _forward(model: Any, family: ModelFamily, embeds, mask, positions, cache, hook) -> torch.Tensor:
+def forward_logits(model: Any, family: ModelFamily, embeds, mask, positions, cache, hook) -> torch.Tensor:
     """One language-model forward; float32 logits of the last position only. ``mask`` is None when nothing is
     padded (causal attention needs no mask then, and transformers skips a host sync per forward)."""
     out = family.decoder(model)(
@@ -298,13 +286,13 @@ def _forward(model: Any, family: ModelFamily, embeds, mask, positions, cache, ho
     return family.logits(model, out.last_hidden_state[:, -1])
 
 
-def _prefill(
+def run_prefill(
     model: Any, family: ModelFamily, prefill: Prefill, hook: AttentionHook | None, room: int
 ) -> tuple[Cache, torch.Tensor]:
     """Run the prompt through the model into a new cache with ``room`` positions to spare; last-position logits."""
     cache = new_cache(family.num_layers(model), prefill.inputs_embeds.shape[1] + room)
     mask = prefill.attention_mask if prefill.padded else None
-    logits = _forward(model, family, prefill.inputs_embeds, mask, prefill.position_ids, cache, hook)
+    logits = forward_logits(model, family, prefill.inputs_embeds, mask, prefill.position_ids, cache, hook)
     return cache, logits
 
 
@@ -331,7 +319,7 @@ def _prefill_groups(context: DecodingContext, method: DecodingMethod, hook: Atte
     its own length and becomes a row group of its own."""
     model, family, prefill = context.model, context.family, context.prefill
     rows = prefill.batch_size
-    cache, logits = _prefill(model, family, prefill, hook, room)
+    cache, logits = run_prefill(model, family, prefill, hook, room)
     branch_inputs = method.branches(context)
     for branch in branch_inputs:
         if branch.batch_size != rows:
@@ -341,7 +329,7 @@ def _prefill_groups(context: DecodingContext, method: DecodingMethod, hook: Atte
     mask, positions, first_logits = prefill.attention_mask, [prefill.next_positions], [logits]
     if same:
         stacked = _stack([branch_inputs[i] for i in same])
-        branch_cache, branch_logits = _prefill(model, family, stacked, None, 0)
+        branch_cache, branch_logits = run_prefill(model, family, stacked, None, 0)
         cache, mask = merge_caches([cache, branch_cache], [mask, stacked.attention_mask], room)
         positions.append(stacked.next_positions)
         first_logits.append(branch_logits)
@@ -349,7 +337,7 @@ def _prefill_groups(context: DecodingContext, method: DecodingMethod, hook: Atte
     branch_rows = {i: slice(rows * (1 + k), rows * (2 + k)) for k, i in enumerate(same)}
     for i in other:
         branch = branch_inputs[i]
-        branch_cache, branch_logits = _prefill(model, family, branch, None, room)
+        branch_cache, branch_logits = run_prefill(model, family, branch, None, room)
         start = groups[-1].rows.stop
         groups.append(RowGroup(slice(start, start + rows), branch_cache, PaddingMask(branch.attention_mask, room)))
         branch_rows[i] = groups[-1].rows
@@ -413,7 +401,7 @@ def generate(
             group.mask.grow()
         mask = groups[0].mask.current if len(groups) == 1 else None  # grouped: each group's own, in attention
         embeds = family.embed_tokens(model, chosen.repeat(copies)[:, None])
-        logits = _forward(model, family, embeds, mask, positions[:, None], cache, hook)
+        logits = forward_logits(model, family, embeds, mask, positions[:, None], cache, hook)
         positions += 1
 
     tokens = torch.stack(chosen_steps, dim=1) if chosen_steps else torch.empty(rows, 0, dtype=torch.long)

@@ -26,11 +26,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-PROTOCOL_FIELDS = (
-    "conv_mode", "prompt", "image_aspect", "min_pixels", "max_pixels", "decoding", "temperature", "top_k", "top_p",
-    "max_new_tokens", "seed", "num_beams", "text_cut",
-)
-"""Benchmark-protocol settings a preset may override (see ``eval.benchmarks``)."""
+from llava.settings import PROTOCOL_FIELDS, check_finite
 
 STANDARD_PRESETS = ("paper", "scripts", "official")
 """Preset names every method of this project defines (aliases where the official code makes no difference)."""
@@ -38,14 +34,6 @@ STANDARD_PRESETS = ("paper", "scripts", "official")
 SEARCHES = ("loop", "loop+beam", "beam")
 """How a method decodes: in the greedy / sampling loop only (``loop``); also as plain beam search (``loop+beam``:
 plain decoding); or as its own beam search (``beam``: its config's ``num_beams`` is its width, decoding is greedy)."""
-
-
-def check_finite(values: Mapping[str, Any]) -> None:
-    """``ValueError`` naming the first float of ``values`` that is NaN or infinite: no method parameter or protocol
-    value means anything there, and NaN would never compare equal when a run is resumed."""
-    for name, value in values.items():
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ValueError(f"{name} must be a finite number, got {value}")
 
 
 @dataclass(frozen=True)

@@ -8,37 +8,10 @@ import math
 import sys
 from typing import Callable, Sequence
 
+from eval.bench.names import BASELINE, BEAM, BEAMS, CLOCK_NAMES, BenchError, model_name
 from eval.methods import list_methods
 from llava.constants import DTYPE_NAMES
-from llava.model.families import SHAPES, family_names, parse_synthetic_name
-
-BASELINE = "baseline"
-BEAM = "beam"
-"""Plain beam search (``--beams`` wide): the reference of the beam-search methods."""
-BEAMS = 5  # OPERA's official width
-BEAM_METHODS = ("beam", "opera")
-CLOCK_NAMES = ("wall", "process")
-"""``wall``: elapsed time; ``process``: CPU time of this process (:data:`eval.bench.timing.CLOCKS`)."""
-
-
-class BenchError(ValueError):
-    """A benchmark that cannot run as asked; the message says why."""
-
-
-def model_name(model_path: str, family: str | None) -> str:
-    """``--model-path`` with ``--family`` folded into a synthetic name (``tiny`` + ``llava_next`` -> ``tiny-llava_next``),
-    written ``<shape>-<registered family name>``; a checkpoint path is returned as is (its family is read from its
-    config)."""
-    parsed = parse_synthetic_name(model_path)
-    if parsed is None:
-        return model_path
-    shape, named = parsed
-    if model_path.strip().lower() in SHAPES:  # a bare shape: the family is --family's
-        named = family or named
-    elif family and named != family:
-        raise BenchError(f"--model-path {model_path!r} names family {named!r} but --family is {family!r}")
-    return f"{shape}-{named}"
-
+from llava.model.families import family_names
 
 def _package_doc() -> str:
     import eval.bench
@@ -147,7 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from eval.bench.timing import (
         MemoryMeter, benchmark, describe_model, device_description, format_table, load_model,
     )
-    from eval.cli import git_commit
+    from eval.provenance import git_commit
     from eval.files import write_json_atomic
     from llava.model.builder import resolve_dtype
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from eval.bench.cli import BASELINE, BEAM, BEAM_METHODS, BEAMS, CLOCK_NAMES, BenchError, model_name
+from eval.bench.names import BASELINE, BEAM, BEAM_METHODS, BEAMS, CLOCK_NAMES, BenchError, model_name
 from eval.methods import create_method
 from llava.model.builder import LoadedModel
 

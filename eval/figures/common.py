@@ -314,7 +314,7 @@ class Prepared:
         loaded, protocol = self.loaded, self.run.protocol
         family, model, processor = loaded.family, loaded.model, loaded.image_processor
         preprocessing = preprocessing_of(loaded, protocol)
-        prompt = family.format_prompt(model, query, protocol["conv_mode"], loaded.tokenizer)
+        prompt = family.format_prompt(model, query, protocol.conv_mode, loaded.tokenizer)
         batch = PromptBatch(model, loaded.tokenizer, processor, [prompt],
                             family.pixel_values(model, processor, [self.image], preprocessing))
         return prompt, batch, geometry_for(model, processor, self.image.size, preprocessing)
@@ -360,8 +360,8 @@ def prepare(args: argparse.Namespace, benchmark: str) -> Prepared:
         info.check_settings(args.image_aspect, args.conv_mode, min_pixels=args.min_pixels, max_pixels=args.max_pixels)
         run = resolve_run(benchmark, info.family, args.method, args.preset, method_overrides(args),
                           protocol_overrides(args), info.settings, info.num_layers)
-        if run.protocol["conv_mode"] is not None:
-            get_conv_template(run.protocol["conv_mode"])
+        if run.protocol.conv_mode is not None:
+            get_conv_template(run.protocol.conv_mode)
         config = get_method(run.method).build_config(run.params)
         if hasattr(config, "validate"):
             config.validate(info.num_layers)

@@ -323,7 +323,6 @@ def trace(prepared: fig.Prepared) -> dict[str, Any]:
     :class:`~sparc.method.SparcTrace`, the tokens and the geometry."""
     from llava.generation import generate
 
-    from eval.generation_setup import generation_config
     from sparc.method import Sparc
 
     loaded, run = prepared.loaded, prepared.run
@@ -331,12 +330,12 @@ def trace(prepared: fig.Prepared) -> dict[str, Any]:
     if not config.enabled:
         raise fig.CliError("alpha = 1.0 is plain decoding (SPARC off): nothing to show")
     family, model, tokenizer = loaded.family, loaded.model, loaded.tokenizer
-    prompt, batch, geometry = prepared.batch(run.protocol["prompt"])
+    prompt, batch, geometry = prepared.batch(run.protocol.prompt)
     if not geometry.spatial:
         raise fig.CliError(f"{family.spec.display}'s image tokens have no place on the image ({geometry.mode}): the "
                            "SPARC figure draws selections on the image")
     method = Sparc(config, record=True)
-    output = generate(batch, generation_config(run.protocol, family.eos_token_ids(model, tokenizer)), method)
+    output = generate(batch, run.protocol.generation_config(family.eos_token_ids(model, tokenizer)), method)
     sparc_trace = method.traces()[0]
     geometry.check(sparc_trace.image_len)
     ids = output.sequences[0]
@@ -373,7 +372,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
                 f"\u03b2 {config.beta} \u00b7 \u03c4 {config.tau} \u00b7 layer {config.selected_layer} \u00b7 layers "
                 f"{config.start_layer}-{config.end_layer} \u00b7 {geometry.mode} "
                 f"{geometry.image_size[0]}x{geometry.image_size[1]}, {geometry.num_tokens} image tokens  \u00b7  "
-                f"\u201c{fig.shorten(run.protocol['prompt'], 70)}\u201d")
+                f"\u201c{fig.shorten(run.protocol.prompt, 70)}\u201d")
     render_sparc(prepared.image, result["selections"], result["counts"], result["tokens"], geometry, out,
                  alpha=config.alpha, steps=args.steps, subtitle=subtitle, dpi=args.dpi)
     print(f"figure: {out}")
@@ -381,7 +380,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
     if args.json:
         newline = set(geometry.newline)
         dump = {
-            "model_path": args.model_path, "image_file": str(args.image_file), "query": run.protocol["prompt"],
+            "model_path": args.model_path, "image_file": str(args.image_file), "query": run.protocol.prompt,
             "prompt": result["prompt"], "settings": run.to_dict(), "family": result["family"],
             "geometry": geometry.to_dict(), "token_ids": result["token_ids"], "tokens": result["tokens"],
             "caption": result["caption"],
