@@ -53,7 +53,6 @@ from eval.files import (
     RunPaths,
     check_output_file,
     exit_status,
-    output_error,
     read_records,
     report_problems,
 )
@@ -63,15 +62,12 @@ from eval.judge import (
     UNPARSABLE,
     ChatClient,
     ChatRequest,
-    FatalJudgeError,
     JudgeCache,
     JudgeError,
     Redactor,
     RedactingParser,
     add_client_arguments,
-    check_client_arguments,
-    open_cache,
-    read_api_key,
+    judging,
     run_judgments,
     write_json,
     write_jsonl,
@@ -181,7 +177,7 @@ def _is_judgement(record: dict[str, Any]) -> bool:
 
 
 def Cache(folder: Path) -> JudgeCache:  # noqa: N802 - the class name of earlier versions
-    """The judged samples in ``folder/clair_cache.jsonl`` (unlocked: for reading; the scorer uses :func:`open_cache`)."""
+    """The judged samples in ``folder/clair_cache.jsonl`` (unlocked, for reading; the scorer locks it: :func:`eval.judge.judging`)."""
     return JudgeCache(folder / "clair_cache.jsonl", _is_judgement)
 
 
@@ -431,9 +427,8 @@ def new_counts() -> dict[str, int]:
 def run(args: argparse.Namespace) -> int:
     """Score one answers file; returns the exit status."""
     answer_file, metrics_path, samples_path = resolve_paths(args)
-    check_client_arguments(args)
-    api_key = read_api_key(args.api_key_env)
-    redact = Redactor(api_key)
+    client = ChatClient.from_args(args)
+    redact = client.redact
     problems: list[Problem] = []
     counts = new_counts()
     template = PROMPT_FILE.read_text(encoding="utf-8")
@@ -443,43 +438,29 @@ def run(args: argparse.Namespace) -> int:
     samples = load_samples(answer_file, references, subset, template, args.image_id_key, args.caption_key,
                            counts, problems)
     cache_path = (Path(args.cache) if args.cache else metrics_path.parent / "clair_cache") / "clair_cache.jsonl"
-    client = ChatClient.from_args(args, api_key)
-    with open_cache(cache_path, _is_judgement, "the CLAIR cache") as cache:
-        kept = f"the judged samples are kept in {cache.path}"
-        try:
-            results = score_samples(samples, client, args.model, cache, args.concurrency, redact, counts, problems,
-                                    answer_file)
-        except FatalJudgeError as e:
-            print(f"error: the judge refused the request, stopping: {e}", file=sys.stderr)
-            return 2
-        except KeyboardInterrupt:
-            print(f"\ninterrupted; judged samples are cached in {cache.path}, rerun to resume", file=sys.stderr)
-            return 130
-        except OSError as e:
-            raise output_error(e, kept) from None
+    with judging(cache_path, _is_judgement, "the CLAIR cache", "samples") as cache:
+        results = score_samples(samples, client, args.model, cache, args.concurrency, redact, counts, problems,
+                                answer_file)
         metrics = summarize([results[s.image_id] for s in samples])
-        try:
-            write_jsonl(samples_path, sample_rows(samples, results), redact)
-            write_json(metrics_path, {
-                "scorer": "clair",
-                "answers_file": str(answer_file),
-                "annotation_file": str(args.annotation_file),
-                "data_type": args.data_type,
-                "model": args.model,
-                "base_url": args.base_url,
-                "metrics": metrics,
-                "counts": counts,
-                "subset": subset.to_dict(),
-                "problems": [p.to_dict() for p in problems],
-                "samples_file": str(samples_path),
-                "cache_file": str(cache.path),
-                "settings": {"temperature": TEMPERATURE, "max_tokens": MAX_TOKENS, "n": 1,
-                             "parse_attempts": PARSE_ATTEMPTS, "score_range": list(SCORE_RANGE),
-                             "timeout": args.timeout, "max_retries": args.max_retries, "seed": args.seed,
-                             "docci_subset": args.docci_subset if subset.source == "official draw" else None},
-            }, redact)
-        except OSError as e:
-            raise output_error(e, kept) from None
+        write_jsonl(samples_path, sample_rows(samples, results), redact)
+        write_json(metrics_path, {
+            "scorer": "clair",
+            "answers_file": str(answer_file),
+            "annotation_file": str(args.annotation_file),
+            "data_type": args.data_type,
+            "model": args.model,
+            "base_url": args.base_url,
+            "metrics": metrics,
+            "counts": counts,
+            "subset": subset.to_dict(),
+            "problems": [p.to_dict() for p in problems],
+            "samples_file": str(samples_path),
+            "cache_file": str(cache.path),
+            "settings": {"temperature": TEMPERATURE, "max_tokens": MAX_TOKENS, "n": 1,
+                         "parse_attempts": PARSE_ATTEMPTS, "score_range": list(SCORE_RANGE),
+                         "timeout": args.timeout, "max_retries": args.max_retries, "seed": args.seed,
+                         "docci_subset": args.docci_subset if subset.source == "official draw" else None},
+        }, redact)
     print_summary(args, metrics, counts)
     report_problems(problems)
     print(f"metrics written to {metrics_path}, per-sample scores to {samples_path}")

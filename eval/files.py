@@ -210,14 +210,15 @@ def output_error(e: OSError, kept: str) -> InputError:
 def exit_status(body: Callable[[], int], interrupted: str) -> int:
     """The exit status of a command whose work is ``body``: its own status; bad input (:class:`InputError`, a
     refused lock included) one line ``error: ...`` on stderr and 2; an interruption (Ctrl-C) the line
-    ``interrupted`` and 130; never a traceback for either."""
+    ``interrupted`` (or the KeyboardInterrupt's own message, when the code raised one that says more) and 130; never
+    a traceback for either."""
     try:
         return body()
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(interrupted, file=sys.stderr)
+    except KeyboardInterrupt as e:
+        print(str(e) or interrupted, file=sys.stderr)
         return 130
 
 

@@ -25,6 +25,7 @@ This module imports only the files layer (:mod:`eval.files`), the standard libra
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import math
@@ -38,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, NoReturn, Sequence, TypeVar
 
-from eval.files import ExclusiveLock, InputError, write_text_atomic
+from eval.files import ExclusiveLock, InputError, output_error, write_text_atomic
 
 JUDGED, UNPARSABLE, FAILED = "judged", "unparsable", "failed"
 STATUSES = (JUDGED, UNPARSABLE, FAILED)
@@ -266,8 +267,11 @@ class ChatClient:
         self._stopped = threading.Event()
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace, api_key: str) -> "ChatClient":
-        """A client with the settings of :func:`add_client_arguments`."""
+    def from_args(cls, args: argparse.Namespace) -> "ChatClient":
+        """A client with the settings of :func:`add_client_arguments`, checked, and the key from the variable named
+        by ``--api_key_env`` (InputError, naming the flag or the variable, when either is wrong)."""
+        check_client_arguments(args)
+        api_key = read_api_key(args.api_key_env)
         return cls(api_key, args.base_url, args.timeout, args.max_retries, args.backoff_base, args.backoff_max)
 
     def stop(self) -> None:
@@ -423,6 +427,25 @@ def open_cache(path: Path, accept: Callable[[dict[str, Any]], bool], what: str =
     """``with open_cache(path, accept) as cache:`` the cache, locked for this process (a second process is refused
     at once with :class:`eval.files.LockHeld`, one line naming the holder), read after the lock is taken."""
     return _Locked(path, accept, f"{what} {path}")
+
+
+@contextlib.contextmanager
+def judging(path: Path, accept: Callable[[dict[str, Any]], bool], what: str, noun: str) -> Iterator[JudgeCache]:
+    """``with judging(path, accept, "the CLAIR cache", "samples") as cache:`` a scorer's judging and writing, with
+    the cache opened by :func:`open_cache`; what stops it becomes one line (through :func:`eval.files.exit_status`):
+    a judge that refuses every request (:class:`FatalJudgeError`) and a write error such as a full disk
+    (:func:`eval.files.output_error`) an ``error:`` line and status 2, Ctrl-C a line that says where the judgments
+    that arrived are kept, and 130."""
+    with open_cache(path, accept, what) as cache:
+        try:
+            yield cache
+        except FatalJudgeError as e:
+            raise InputError(f"the judge refused the request, stopping: {e}") from None
+        except KeyboardInterrupt:
+            raise KeyboardInterrupt(f"\ninterrupted; judged {noun} are cached in {cache.path}, rerun to resume") \
+                from None
+        except OSError as e:
+            raise output_error(e, f"the judged {noun} are kept in {cache.path}") from None
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -49,6 +49,13 @@ class FakeJudge:
         return [self.sample_of(r["messages"][-1]["content"]) for r in self.requests[start:]]
 
 
+def strict_json(text: str) -> Any:
+    """``json.loads`` that refuses NaN and Infinity (what Python writes unless ``allow_nan=False``)."""
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"{constant} written: not strict JSON")
+    return json.loads(text, parse_constant=refuse)
+
+
 def completion(content: str, model: str) -> dict[str, Any]:
     return {"id": "chatcmpl-test", "object": "chat.completion", "created": 0, "model": model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],

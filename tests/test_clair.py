@@ -18,7 +18,7 @@ from PIL import Image
 
 from conftest import PROJECT_ROOT
 from eval import clair
-from judge_server import FakeJudge, serve
+from judge_server import FakeJudge, serve, strict_json
 
 KEY_ENV = "CLAIR_TEST_KEY"
 SENTINEL = "sk-SENTINEL-7f3a9c0e1b2d4c6a8e0f"
@@ -462,13 +462,6 @@ def test_official_argument_names(judge: FakeJudge, tmp_path: Path) -> None:
 
 # ----------------------------------------------------------------------------------------------------------------
 # Issue 10: a score outside 0-100 or not finite is an unparsable reply
-
-
-def strict_json(text: str) -> Any:
-    """``json.loads`` that refuses NaN and Infinity (what Python writes unless ``allow_nan=False``)."""
-    def refuse(constant: str) -> None:
-        raise AssertionError(f"{constant} written: not strict JSON")
-    return json.loads(text, parse_constant=refuse)
 
 
 def assert_strict_outputs(tmp_path: Path) -> None:
