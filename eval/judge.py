@@ -436,16 +436,15 @@ def judging(path: Path, accept: Callable[[dict[str, Any]], bool], what: str, nou
     a judge that refuses every request (:class:`FatalJudgeError`) and a write error such as a full disk
     (:func:`eval.files.output_error`) an ``error:`` line and status 2, Ctrl-C a line that says where the judgments
     that arrived are kept, and 130."""
-    with open_cache(path, accept, what) as cache:
-        try:
+    try:
+        with open_cache(path, accept, what) as cache:
             yield cache
-        except FatalJudgeError as e:
-            raise InputError(f"the judge refused the request, stopping: {e}") from None
-        except KeyboardInterrupt:
-            raise KeyboardInterrupt(f"\ninterrupted; judged {noun} are cached in {cache.path}, rerun to resume") \
-                from None
-        except OSError as e:
-            raise output_error(e, f"the judged {noun} are kept in {cache.path}") from None
+    except FatalJudgeError as e:
+        raise InputError(f"the judge refused the request, stopping: {e}") from None
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(f"\ninterrupted; judged {noun} are cached in {path}, rerun to resume") from None
+    except OSError as e:  # the cache or an output: a full disk, a read-only folder...
+        raise output_error(e, f"the judged {noun} are kept in {path}") from None
 
 
 # ----------------------------------------------------------------------------------------------------------------

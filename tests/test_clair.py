@@ -755,3 +755,14 @@ def test_a_second_scorer_on_the_same_cache_is_refused_at_once(judge: FakeJudge, 
     assert clair.main(args) == 0
     metrics, _ = outputs(tmp_path)
     assert metrics["metrics"]["judged"] == 2
+
+
+def test_an_unusable_cache_folder_is_one_line(judge: FakeJudge, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    annotations = iiw_annotations(tmp_path, {"a": "ref a"})
+    answers = write_jsonl(tmp_path / "answers.jsonl", [{"image_id": "a", "caption": "x"}])
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    assert clair.main(clair_args(judge, tmp_path, annotations, answers, "--cache", str(blocker / "cache"))) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: output error writing ") and err.count("\n") == 1 and not judge.requests
