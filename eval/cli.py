@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from eval.benchmarks import DataSettings, benchmarks_of, get_benchmark, protocol_table, resolve_run
-from eval.files import InputError
+from eval.files import InputError, exit_status
 from eval.methods import get_method, list_methods, param_type
 from llava.constants import ASPECT_MODES, DTYPE_NAMES
 from llava.methods import STANDARD_PRESETS
@@ -323,12 +323,5 @@ def runner_main(runner: str, prog: str, description: str, default_method: str, a
 def run_main(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> None:
     """Run a CLI ``main``: bad input is one clear line and exit status 2, an interruption one line and 130, not a
     traceback."""
-    try:
-        code = main(argv)
-    except InputError as e:
-        print(f"error: {e}", file=sys.stderr)
-        code = 2
-    except KeyboardInterrupt:
-        print("interrupted: the answers written so far are kept; rerun the same command to resume", file=sys.stderr)
-        code = 130
-    sys.exit(code)
+    sys.exit(exit_status(lambda: main(argv),
+                         "interrupted: the answers written so far are kept; rerun the same command to resume"))

@@ -6,15 +6,19 @@ file in the same folder, then rename), so a crash never leaves a half-written re
 """
 from __future__ import annotations
 
+import errno
 import gzip
 import hashlib
 import json
 import os
+import shlex
+import socket
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 
 class InputError(ValueError):
@@ -232,6 +236,136 @@ def check_output_file(path: str | Path, flag: str = "--save_path") -> Path:
     if problem:
         raise InputError(f"cannot write to {path}: {problem}; choose another {flag}")
     return path
+
+
+def output_error(e: OSError, kept: str) -> InputError:
+    """One line for an output that could not be written (``e``): what happened and what to do; ``kept`` says what
+    survives (``"the answers written so far are kept"``). A full disk, a read-only or forbidden folder, and any
+    other write error each get their own advice."""
+    where = f" writing {e.filename}" if e.filename else ""
+    if e.errno == errno.ENOSPC:
+        return InputError(f"disk full{where}: {kept}; free space and rerun the same command to resume")
+    if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return InputError(f"cannot write{where} ({e.strerror}): make the output folder writable and rerun to resume")
+    return InputError(f"output error{where}: {e.strerror or e}; rerun the same command to resume")
+
+
+def exit_status(body: Callable[[], int], interrupted: str) -> int:
+    """The exit status of a command whose work is ``body``: its own status; bad input (:class:`InputError`, a
+    refused lock included) one line ``error: ...`` on stderr and 2; an interruption (Ctrl-C) the line
+    ``interrupted`` (or the KeyboardInterrupt's own message, when the code raised one that says more) and 130; never
+    a traceback for either."""
+    try:
+        return body()
+    except InputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as e:
+        print(str(e) or interrupted, file=sys.stderr)
+        return 130
+
+
+class LockHeld(InputError):
+    """The file is locked by another process; the message names it (pid, host, command, since when) in one line."""
+
+    def __init__(self, message: str, holder: dict[str, Any] | None) -> None:
+        super().__init__(message)
+        self.holder = holder
+
+
+class ExclusiveLock:
+    """Keeps two processes from writing the same file at once: an exclusive ``fcntl.flock`` on ``<path>.lock``
+    beside the protected ``path``.
+
+    The holder writes its pid, host, command line and start time into the lock file; a second process is refused
+    at once (:class:`LockHeld`, an :class:`InputError`, so a CLI prints it as one ``error:`` line) with a message
+    that names the holder. The kernel releases the lock when its process ends, however it ends, so a lock left by a
+    killed process never blocks; its stale lock file is simply taken over. The lock file is removed on release.
+    A lock is not re-entrant: the same process taking it twice is refused too.
+
+    >>> with ExclusiveLock(Path("out/cache.jsonl"), "the judge cache"):     # doctest: +SKIP
+    ...     append_to_cache(...)
+    """
+
+    def __init__(self, path: str | Path, what: str | None = None, command: str | None = None) -> None:
+        self.path = Path(path)
+        self.lock_path = self.path.with_name(self.path.name + ".lock")
+        self.what = what or str(self.path)
+        self.command = command if command is not None else shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def acquire(self) -> "ExclusiveLock":
+        """Take the lock or raise :class:`LockHeld` at once (never waits); returns ``self``."""
+        import fcntl
+
+        if self._fd is not None:
+            raise LockHeld(f"{self.what} is already locked by this process ({self.lock_path})", None)
+        self.lock_path.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                holder = self.holder()
+                raise LockHeld(f"{self.what} is in use by {self.describe(holder)}: one process at a time; wait for "
+                               f"it to end or stop it (lock file {self.lock_path})", holder) from None
+            except BaseException:
+                os.close(fd)
+                raise
+            try:  # the file may have been released and removed between open and flock: lock the one at the path
+                same = os.path.samestat(os.fstat(fd), os.stat(self.lock_path))
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        about = {"pid": os.getpid(), "host": socket.gethostname(), "command": self.command[:500],
+                 "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        os.ftruncate(fd, 0)
+        os.write(fd, (json.dumps(about, ensure_ascii=False) + "\n").encode("utf-8"))
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        """Remove the lock file and release the lock (nothing if not held)."""
+        if self._fd is None:
+            return
+        fd, self._fd = self._fd, None
+        try:
+            self.lock_path.unlink(missing_ok=True)
+        finally:
+            os.close(fd)  # closing the last descriptor releases the flock
+
+    def holder(self) -> dict[str, Any] | None:
+        """What the lock file says about its holder, or None (not written yet, unreadable)."""
+        try:
+            data = json.loads(self.lock_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
+
+    @staticmethod
+    def describe(holder: dict[str, Any] | None) -> str:
+        """``pid 123 on host (python -m eval.clair ...) since ...``, or ``another process`` when unknown."""
+        if not holder:
+            return "another process"
+        text = f"pid {holder.get('pid', '?')} on {holder.get('host', '?')}"
+        if holder.get("command"):
+            text += f" ({' '.join(str(holder['command']).split())[:200]})"
+        if holder.get("since"):
+            text += f" since {holder['since']}"
+        return text
+
+    def __enter__(self) -> "ExclusiveLock":
+        return self.acquire()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
 
 
 def settings_changes(before: dict[str, Any], after: dict[str, Any]) -> list[tuple[str, Any, Any]]:

@@ -7,7 +7,6 @@
 """
 from __future__ import annotations
 
-import errno
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import Any
 
 from eval.benchmarks import DataSettings, ResolvedRun
 from eval.benchmarks.samples import SampleSet, drop_unusable, select_by_manifest
-from eval.files import InputError, Problem, report_problems
+from eval.files import InputError, Problem, output_error, report_problems
 from eval.methods import get_method
 
 
@@ -116,14 +115,8 @@ def read_samples(spec: RunSpec, problems: list[Problem]) -> SampleSet:
 
 
 def _disk_error(e: OSError) -> InputError:
-    """One line for an output that could not be written: what happened and what to do."""
-    where = f" writing {e.filename}" if e.filename else ""
-    if e.errno == errno.ENOSPC:
-        return InputError(f"disk full{where}: the answers written so far are kept; free space and rerun the same "
-                          "command to resume")
-    if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-        return InputError(f"cannot write{where} ({e.strerror}): make the output folder writable and rerun to resume")
-    return InputError(f"output error{where}: {e.strerror or e}; rerun the same command to resume")
+    """One line for an output that could not be written: what happened and what to do (:func:`eval.files.output_error`)."""
+    return output_error(e, "the answers written so far are kept")
 
 
 def execute(spec: RunSpec) -> int:
