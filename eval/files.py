@@ -27,12 +27,14 @@ class InputError(ValueError):
 
 @dataclass(frozen=True)
 class Problem:
-    """One bad record: where it is and why it was skipped."""
+    """One bad record: where it is and why it was skipped (``skipped=False``: a notice about a record that is run all
+    the same, e.g. an image outside the image folder)."""
 
     file: str
     line: int | None
     id: str | None
     reason: str
+    skipped: bool = True
 
     def __str__(self) -> str:
         where = self.file if self.line is None else f"{self.file}:{self.line}"
@@ -40,7 +42,8 @@ class Problem:
         return f"{where}{who}: {self.reason}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"file": self.file, "line": self.line, "id": self.id, "reason": self.reason}
+        record = {"file": self.file, "line": self.line, "id": self.id, "reason": self.reason}
+        return record if self.skipped else {**record, "skipped": False}
 
 
 def sample_id(value: Any) -> str | None:
@@ -81,19 +84,79 @@ def report_problems(problems: list[Problem], limit: int = 20) -> None:
         print(f"  ... {len(problems) - limit} more in the output json", file=sys.stderr)
 
 
+class NotJson(ValueError):
+    """Text that is not strict JSON (see :func:`parse_json`)."""
+
+
+def _no_constant(name: str) -> Any:
+    raise NotJson(f"{name} is not a JSON value")
+
+
+def _unpaired_surrogate(value: Any) -> str | None:
+    """The first string of ``value`` (at any depth, keys included) that holds an unpaired UTF-16 surrogate (a ``\\ud800``
+    escape: valid JSON, but no text: it cannot be written as UTF-8 again), shortened, or None."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return item.encode("utf-8", "backslashreplace").decode("ascii")[:60]
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return None
+
+
+def parse_json(text: str | bytes) -> Any:
+    """``json.loads`` for inputs: strict JSON only. :class:`NotJson` (a ``ValueError``) for ``NaN`` / ``Infinity``
+    (Python's extensions, which no strict reader takes back), a document nested too deeply to read, and a string with
+    an unpaired surrogate escape; ``json.JSONDecodeError`` (also a ``ValueError``) for a syntax error."""
+    try:
+        value = json.loads(text, parse_constant=_no_constant)
+    except RecursionError:
+        raise NotJson("nested too deeply to read") from None
+    bad = _unpaired_surrogate(value)
+    if bad is not None:
+        raise NotJson(f"a string with an unpaired surrogate escape ({bad!r}) is not text")
+    return value
+
+
+def dumps_json(value: Any, indent: int | None = None) -> str:
+    """JSON text of ``value`` for every file we write: strict JSON (``ValueError`` for NaN or infinity), UTF-8 text
+    kept as it is."""
+    return json.dumps(value, ensure_ascii=False, allow_nan=False, indent=indent)
+
+
 def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any] | Problem]]:
-    """Yield ``(line_number, record)`` for each non-blank line; a line that is not a JSON object yields a Problem."""
+    """Yield ``(line_number, record)`` for each non-blank line; a line that is not a strict JSON object in UTF-8
+    (bad bytes, a syntax error, NaN, a nesting too deep to read, an unpaired surrogate escape, not an object) yields
+    a :class:`Problem` instead, so one bad line never stops a run."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such file")
-    with path.open(encoding="utf-8-sig") as f:  # a byte-order mark some editors write is not part of line 1
-        for number, line in enumerate(f, start=1):
+    with path.open("rb") as f:
+        for number, raw in enumerate(f, start=1):
+            if number == 1:
+                raw = raw.removeprefix(b"\xef\xbb\xbf")  # a byte-order mark some editors write is not part of line 1
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                yield number, Problem(str(path), number, None, f"not UTF-8 text (byte 0x{raw[e.start]:02x} at "
+                                                               f"column {e.start + 1})")
+                continue
             if not line.strip():
                 continue
             try:
-                record = json.loads(line)
+                record = parse_json(line)
             except json.JSONDecodeError as e:
                 yield number, Problem(str(path), number, None, f"not valid JSON ({e.msg} at column {e.colno})")
+                continue
+            except NotJson as e:
+                yield number, Problem(str(path), number, None, f"not valid JSON ({e})")
                 continue
             if not isinstance(record, dict):
                 yield number, Problem(str(path), number, None, f"expected a JSON object, got {type(record).__name__}")
@@ -113,9 +176,11 @@ def read_records(path: str | Path, problems: list[Problem]) -> list[tuple[int | 
     text_start = path.read_text(encoding="utf-8", errors="replace")[:4096].lstrip()
     if path.suffix == ".json" and text_start.startswith("["):
         try:
-            items = json.loads(path.read_text(encoding="utf-8"))
+            items = parse_json(path.read_bytes())
         except json.JSONDecodeError as e:
             raise InputError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from e
+        except (NotJson, UnicodeDecodeError) as e:
+            raise InputError(f"{path}: not valid JSON ({e})") from e
         records: list[tuple[int | None, dict[str, Any]]] = []
         for index, item in enumerate(items, start=1):
             if isinstance(item, dict):
@@ -138,8 +203,8 @@ def read_json(path: str | Path) -> Any:
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rb") as f:
-            return json.loads(f.read())
-    except (OSError, json.JSONDecodeError, EOFError) as e:
+            return parse_json(f.read())
+    except (OSError, ValueError, EOFError) as e:  # ValueError: NotJson, JSONDecodeError, UnicodeDecodeError
         raise InputError(f"{path}: cannot read JSON ({e})") from e
 
 
@@ -197,8 +262,8 @@ def _umask() -> int:
 
 
 def write_json_atomic(path: str | Path, obj: Any, indent: int | None = 2) -> None:
-    """Write ``obj`` as JSON to ``path`` atomically."""
-    write_text_atomic(path, json.dumps(obj, indent=indent, ensure_ascii=False) + "\n")
+    """Write ``obj`` as strict JSON (:func:`dumps_json`) to ``path`` atomically."""
+    write_text_atomic(path, dumps_json(obj, indent) + "\n")
 
 
 def _folder_problem(folder: Path) -> str | None:

@@ -49,6 +49,29 @@ def preprocessing_of(loaded: LoadedModel, protocol: Protocol) -> Preprocessing:
     return loaded.family.preprocessing(loaded.model, loaded.image_processor, protocol.image_aspect, **settings)
 
 
+class QuestionTooLong(ValueError):
+    """A question that cannot fit the model's context; found on a prefix, never by tokenising all of it."""
+
+
+def check_question_length(question: str, tokenizer: Any, context: int) -> None:
+    """:class:`QuestionTooLong` when ``question`` alone makes more than ``context`` tokens. Tokenises at most a
+    prefix of about four characters per token of the context (no tokenizer makes fewer tokens than characters / 4 of
+    real text, and byte-level ones at most 4 per character), doubling it only while its tokens still fit: the work is
+    bounded by the context, not by the question (a 50 MB question is refused after a few dozen kB)."""
+    if 4 * len(question) <= context:  # even four tokens per character fit
+        return
+    end = context
+    while True:
+        count = len(tokenizer(question[:end], add_special_tokens=False).input_ids)
+        if count > context:
+            raise QuestionTooLong(f"a question of {len(question):,} characters is longer than the model's context of "
+                                  f"{context:,} tokens (its first {end:,} characters already make {count:,}): "
+                                  "shorten it")
+        if end >= len(question):
+            return
+        end *= 2
+
+
 class Decoder:
     """Answers a batch of samples with the run's method and protocol; called by :class:`eval.runner.Runner`."""
 
@@ -76,6 +99,8 @@ class Decoder:
     def __call__(self, samples: Sequence[Sample], images: Sequence[Image.Image]) -> list[dict[str, Any]]:
         loaded, protocol = self.loaded, self.run.protocol
         family, model = loaded.family, loaded.model
+        for sample in samples:
+            check_question_length(sample.question, loaded.tokenizer, loaded.context_len)
         prompts = [family.format_prompt(model, s.question, protocol.conv_mode, loaded.tokenizer) for s in samples]
         pixels = family.pixel_values(model, loaded.image_processor, images, self.preprocessing)
         batch = PromptBatch(model, loaded.tokenizer, loaded.image_processor, prompts, pixels)

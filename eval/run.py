@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from eval.benchmarks import DataSettings, ResolvedRun
-from eval.benchmarks.samples import SampleSet, drop_unusable, select_by_manifest
-from eval.files import InputError, Problem, output_error, report_problems
+from eval.benchmarks.samples import Sample, SampleSet, drop_unusable, select_by_manifest
+from eval.files import ExclusiveLock, InputError, Problem, output_error, report_problems
 from eval.methods import get_method
 
 
@@ -109,9 +109,31 @@ def read_samples(spec: RunSpec, problems: list[Problem]) -> SampleSet:
         chosen = select_by_manifest(found.samples, data.subset_manifest)
         found = SampleSet(chosen, len(chosen), len(found.samples))
     samples = drop_unusable(found.samples, problems)
+    samples = outside_image_folder(samples, data.image_folder, spec.output.strict, problems)
     if data.limit is not None:
         samples = samples[: data.limit]
     return SampleSet(samples, found.requested, found.available)
+
+
+def outside_image_folder(samples: list[Sample], image_folder: Path, strict: bool,
+                         problems: list[Problem]) -> list[Sample]:
+    """The samples to run, recording those whose image lies outside ``--image-folder`` (an absolute path, ``../``, a
+    symbolic link leading out): a notice (run all the same), or, with ``--strict``, a problem (skipped)."""
+    root = image_folder.resolve()
+    kept = []
+    for sample in samples:
+        try:
+            inside = sample.image_path.resolve().is_relative_to(root)
+        except (OSError, RuntimeError):  # a name the file system refuses, a link loop: loading it will say so
+            inside = True
+        if not inside:
+            problems.append(Problem(sample.file, sample.line, sample.key,
+                                    f"image {sample.image_path} is outside the image folder {image_folder}"
+                                    + (": refused (--strict)" if strict else ": run all the same"), skipped=strict))
+            if strict:
+                continue
+        kept.append(sample)
+    return kept
 
 
 def _disk_error(e: OSError) -> InputError:
@@ -135,21 +157,26 @@ def execute(spec: RunSpec) -> int:
               file=sys.stderr)
     dist = Distributed.current()
     paths = RunPaths(spec.output.save_path, spec.output.experiment_name)
+    lock = ExclusiveLock(paths.answers if dist.rank == 0 else paths.shard("answers", dist.rank),
+                         f"the run {paths.answers}" + (f" (rank {dist.rank})" if dist.world > 1 else ""))
     try:
-        model = spec.model
-        loaded = load_model(model.model_path, model.device or dist.device(), model.dtype, model.attn, model.vision_tower)
-    except (CheckpointError, OSError) as e:
-        raise InputError(str(e)) from None
-    decoder = Decoder(loaded, spec.run)
-    identity = {**decoder.identity(spec), "data": about_data(spec)}
-    runner = Runner(sample_set.samples, decoder, paths, identity, spec.run.benchmark.id_field, spec.output.batch_size,
-                    spec.output.overwrite, dist, spec.description, problems, decoder.load_image)
-    try:
-        runner.prepare(about_data(spec))
-        report = runner.run()
-        if dist.rank == 0:
-            config = {**identity, **spec.run.to_dict(), **runtime(spec)}
-            write_results(paths, config, report, loaded.device, sample_set.subset(len(sample_set.samples)))
+        with lock:  # two runs writing one experiment would mix their answers: the second is refused at once
+            try:
+                model = spec.model
+                loaded = load_model(model.model_path, model.device or dist.device(), model.dtype, model.attn,
+                                    model.vision_tower)
+            except (CheckpointError, OSError) as e:
+                raise InputError(str(e)) from None
+            decoder = Decoder(loaded, spec.run)
+            identity = {**decoder.identity(spec), "data": about_data(spec)}
+            runner = Runner(sample_set.samples, decoder, paths, identity, spec.run.benchmark.id_field,
+                            spec.output.batch_size, spec.output.overwrite, dist, spec.description, problems,
+                            decoder.load_image)
+            runner.prepare(about_data(spec))
+            report = runner.run()
+            if dist.rank == 0:
+                config = {**identity, **spec.run.to_dict(), **runtime(spec)}
+                write_results(paths, config, report, loaded.device, sample_set.subset(len(sample_set.samples)))
     except OSError as e:
         raise _disk_error(e) from None
     finally:

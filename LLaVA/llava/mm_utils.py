@@ -207,7 +207,11 @@ def load_image(
     files. The size is checked from the header, before the pixels are decoded (:func:`check_image_size`): pass the
     run's ``preprocessing`` (``family.preprocessing(model, processor, aspect)``) to bound what it will build."""
     path = Path(path)
-    if not path.is_file():
+    try:
+        exists = path.is_file()
+    except OSError as e:  # a name the file system refuses (too long, ...): the sample's problem, not the run's
+        raise ImageLoadError(f"{path}: cannot be opened ({e.strerror or e})") from None
+    if not exists:
         raise ImageLoadError(f"{path}: no such image file")
     try:
         with warnings.catch_warnings():  # the size is checked here; Pillow's bomb warning would only be noise

@@ -28,7 +28,7 @@ def coco_image_id(file_name: str) -> int:
 def folder_images(spec: BenchmarkSpec, data: DataSettings, protocol: Protocol, problems: list[Problem]) -> SampleSet:
     """Every image of ``--image-folder``, sorted; the id is the file stem (``folder``)."""
     folder = data.image_folder
-    files = image_files(folder)
+    files = image_files(folder, problems)
     names = draw(files, requested(spec, data), protocol.seed)
     samples = [Sample(Path(n).stem, folder / n, protocol.prompt, {"image_id": Path(n).stem}, str(folder / n))
                for n in names]
@@ -38,7 +38,7 @@ def folder_images(spec: BenchmarkSpec, data: DataSettings, protocol: Protocol, p
 def coco_images(spec: BenchmarkSpec, data: DataSettings, protocol: Protocol, problems: list[Problem]) -> SampleSet:
     """The images of a COCO folder, drawn from the sorted file list; the id from the file name (``coco``)."""
     folder = data.image_folder
-    files = image_files(folder)
+    files = image_files(folder, problems)
     names = draw(files, requested(spec, data), protocol.seed)
     samples = []
     for name in names:

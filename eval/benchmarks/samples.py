@@ -53,11 +53,23 @@ class SampleSet:
         return {"requested": self.requested, "available": self.available, "used": used, "short": self.short}
 
 
-def image_files(folder: Path) -> list[str]:
-    """Image file names of ``folder``, sorted (the official code used unsorted ``os.listdir``)."""
+def image_files(folder: Path, problems: list[Problem]) -> list[str]:
+    """Image file names of ``folder``, sorted (the official code used unsorted ``os.listdir``); a name that is not
+    UTF-8 text (it could be written into no answer line) is a problem, skipped."""
     if not folder.is_dir():
         raise InputError(f"{folder}: no such image folder")
-    return sorted(p.name for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+    names = []
+    for path in folder.iterdir():
+        if path.suffix.lower() not in IMAGE_EXTENSIONS:
+            continue
+        try:
+            path.name.encode("utf-8")
+        except UnicodeEncodeError:
+            shown = path.name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+            problems.append(Problem(str(folder), None, None, f"file name '{shown}' is not UTF-8 text: skipped"))
+            continue
+        names.append(path.name)
+    return sorted(names)
 
 
 def draw(items: list[Any], num_samples: int | None, seed: int) -> list[Any]:

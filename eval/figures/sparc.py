@@ -252,6 +252,10 @@ def _caption_pieces(tokens: Sequence[str], per_step: Sequence[int], shown: Seque
     return pieces
 
 
+TICK_LABEL_WIDTH = 0.42
+"""Inches one colour-bar label (a count over its factor, "×1.33" at 7.5 pt) needs beside the next."""
+
+
 def _count_colorbar(figure: Any, cax: Any, artist: Any, max_count: int, alpha: float) -> None:
     if artist is None or max_count == 0:
         cax.set_axis_off()
@@ -260,8 +264,9 @@ def _count_colorbar(figure: Any, cax: Any, artist: Any, max_count: int, alpha: f
         return
     bar = figure.colorbar(artist, cax=cax, orientation="horizontal")
     ticks = list(range(1, max_count + 1))
-    if len(ticks) > 12:
-        ticks = sorted(set(np.linspace(1, max_count, 10).round().astype(int).tolist()))
+    room = int(cax.get_position().width * figure.get_figwidth() / TICK_LABEL_WIDTH)  # labels that fit side by side
+    if len(ticks) > room:
+        ticks = sorted(set(np.linspace(1, max_count, max(room, 2)).round().astype(int).tolist()))
     bar.set_ticks(ticks)
     bar.set_ticklabels([f"{t}\n\u00d7{alpha ** t:.3g}" for t in ticks])
     bar.ax.tick_params(labelsize=7.5, colors=fig.MUTED, length=2)

@@ -157,8 +157,14 @@ def load_pretrained_model(
     dtype = getattr(torch, dtype) if isinstance(dtype, str) else (dtype or default_dtype())
     raw = read_config(model_path)
     family = family_spec_of(model_path, raw).create()
-    tokenizer = family.load_tokenizer(model_path)
-    model, image_processor = family.load(model_path, raw, tokenizer, dtype, device_map, vision_tower)
+    try:
+        tokenizer = family.load_tokenizer(model_path)
+        model, image_processor = family.load(model_path, raw, tokenizer, dtype, device_map, vision_tower)
+    except CheckpointError:
+        raise
+    except (OSError, ValueError, RuntimeError) as e:  # transformers' refusals (unsafe weights, missing files, ...)
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{model_path}: cannot be loaded ({first})") from None
     prepare_model(model, tokenizer, attn_implementation)
     context = raw.get("max_sequence_length") or (raw.get("text_config") or raw).get("max_position_embeddings")
     return tokenizer, model, image_processor, int(context or CONTEXT_LENGTH)

@@ -11,10 +11,13 @@ from typing import Any, Mapping
 from llava.model.families import FamilySpec, register_family
 
 TEXT_SHAPES = {
-    "tiny": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=32, num_attention_heads=4, num_key_value_heads=4),
+    "tiny": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=32, num_attention_heads=4, num_key_value_heads=4,
+                 initializer_range=0.2),
     "7b": dict(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=32),
 }
-"""Vicuna-7B's decoder and a small one of the same depth (so the official layer numbers 20 and 31 exist)."""
+"""Vicuna-7B's decoder and a small one of the same depth (so the official layer numbers 20 and 31 exist), whose
+weights are drawn ten times wider than transformers' default (std 0.2, as the golden tiny checkpoints'): at 0.02 its
+attention is flat and its answers repeat one token, so SPARC selects nothing and a trial shows nothing."""
 CLIP_SHAPES = {
     "tiny": dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, projection_dim=32),
     "7b": dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16, projection_dim=768),

@@ -17,11 +17,14 @@ IMAGE_SETTINGS = ("min_pixels", "max_pixels")
 """The processor's bounds on an image's pixel count after resizing (each side a multiple of 28)."""
 
 QWEN2_VL_7B = dict(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,
-                   num_key_value_heads=4, vocab_size=152064, rope_theta=1000000.0, mrope_section=[16, 24, 24])
+                   num_key_value_heads=4, vocab_size=152064, rope_theta=1000000.0, mrope_section=[16, 24, 24],
+                   initializer_range=0.02)
 """Qwen2-VL-7B's decoder (Qwen2.5-VL-7B's is the same)."""
 TINY_TEXT = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=8, num_attention_heads=4,
-                 num_key_value_heads=2, vocab_size=1024, rope_theta=1000000.0, mrope_section=[2, 3, 3])
-"""A small decoder with grouped-query heads (4 over 2) and M-RoPE sections, as the golden tiny checkpoints."""
+                 num_key_value_heads=2, vocab_size=1024, rope_theta=1000000.0, mrope_section=[2, 3, 3],
+                 initializer_range=0.2)
+"""A small decoder with grouped-query heads (4 over 2) and M-RoPE sections, weights of std 0.2, as the golden tiny
+checkpoints (at transformers' 0.02 a random model's attention is flat: SPARC would select nothing)."""
 VISION = {
     "qwen2_vl": {
         "tiny": dict(depth=2, embed_dim=32, num_heads=2, mlp_ratio=2),

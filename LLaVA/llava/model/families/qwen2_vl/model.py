@@ -134,8 +134,7 @@ class Qwen2VLFamily(ModelFamily):
         ids = {token: tokenizer.convert_tokens_to_ids(token) for token in SPECIAL_TOKENS}
         rope = {"rope_type": "default", "rope_theta": text.pop("rope_theta"), "mrope_section": text.pop("mrope_section")}
         text.update(vocab_size=vocab_size, rope_parameters=rope, max_position_embeddings=32768, rms_norm_eps=1e-6,
-                    bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"],
-                    initializer_range=0.02 if shape == "7b" else 0.2)
+                    bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"])
         if num_layers:
             text["num_hidden_layers"] = num_layers
         config = self.config_class(
