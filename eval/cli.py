@@ -151,7 +151,7 @@ def add_data_arguments(parser: argparse.ArgumentParser, runner: str) -> None:
     if any(not spec.task.own_question for spec in specs):
         add(data, "--annotation-file", default=None, help="IIW-400 data.jsonl or DOCCI docci_descriptions.jsonl(ines)")
         add(data, "--num-samples", type=int, default=None, help="subset size (default: the benchmark's: 500 for coco "
-            "and docci, all otherwise)")
+            "and docci, 400 for iiw, all for folder)")
         add(data, "--subset-manifest", default=None, help="run exactly the ids of this manifest, in its order")
         add(data, "--prompt", default=None, help="the captioning question (default: the benchmark's)")
     if any(spec.task.own_question for spec in specs):

@@ -269,6 +269,9 @@ def collect_pairs(args: argparse.Namespace, fields: AnswerFields, problems: list
         answers = answers_in_folder(Path(args.answers_dir), fields, problems)
     else:
         answers = [Path(a) for a in args.answers]
+        missing = [str(a) for a in answers if not a.is_file()]
+        if missing:  # before its name is read for a setting, and before any output folder is made
+            raise InputError(f"{', '.join(missing)}: no such file")
     if args.question_file:
         if len(args.question_file) != len(answers):
             raise InputError(f"{len(args.question_file)} --question_file for {len(answers)} answers files")

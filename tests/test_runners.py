@@ -234,7 +234,9 @@ def test_iiw_and_docci_readers(tmp_path):
     (tmp_path / "data.jsonl").write_text("".join(json.dumps({"image/key": f"aar_{i}", "IIW": "x"}) + "\n" for i in range(4))
                                          + "{broken\n" + json.dumps({"other": 1}) + "\n")
     problems = []
-    iiw = read("iiw", problems, image_folder=tmp_path, annotation_file=tmp_path / "data.jsonl").samples
+    iiw_set = read("iiw", problems, image_folder=tmp_path, annotation_file=tmp_path / "data.jsonl")
+    assert (iiw_set.requested, iiw_set.available, iiw_set.short) == (400, 4, True)  # IIW-400 is 400 images
+    iiw = iiw_set.samples
     assert [s.key for s in iiw] == [f"aar_{i}" for i in range(4)] and iiw[0].image_path == tmp_path / "aar_0.jpg"
     assert [p.line for p in problems] == [5, 6]
     assert [s.origin for s in iiw] == [f"{tmp_path / 'data.jsonl'}:{n}" for n in range(1, 5)]
