@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import platform
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -321,9 +322,19 @@ def runner_main(task: str, prog: str, description: str, default_method: str, arg
     return execute(spec)
 
 
+class Terminated(BaseException):
+    """SIGTERM (what schedulers send), raised like Ctrl-C's KeyboardInterrupt."""
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM does not interrupt the first one's cleanup
+    raise Terminated
+
+
 def run_main(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> None:
-    """Run a CLI ``main``: bad input is one clear line and exit status 2, an interruption one line and 130, not a
-    traceback."""
+    """Run a CLI ``main``: bad input is one clear line and exit status 2, an interruption one line and 130 (Ctrl-C)
+    or 143 (SIGTERM), not a traceback."""
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         code = main(argv)
     except InputError as e:
@@ -332,4 +343,10 @@ def run_main(main: Callable[[list[str] | None], int], argv: list[str] | None = N
     except KeyboardInterrupt:
         print("interrupted: the answers written so far are kept; rerun the same command to resume", file=sys.stderr)
         code = 130
+    except Terminated:
+        print("terminated (SIGTERM): the answers written so far are kept; rerun the same command to resume",
+              file=sys.stderr)
+        code = 143
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     sys.exit(code)

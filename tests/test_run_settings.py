@@ -268,6 +268,27 @@ def test_an_interrupted_run_is_one_line(golden_dir, tmp_path):
     assert "Traceback" not in err
 
 
+def test_a_terminated_run_is_one_line(golden_dir, tmp_path):
+    """SIGTERM (what schedulers send) in the middle of a run: one line with the resume hint, exit 143, no traceback
+    (as Ctrl-C above)."""
+    import signal
+
+    command = [PYTHON, "-m", "eval.caption", "--dataset-type", "folder", "--model-path", "tiny", "--image-folder",
+               str(golden_dir / "images"), "--max-new-tokens", "400", "--save-path", str(tmp_path),
+               "--experiment-name", "run"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "PROGRESS_EVERY": "0"})
+    deadline = time.time() + 120
+    while time.time() < deadline and not (tmp_path / "run_config.json").is_file():
+        time.sleep(0.1)
+    time.sleep(1.0)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 143, err[-2000:]
+    assert "terminated (SIGTERM): the answers written so far are kept; rerun the same command to resume" in err
+    assert "Traceback" not in err
+
+
 @pytest.mark.parametrize("model_path, message", [
     ("/no/such/dir", "/no/such/dir: no such checkpoint folder, and not a hub id"),
     ("./relative/missing", "no such checkpoint folder, and not a hub id"),
