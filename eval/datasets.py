@@ -60,6 +60,25 @@ def coco_image_id(file_name: str) -> int:
     return int(file_name.split(".jpg")[0][-6:])
 
 
+def no_coco_images(folder: Path, files: list[str]) -> str:
+    """Why a COCO image folder gave no sample, and the likely fix (images of one's own; the folder above val2014)."""
+    example = "COCO_val2014_000000000139.jpg"
+    if files:
+        return (f"{folder}: none of its {len(files)} images has a COCO file name (like {example}); for images of "
+                "your own use --dataset-type folder (the scripts: scripts/sparc_demo.sh)")
+    holders = [p for p in sorted(folder.iterdir()) if p.is_dir() and any(_is_coco(n) for n in image_files(p))]
+    hint = f"; its subfolder {holders[0].name} holds them: use {holders[0]}" if holders else ""
+    return f"{folder}: no COCO images (like {example}) in this folder{hint}"
+
+
+def _is_coco(file_name: str) -> bool:
+    try:
+        coco_image_id(file_name)
+    except ValueError:
+        return False
+    return True
+
+
 def image_files(folder: Path) -> list[str]:
     """Image file names of ``folder``, sorted (the official code used unsorted ``os.listdir``)."""
     if not folder.is_dir():
@@ -123,6 +142,8 @@ def caption_samples(
                     problems.append(Problem(str(folder / name), None, name, "no COCO image id in the file name"))
                     continue
                 samples.append(Sample(record_key(image_id), folder / name, prompt, {"image_id": image_id}, str(folder / name)))
+            if not samples and not any(map(_is_coco, files)):
+                raise InputError(no_coco_images(folder, files))
             return SampleSet(samples, num_samples, len(files))
         samples = [Sample(Path(n).stem, folder / n, prompt, {"image_id": Path(n).stem}, str(folder / n)) for n in names]
         return SampleSet(samples, num_samples, len(files))

@@ -242,6 +242,30 @@ def test_iiw_and_docci_readers(tmp_path):
     assert caption_samples("docci", tmp_path, tmp_path / "docci.jsonl", 500, 42, [], "q").short
 
 
+def test_a_coco_folder_without_coco_names_names_the_pattern_the_alternatives_and_a_subfolder(tmp_path):
+    """Photos of one's own, or the folder above val2014: one error naming the folder, the COCO file-name pattern and
+    what to do (--dataset-type folder; the val2014 subfolder), not "no samples"."""
+    from eval.datasets import caption_samples
+    from eval.files import InputError
+
+    noise_images(tmp_path / "photos", 2)
+    with pytest.raises(InputError) as error:
+        caption_samples("coco", tmp_path / "photos", None, 500, 42, [], "q")
+    assert str(error.value) == (f"{tmp_path / 'photos'}: none of its 2 images has a COCO file name (like "
+                                "COCO_val2014_000000000139.jpg); for images of your own use --dataset-type folder "
+                                "(the scripts: scripts/sparc_demo.sh)")
+    (tmp_path / "coco" / "val2014").mkdir(parents=True)
+    (tmp_path / "photos" / "img00.jpg").rename(tmp_path / "coco" / "val2014" / "COCO_val2014_000000000139.jpg")
+    with pytest.raises(InputError, match=f"^{tmp_path / 'coco'}: no COCO images .* in this folder; its subfolder "
+                                         f"val2014 holds them: use {tmp_path / 'coco' / 'val2014'}$"):
+        caption_samples("coco", tmp_path / "coco", None, 500, 42, [], "q")
+    (tmp_path / "photos" / "img01.jpg").rename(tmp_path / "coco" / "val2014" / "COCO_val2014_000000000285.jpg")
+    (tmp_path / "coco" / "val2014" / "notes.png").write_bytes(b"")
+    problems = []  # some COCO names: the others are recorded problems, as before
+    found = caption_samples("coco", tmp_path / "coco" / "val2014", None, 500, 42, problems, "q")
+    assert [s.key for s in found.samples] == ["139", "285"] and len(problems) == 1
+
+
 def test_vqa_pope_with_llava_and_instructblip_feeds_the_pope_scorer(golden_dir, tiny_instructblip, tmp_path):
     from eval import pope
 
