@@ -100,7 +100,8 @@ def test_changed_settings_are_refused_unless_overwrite(golden_dir, tmp_path):
     noise_images(images, 2)
     model = tiny_llava(golden_dir)
     assert caption.main(caption_args(model, images, tmp_path, "run")) == 0
-    with pytest.raises(ConfigMismatch, match=r"method_params\.tau: 1\.5 -> 2\.0"):
+    with pytest.raises(ConfigMismatch, match=r"method_params\.tau: 1\.5 -> 2\.0.*--overwrite \(scripts: OVERWRITE=1\) "
+                                             r"or another --save-path \(scripts: SAVE_PATH\)"):
         caption.main(caption_args(model, images, tmp_path, "run", "--tau", "2.0"))
     assert caption.main(caption_args(model, images, tmp_path, "run", "--tau", "2.0", "--overwrite")) == 0
     assert json.loads((tmp_path / "run_config.json").read_text())["method_params"]["tau"] == 2.0
