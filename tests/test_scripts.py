@@ -272,7 +272,7 @@ def test_mme_ground_truth_is_checked_before_the_first_run(tmp_path):
     for gt in (tmp_path / "gt", tmp_path / "missing"):
         (tmp_path / "gt").mkdir(exist_ok=True)
         result = run_raw("llava/mme.sh", trial(tmp_path, "llava", MME_ROOT=str(tmp_path / "mme"), MME_GT=str(gt),
-                                                 SEEDS="42"))
+                                                 SEEDS="42", METHODS="baseline"))
         assert result.returncode == 2
         assert errors(result.stderr) == [line for line in errors(result.stderr) if f"MME_GT={gt}: " in line]
         assert "existence.txt, count.txt, position.txt, color.txt" in result.stderr

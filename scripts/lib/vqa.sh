@@ -53,8 +53,8 @@ run_pope() {
 run_mme() {
   local method seed answers SEED=  # each run's seed is one of SEEDS
   begin mme
-  check_mme_gt
   check_runs eval.vqa --benchmark mme --image-folder "$MME_ROOT" ${QUESTION_FILE:+--question-file "$QUESTION_FILE"} || return
+  check_mme_gt
   for method in $METHODS; do
     answers=()
     for seed in $SEEDS; do
