@@ -20,6 +20,7 @@ Nothing heavy is imported here: ``--help`` answers at once.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -320,8 +321,26 @@ def runner_main(runner: str, prog: str, description: str, default_method: str, a
     return execute(spec)
 
 
+class Terminated(BaseException):
+    """SIGTERM (what schedulers send), raised like Ctrl-C's KeyboardInterrupt."""
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM does not interrupt the first one's cleanup
+    raise Terminated
+
+
 def run_main(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> None:
-    """Run a CLI ``main``: bad input is one clear line and exit status 2, an interruption one line and 130, not a
-    traceback."""
-    sys.exit(exit_status(lambda: main(argv),
-                         "interrupted: the answers written so far are kept; rerun the same command to resume"))
+    """Run a CLI ``main``: bad input is one clear line and exit status 2, an interruption one line and 130 (Ctrl-C)
+    or 143 (SIGTERM), not a traceback."""
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        code = exit_status(lambda: main(argv),
+                           "interrupted: the answers written so far are kept; rerun the same command to resume")
+    except Terminated:
+        print("terminated (SIGTERM): the answers written so far are kept; rerun the same command to resume",
+              file=sys.stderr)
+        code = 143
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    sys.exit(code)

@@ -141,9 +141,10 @@ def _disk_error(e: OSError) -> InputError:
     return output_error(e, "the answers written so far are kept")
 
 
-def execute(spec: RunSpec) -> int:
+def execute(spec: RunSpec, models: dict[ModelSettings, Any] | None = None) -> int:
     """Read the samples, load the model, generate (resumable, sharded, crash-safe), write the results; the exit
-    status (0; 1 when no sample has an answer or, with ``strict``, when any was skipped)."""
+    status (0; 1 when no sample has an answer or, with ``strict``, when any was skipped). ``models`` keeps loaded
+    models by their settings across calls (a sweep loads its model once)."""
     from eval.generation_setup import Decoder
     from eval.runner import Distributed, RunPaths, Runner, exit_code, write_results
     from llava.model.builder import CheckpointError, load_model
@@ -161,12 +162,16 @@ def execute(spec: RunSpec) -> int:
                          f"the run {paths.answers}" + (f" (rank {dist.rank})" if dist.world > 1 else ""))
     try:
         with lock:  # two runs writing one experiment would mix their answers: the second is refused at once
-            try:
-                model = spec.model
-                loaded = load_model(model.model_path, model.device or dist.device(), model.dtype, model.attn,
-                                    model.vision_tower)
-            except (CheckpointError, OSError) as e:
-                raise InputError(str(e)) from None
+            model = spec.model
+            loaded = (models or {}).get(model)
+            if loaded is None:
+                try:
+                    loaded = load_model(model.model_path, model.device or dist.device(), model.dtype, model.attn,
+                                        model.vision_tower)
+                except (CheckpointError, OSError) as e:
+                    raise InputError(str(e)) from None
+                if models is not None:
+                    models[model] = loaded
             decoder = Decoder(loaded, spec.run)
             identity = {**decoder.identity(spec), "data": about_data(spec)}
             runner = Runner(sample_set.samples, decoder, paths, identity, spec.run.benchmark.id_field,

@@ -342,7 +342,8 @@ class Runner:
             else:
                 raise ConfigMismatch(
                     f"{self.paths.answers} exists but has no {self.paths.config.name}: its settings are unknown; "
-                    "use another --experiment-name or --overwrite"
+                    "use another --experiment-name or --save-path (scripts: SAVE_PATH), or --overwrite (scripts: "
+                    "OVERWRITE=1)"
                 )
         self.dist.barrier("the settings check of the outputs")
         self.about = about
@@ -364,7 +365,8 @@ class Runner:
             details = "; ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in changed)
             raise ConfigMismatch(
                 f"{self.paths.answers} was produced with other settings ({details}); "
-                "rerun with the same settings to resume, or pass --overwrite to start again"
+                "rerun with the same settings to resume, or start again with --overwrite (scripts: OVERWRITE=1) or "
+                "another --save-path (scripts: SAVE_PATH)"
             )
 
     # -- main loop --------------------------------------------------------------------------------------------

@@ -9,6 +9,8 @@ from __future__ import annotations
 import functools
 import json
 import math
+import subprocess
+import time
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -278,3 +280,18 @@ def avisc_golden_run(case_name: str, image: str):
     )
     masked = method.found[0].masked.tolist() if isinstance(method, Avisc) else None
     return out.sequences[0], logs, masked
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# runs in another process
+
+
+def signal_when_running(process: subprocess.Popen, config: Path, signum: int) -> str:
+    """Send ``signum`` to ``process`` once the run it started is generating (its ``config`` written, a second more);
+    its stderr once it has ended."""
+    deadline = time.time() + 120
+    while time.time() < deadline and not config.is_file():
+        time.sleep(0.1)
+    time.sleep(1.0)
+    process.send_signal(signum)
+    return process.communicate(timeout=120)[1]

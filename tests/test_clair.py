@@ -318,7 +318,7 @@ def docci_annotations(tmp_path: Path, count: int) -> tuple[Path, list[str]]:
 
 
 def runner_manifest(ids: list[str], **about: Any) -> dict[str, Any]:
-    """A manifest as the runners write it (``eval/datasets.py: manifest``): the ordered ids, their count and sha256."""
+    """A manifest as the runners write it (``eval.files.manifest``): the ordered ids, their count and sha256."""
     return {**about, "count": len(ids), "sha256": hashlib.sha256("\n".join(ids).encode()).hexdigest(), "ids": ids}
 
 

@@ -102,7 +102,8 @@ def test_changed_settings_are_refused_unless_overwrite(golden_dir, tmp_path):
     noise_images(images, 2)
     model = tiny_llava(golden_dir)
     assert caption.main(caption_args(model, images, tmp_path, "run")) == 0
-    with pytest.raises(ConfigMismatch, match=r"method_params\.tau: 1\.5 -> 2\.0"):
+    with pytest.raises(ConfigMismatch, match=r"method_params\.tau: 1\.5 -> 2\.0.*--overwrite \(scripts: OVERWRITE=1\) "
+                                             r"or another --save-path \(scripts: SAVE_PATH\)"):
         caption.main(caption_args(model, images, tmp_path, "run", "--tau", "2.0"))
     assert caption.main(caption_args(model, images, tmp_path, "run", "--tau", "2.0", "--overwrite")) == 0
     assert json.loads((tmp_path / "run_config.json").read_text())["method_params"]["tau"] == 2.0
@@ -247,6 +248,29 @@ def test_iiw_and_docci_readers(tmp_path):
     assert [s.key for s in docci.samples] == [r["image_file"] for r in random.Random(42).sample(docci_lines, 5)]
     assert (docci.requested, docci.available, docci.short) == (5, 30, False)
     assert read("docci", image_folder=tmp_path, annotation_file=tmp_path / "docci.jsonl", num_samples=500).short
+
+
+def test_a_coco_folder_without_coco_names_names_the_pattern_the_alternatives_and_a_subfolder(tmp_path):
+    """Photos of one's own, or the folder above val2014: one error naming the folder, the COCO file-name pattern and
+    what to do (--dataset-type folder; the val2014 subfolder), not "no samples"."""
+    from eval.files import InputError
+
+    noise_images(tmp_path / "photos", 2)
+    with pytest.raises(InputError) as error:
+        read("coco", image_folder=tmp_path / "photos")
+    assert str(error.value) == (f"{tmp_path / 'photos'}: none of its 2 images has a COCO file name (like "
+                                "COCO_val2014_000000000139.jpg); for images of your own use --dataset-type folder "
+                                "(the scripts: scripts/sparc_demo.sh)")
+    (tmp_path / "coco" / "val2014").mkdir(parents=True)
+    (tmp_path / "photos" / "img00.jpg").rename(tmp_path / "coco" / "val2014" / "COCO_val2014_000000000139.jpg")
+    with pytest.raises(InputError, match=f"^{tmp_path / 'coco'}: no COCO images .* in this folder; its subfolder "
+                                         f"val2014 holds them: use {tmp_path / 'coco' / 'val2014'}$"):
+        read("coco", image_folder=tmp_path / "coco")
+    (tmp_path / "photos" / "img01.jpg").rename(tmp_path / "coco" / "val2014" / "COCO_val2014_000000000285.jpg")
+    (tmp_path / "coco" / "val2014" / "notes.png").write_bytes(b"")
+    problems = []  # some COCO names: the others are recorded problems, as before
+    found = read("coco", problems, image_folder=tmp_path / "coco" / "val2014")
+    assert [s.key for s in found.samples] == ["139", "285"] and len(problems) == 1
 
 
 def test_vqa_pope_with_llava_and_instructblip_feeds_the_pope_scorer(golden_dir, tiny_instructblip, tmp_path):

@@ -25,6 +25,24 @@ def coco_image_id(file_name: str) -> int:
     return int(file_name.split(".jpg")[0][-6:])
 
 
+def no_coco_images(folder: Path, files: list[str]) -> str:
+    """Why a COCO image folder gave no sample, and the likely fix (images of one's own; the folder above val2014)."""
+    if files:
+        return (f"{folder}: none of its {len(files)} images has a COCO file name (like {COCO_NAME}); for images of "
+                "your own use --dataset-type folder (the scripts: scripts/sparc_demo.sh)")
+    holders = [p for p in sorted(folder.iterdir()) if p.is_dir() and any(is_coco(n) for n in image_files(p, []))]
+    hint = f"; its subfolder {holders[0].name} holds them: use {holders[0]}" if holders else ""
+    return f"{folder}: no COCO images (like {COCO_NAME}) in this folder{hint}"
+
+
+def is_coco(file_name: str) -> bool:
+    try:
+        coco_image_id(file_name)
+    except ValueError:
+        return False
+    return True
+
+
 def folder_images(spec: BenchmarkSpec, data: DataSettings, protocol: Protocol, problems: list[Problem]) -> SampleSet:
     """Every image of ``--image-folder``, sorted; the id is the file stem (``folder``)."""
     folder = data.image_folder
@@ -50,6 +68,8 @@ def coco_images(spec: BenchmarkSpec, data: DataSettings, protocol: Protocol, pro
             continue
         samples.append(Sample(record_key(image_id), folder / name, protocol.prompt, {"image_id": image_id},
                               str(folder / name)))
+    if not samples and not any(map(is_coco, files)):
+        raise InputError(no_coco_images(folder, files))
     return SampleSet(samples, requested(spec, data), len(files))
 
 

@@ -1,22 +1,36 @@
-# Shared by scripts/{llava,instructblip}/{pope,mme,amber}.sh (sourced after their variables are set), with lib/run.sh.
+# The yes/no scripts' part of the shared library (scripts/*/{pope,mme,amber}.sh), with lib/run.sh: their knobs, the
+# help of their data variables, and the runs of each benchmark, each scored with the script's `score` function.
 source "$(dirname "${BASH_SOURCE[0]}")/run.sh"
+
+knob METHODS "baseline vcd m3id avisc" "any registered methods (python -m eval.methods)"
+knob POPE_DATASETS "coco aokvqa gqa" "POPE question sets (coco, aokvqa: COCO images; gqa: GQA images)" pope
+knob POPE_SETTINGS "random popular adversarial" "POPE settings of each question set" pope
+knob SEEDS "42 43 44 45 46" "one run per seed, scored together (mean +- std); the shipped script: SEEDS=55" mme
+describe COCO_IMAGES "COCO val2014 images (POPE coco and aokvqa questions)"
+describe GQA_IMAGES "GQA images (POPE gqa questions)"
+describe MME_ROOT "MME_Benchmark_release_version (images as <task>/<image> or <task>/images/<image>)"
+describe MME_GT "MME ground truth: the release folder or the eval tool's <task>.txt files"
+describe QUESTION_FILE "empty: the shipped 240-question hallucination subset; llava_mme.jsonl: all of MME"
+describe QUERY_FILE "empty: the shipped query_all.json"
+describe AMBER_IMAGES "AMBER images"
 
 # answer METHOD EXPERIMENT ARGS...: one run of eval.vqa.
 answer() {
   local method=$1 name=$2
   shift 2
   run_args "$method"
-  $LAUNCH eval.vqa "${RUN_ARGS[@]}" "$@" --save-path "$SAVE_PATH" --experiment-name "$name"
+  child $LAUNCH eval.vqa "${RUN_ARGS[@]}" "$@" --save-path "$SAVE_PATH" --experiment-name "$name"
 }
 
-# POPE: every method on the 9 settings (COCO and A-OKVQA on COCO images, GQA on GQA images), each scored.
+# POPE: every method on the chosen settings (COCO and A-OKVQA on COCO images, GQA on GQA images), each scored.
 run_pope() {
   local method dataset setting images name
+  begin pope
   for dataset in $POPE_DATASETS; do
-    case $dataset in coco|aokvqa|gqa) ;; *) echo "error: POPE_DATASETS: unknown dataset '$dataset' (coco, aokvqa, gqa)" >&2; return 2 ;; esac
+    case $dataset in coco|aokvqa|gqa) ;; *) fail "POPE_DATASETS: unknown dataset '$dataset' (coco, aokvqa, gqa)" ;; esac
   done
   for setting in $POPE_SETTINGS; do
-    case $setting in random|popular|adversarial) ;; *) echo "error: POPE_SETTINGS: unknown setting '$setting' (random, popular, adversarial)" >&2; return 2 ;; esac
+    case $setting in random|popular|adversarial) ;; *) fail "POPE_SETTINGS: unknown setting '$setting' (random, popular, adversarial)" ;; esac
   done
   dataset=${POPE_DATASETS%% *} setting=${POPE_SETTINGS%% *}
   images=$([ "$dataset" = gqa ] && echo "$GQA_IMAGES" || echo "$COCO_IMAGES")
@@ -27,16 +41,20 @@ run_pope() {
       for setting in $POPE_SETTINGS; do
         name="${method}_${dataset}_pope_${setting}"
         answer "$method" "$name" --benchmark pope --image-folder "$images" --pope-split "$dataset/$setting"
-        python -m eval.pope --answers "$SAVE_PATH/$name.jsonl" --save_path "$SAVE_PATH/${name}_pope.json"
+        score "$name"
       done
     done
   done
+  report
 }
 
-# MME: every method with every seed of SEEDS, scored together (mean +- std).
+# MME: every method with every seed of SEEDS, scored together (`score METHOD ANSWERS...`: mean +- std). The ground
+# truth is checked before the first run.
 run_mme() {
   local method seed answers SEED=  # each run's seed is one of SEEDS
+  begin mme
   check_runs eval.vqa --benchmark mme --image-folder "$MME_ROOT" ${QUESTION_FILE:+--question-file "$QUESTION_FILE"} || return
+  check_mme_gt
   for method in $METHODS; do
     answers=()
     for seed in $SEEDS; do
@@ -44,17 +62,42 @@ run_mme() {
         ${QUESTION_FILE:+--question-file "$QUESTION_FILE"}
       answers+=("$SAVE_PATH/${method}_mme_seed${seed}.jsonl")
     done
-    python -m eval.mme --answers "${answers[@]}" --gt_dir "$MME_GT" --save_path "$SAVE_PATH/${method}_mme.json"
+    score "$method" "${answers[@]}"
   done
+  report
 }
 
-# AMBER: every method on all queries, scored with evaluation type a.
+# check_mme_gt: MME_GT holds MME ground truth for the hallucination tasks, in the eval tool's layout (<task>.txt) or
+# the release folder's (<task>/questions_answers_YN/*.txt or <task>/*.txt); one line naming the folder if not.
+check_mme_gt() {
+  local task
+  for task in existence count position color; do
+    if [ -f "$MME_GT/$task.txt" ] || compgen -G "$MME_GT/$task/questions_answers_YN/*.txt" > /dev/null \
+       || compgen -G "$MME_GT/$task/*.txt" > /dev/null; then
+      return 0
+    fi
+  done
+  fail "MME_GT=$MME_GT: $([ -d "$MME_GT" ] && echo "no MME ground truth in this folder" || echo "no such folder");" \
+       "expected the eval tool's existence.txt, count.txt, position.txt, color.txt, or the release folder" \
+       "(MME_Benchmark_release_version) with existence/, count/, position/, color/ and their question .txt files;" \
+       "set MME_GT to the folder that holds them"
+}
+
+# AMBER: every method on all queries (or QUERY_FILE), each scored; AMBER's notice about word similarity (spaCy) is
+# shown once, not once per method.
 run_amber() {
-  local method name
+  local method name output status
+  begin amber
   check_runs eval.vqa --benchmark amber --image-folder "$AMBER_IMAGES" ${QUERY_FILE:+--question-file "$QUERY_FILE"} || return
   for method in $METHODS; do
     name="${method}_amber"
     answer "$method" "$name" --benchmark amber --image-folder "$AMBER_IMAGES" ${QUERY_FILE:+--question-file "$QUERY_FILE"}
-    python -m eval.amber --inference_data "$SAVE_PATH/$name.jsonl" --evaluation_type a --save_path "$SAVE_PATH/${name}_amber.json"
+    status=0
+    output=$(score "$name") || status=$?
+    if [ -n "${amber_notice:-}" ]; then output=$(grep -v '^!!' <<< "$output" || true); fi
+    case $output in *"!! WARNING"*) amber_notice=1 ;; esac
+    printf '%s\n' "$output"
+    if [ "$status" -ne 0 ]; then return "$status"; fi
   done
+  report
 }
