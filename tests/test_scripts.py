@@ -16,6 +16,7 @@ from PIL import Image
 
 from conftest import PROJECT_ROOT
 from helpers import signal_when_running
+from judge_server import FakeJudge, serve
 
 DATA = PROJECT_ROOT / "eval" / "data"
 TINY = {"llava": "tiny", "llava_next": "tiny-next", "instructblip": "tiny-instructblip", "qwen2_vl": "tiny-qwen2-vl"}
@@ -147,6 +148,51 @@ def test_amber_trial(tmp_path, family):
     metrics = json.loads((tmp_path / "out" / "avisc_amber_amber.json").read_text())
     assert metrics["scorer"] == "amber"
     assert "AMBER" in result.stdout
+
+
+def llava_bench_folder(tmp_path: Path) -> Path:
+    """A llava-bench-in-the-wild folder as the Hub dataset ships it, with three questions on two images."""
+    folder = tmp_path / "llava-bench-in-the-wild"
+    questions = [(0, "001.jpg", "conv"), (1, "001.jpg", "detail"), (2, "002.jpg", "complex")]
+    for index, image in enumerate(("001.jpg", "002.jpg")):
+        save_noise(folder / "images" / image, index)
+    files = {"questions": [{"question_id": i, "image": image, "text": f"Question {i}?", "category": category}
+                           for i, image, category in questions],
+             "context": [{"id": image[:3], "image": image, "caption": ["A caption."]}
+                         for image in ("001.jpg", "002.jpg")],
+             "answers_gpt4": [{"question_id": i, "text": f"Reference {i}.", "model_id": "gpt-4-0314"}
+                              for i, *_ in questions]}
+    for name, records in files.items():
+        (folder / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    return folder
+
+
+def test_llava_bench_trial_with_a_judge(tmp_path):
+    """The script answers with every default method, has each run reviewed by the judge (here a local server that
+    speaks the OpenAI protocol, reached through JUDGE_URL and the key in API_KEY_ENV) and prints the table."""
+    judge = FakeJudge(lambda prompt: prompt)
+    judge.default = lambda prompt: "8 6\nAssistant 2 is shorter."
+    with serve(judge):
+        result = run_script("llava/llava_bench.sh", trial(
+            tmp_path, "llava", LIMIT="3", LLAVA_BENCH=str(llava_bench_folder(tmp_path)), JUDGE_URL=judge.base_url,
+            API_KEY_ENV="LLAVA_BENCH_SCRIPT_KEY", LLAVA_BENCH_SCRIPT_KEY="sk-test"))
+    methods = ("baseline", "vcd", "m3id", "avisc")
+    assert len(judge.requests) == 3 * len(methods) and {r["model"] for r in judge.requests} == {"gpt-4-0613"}
+    for method in methods:
+        metrics = json.loads((tmp_path / "out" / f"{method}_llava_bench_llava_bench.json").read_text())
+        assert metrics["scorer"] == "llava_bench" and metrics["metrics"]["all"]["relative_score"] == 75.0, metrics
+    assert "LLaVA-Bench" in result.stdout and "75.0" in result.stdout
+
+
+def test_llava_bench_trial_without_a_judge_key(tmp_path):
+    """No key: the answers are kept, the script finishes and prints the command that scores each run later."""
+    result = run_script("llava/llava_bench.sh", trial(tmp_path, "llava", METHODS="baseline avisc",
+                                                      LLAVA_BENCH=str(llava_bench_folder(tmp_path))))
+    for method in ("baseline", "avisc"):
+        assert len((tmp_path / "out" / f"{method}_llava_bench.jsonl").read_text().splitlines()) == 2
+        assert (f"LLaVA-Bench not scored for {method}_llava_bench (no judge key in $OPENAI_API_KEY)"
+                in result.stderr)
+        assert f"python -m eval.llava_bench --question" in result.stderr
 
 
 def test_sparc_demo(tmp_path):

@@ -5,8 +5,6 @@ source "$(dirname "${BASH_SOURCE[0]}")/run.sh"
 knob METHODS "baseline sparc" "any registered methods (python -m eval.methods), e.g. \"baseline sparc vcd pai opera\""
 knob NUM_SAMPLES "" "empty: the benchmark's subset (drawn with SEED)"
 knob JUDGE_MODEL gpt-4o "the CLAIR judge" "iiw docci"
-knob JUDGE_URL "" "an OpenAI-compatible judge, e.g. http://localhost:8000/v1 (empty: OpenAI's)" "iiw docci"
-knob API_KEY_ENV OPENAI_API_KEY "the variable that holds the judge's key (never taken on the command line)" "iiw docci"
 describe COCO_IMAGES "COCO val2014 images, named like COCO_val2014_000000000139.jpg (your own photos: sparc_demo.sh)"
 describe COCO_ANNOTATIONS "optional: instances_/captions_{train,val}2014.json to rebuild the CHAIR ground truth"
 describe IMAGE_FOLDER "the images of ANNOTATION_FILE (IIW-400: DOCCI's images_aar; DOCCI: its images)"
@@ -34,19 +32,8 @@ score_chair() {
     ${COCO_ANNOTATIONS:+--coco_path "$COCO_ANNOTATIONS"}
 }
 
-# score_clair METHOD DATA_TYPE: CLAIR with the judge whose key is in the variable named by API_KEY_ENV; without a key
-# the captions are kept and one line gives the command (shell-quoted) that scores them later. The subset is the run's
-# manifest.
+# score_clair METHOD DATA_TYPE: CLAIR with the judge (see `judged` in lib/run.sh). The subset is the run's manifest.
 score_clair() {
-  local command=(python -m eval.clair --annotation_file "$ANNOTATION_FILE" --answer_file "$SAVE_PATH/$1.jsonl"
-                 --data_type "$2" --model "$JUDGE_MODEL" --api_key_env "$API_KEY_ENV"
-                 ${JUDGE_URL:+--base_url "$JUDGE_URL"} --save_path "$SAVE_PATH/$1_clair.json")
-  local line
-  if [ -z "${!API_KEY_ENV:-}" ]; then
-    printf -v line '%q ' "${command[@]}"
-    echo "CLAIR not scored for $1 (no judge key in \$$API_KEY_ENV); captions kept in $SAVE_PATH/$1.jsonl. Score later with:" >&2
-    echo "  $API_KEY_ENV=... ${line% }" >&2
-    return
-  fi
-  "${command[@]}"
+  judged CLAIR "$1" captions python -m eval.clair --annotation_file "$ANNOTATION_FILE" \
+    --answer_file "$SAVE_PATH/$1.jsonl" --data_type "$2" --model "$JUDGE_MODEL" --save_path "$SAVE_PATH/$1_clair.json"
 }

@@ -51,6 +51,9 @@ knob MIN_PIXELS "" "Qwen2-VL: fewest pixels of a resized image (empty: the check
 knob MAX_PIXELS "" "Qwen2-VL: most pixels of a resized image (empty: the checkpoint's)"
 knob LAUNCH "python -m" "several GPUs: LAUNCH=\"torchrun --nproc_per_node 8 -m\" (or \"accelerate launch -m\")"
 knob OVERWRITE "" "1: start each run again, discarding its earlier outputs (--overwrite); empty: resume"
+knob JUDGE_URL "" "an OpenAI-compatible judge, e.g. http://localhost:8000/v1 (empty: OpenAI's)" "iiw docci llava_bench"
+knob API_KEY_ENV OPENAI_API_KEY "the variable that holds the judge's key (never taken on the command line)" \
+  "iiw docci llava_bench"
 describe MODEL_PATH "checkpoint folder or hub id; trials: tiny, tiny-next, tiny-instructblip, tiny-qwen2-vl (random)"
 describe SAVE_PATH "output folder: one <run>.jsonl (+ _results.json, ...) per run and its scores"
 
@@ -183,4 +186,20 @@ on_signal() {
 # report: the paper-style table of everything scored under SAVE_PATH.
 report() {
   python -m eval.report "$SAVE_PATH"
+}
+
+# judged SCORER RUN KIND COMMAND...: an LLM-judge scorer of a run (with the judge's key variable and JUDGE_URL added);
+# without a key in the variable named by API_KEY_ENV the run's KIND (captions, answers) is kept and one line gives the
+# command, shell-quoted, that scores it later.
+judged() {
+  local scorer=$1 run=$2 kind=$3 line
+  shift 3
+  local command=("$@" --api_key_env "$API_KEY_ENV" ${JUDGE_URL:+--base_url "$JUDGE_URL"})
+  if [ -z "${!API_KEY_ENV:-}" ]; then
+    printf -v line '%q ' "${command[@]}"
+    echo "$scorer not scored for $run (no judge key in \$$API_KEY_ENV); $kind kept in $SAVE_PATH/$run.jsonl. Score later with:" >&2
+    echo "  $API_KEY_ENV=... ${line% }" >&2
+    return
+  fi
+  "${command[@]}"
 }

@@ -13,6 +13,8 @@ describe MME_GT "MME ground truth: the release folder or the eval tool's <task>.
 describe QUESTION_FILE "empty: the shipped 240-question hallucination subset; llava_mme.jsonl: all of MME"
 describe QUERY_FILE "empty: the shipped query_all.json"
 describe AMBER_IMAGES "AMBER images"
+describe LLAVA_BENCH "the llava-bench-in-the-wild folder: questions.jsonl, context.jsonl, answers_gpt4.jsonl, images/"
+knob LLAVA_BENCH_JUDGE "" "the LLaVA-Bench judge (empty: the scorer's, gpt-4-0613)" llava_bench
 
 # answer METHOD EXPERIMENT ARGS...: one run of eval.vqa.
 answer() {
@@ -98,6 +100,22 @@ run_amber() {
     case $output in *"!! WARNING"*) amber_notice=1 ;; esac
     printf '%s\n' "$output"
     if [ "$status" -ne 0 ]; then return "$status"; fi
+  done
+  report
+}
+
+# LLaVA-Bench (In-the-Wild): every method on its 60 questions, each reviewed by the judge against GPT-4's answers
+# (relative score per category), then the table.
+run_llava_bench() {
+  local method name
+  begin llava_bench
+  check_runs eval.vqa --benchmark llava_bench --image-folder "$LLAVA_BENCH/images" \
+    --question-file "$LLAVA_BENCH/questions.jsonl" || return
+  for method in $METHODS; do
+    name="${method}_llava_bench"
+    answer "$method" "$name" --benchmark llava_bench --image-folder "$LLAVA_BENCH/images" \
+      --question-file "$LLAVA_BENCH/questions.jsonl"
+    score "$name"
   done
   report
 }
