@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from eval import paper_numbers
 from eval.benchmarks.mme import (
     COGNITION, HALLUCINATION, ONE_WORD, PERCEPTION, RELEASE_QUESTIONS, SUFFIX, TASKS, GroundTruth, image_stem, read_gt,
     tab_lines,
@@ -44,6 +45,7 @@ from eval.files import (
     InputError, Problem, RunPaths, check_output_file, read_records, report_problems, run_subset, settings_changes,
     write_json_atomic,
 )
+from eval.scoring import Column, Published, ScoredRun, Scorer, first_answers, register_scorer
 from eval.yesno import READINGS, read_answer, read_prediction_field, require_fields
 
 TOTALS = {"perception": PERCEPTION, "cognition": COGNITION, "hallucination": HALLUCINATION}
@@ -374,6 +376,35 @@ def main(argv: list[str] | None = None) -> int:
     report_problems(problems)
     print(f"metrics written to {save_path}")
     return 0 if all(run["tasks"] for run in runs) else 1
+
+
+class MmeScorer(Scorer):
+    """What the report reads from MME's metrics json: one run per result set scored (a seed), each with its task
+    scores and totals, and the questions of its tasks that the MME release holds but the run does not answer."""
+
+    name = "mme"
+    default_benchmark = "mme"
+    columns = (Column("existence", "Existence"), Column("count", "Count"), Column("position", "Position"),
+               Column("color", "Color"), Column("hallucination", "Total"))
+    description = "hallucination subset: score = acc + acc+, max 200 per task, 800 total; mean ± sample std over runs"
+    paper_runs = "several seeds"
+
+    def runs(self, data: dict[str, Any]) -> list[ScoredRun]:
+        first = first_answers(data)
+        scored = []
+        for run in data.get("runs") or [{"tasks": {}, "totals": data.get("metrics") or {}, "source": first}]:
+            tasks = list((run.get("tasks") or {}).values())
+            missing = sum(t.get("unanswered", 0) + t.get("missing", 0) for t in tasks)
+            expected = sum(t.get("questions", 0) + t.get("missing", 0) for t in tasks)
+            scored.append(ScoredRun("", run.get("source", first), flat_scores({"tasks": {}, "totals": {}, **run}),
+                                    missing, expected, "questions of its tasks"))
+        return scored
+
+    def paper(self, benchmark: str, key: str, model: str, method: str) -> Published | None:
+        return paper_numbers.MME_HALLUCINATION.get((model, method)) if benchmark == "mme" else None
+
+
+SCORER = register_scorer(MmeScorer())
 
 
 if __name__ == "__main__":
