@@ -501,7 +501,7 @@ class ClairScorer(Scorer):
                           (data.get("subset") or {}).get("count"), "images")]
 
     def benchmark(self, data: dict[str, Any]) -> str | None:
-        return str(data.get("data_type") or "?")
+        return str(data["data_type"]) if data.get("data_type") else None
 
     def notes(self, metric_file: Path, data: dict[str, Any]) -> list[str]:
         return judge_notes("CLAIR", {**(data.get("metrics") or {}), **(data.get("counts") or {})},

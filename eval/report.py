@@ -303,7 +303,11 @@ def load_records(inputs: list[str], label_options: list[str]) -> tuple[list[Reco
             continue
         if not isinstance(data, dict):
             continue
-        scorer = get_scorer(data.get("scorer"))
+        try:
+            scorer = get_scorer(data.get("scorer"))
+        except ImportError as e:  # a scorer module whose dependencies are not installed here
+            notes.append(f"{path}: the scorer {data.get('scorer')} cannot be loaded ({e}); skipped")
+            continue
         if scorer is None:
             if path.name.endswith("_results.json") and isinstance(data.get("config"), dict):
                 runs.append((path, data))

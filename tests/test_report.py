@@ -423,3 +423,20 @@ def test_a_copied_run_counts_once(tmp_path: Path, capsys: pytest.CaptureFixture[
     out = capsys.readouterr().out
     assert "| LLaVA-1.5 | AvisC | ours | 1 (seed 42) | 150.00 | 150.00 | 150.00 | 150.00 | 600.00 |" in out, out
     assert f"scores the same answers as {tmp_path / 'llava-1.5_avisc_mme.json'} ({copy}): counted once" in out
+
+
+def test_a_scorer_that_cannot_be_loaded_skips_its_files_with_a_note(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from eval import scoring
+
+    def missing(name: str) -> None:
+        raise ModuleNotFoundError(f"No module named 'numpy' (importing {name})")
+
+    monkeypatch.setattr(scoring, "_REGISTRY", {k: v for k, v in scoring._REGISTRY.items() if k != "llava_bench"})
+    monkeypatch.setattr(scoring.importlib, "import_module", missing)
+    write(tmp_path / "run_llava_bench.json", {"scorer": "llava_bench", "answers_file": "run.jsonl", "metrics": {}})
+    chair_file(tmp_path, "llava-1.5_sparc", "x.jsonl", 0.4)
+    assert report.main([str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "| LLaVA-1.5 | SPARC | ours | 1 | 40.00 |" in out
+    assert f"{tmp_path / 'run_llava_bench.json'}: the scorer llava_bench cannot be loaded (No module named" in out
