@@ -72,6 +72,7 @@ from eval.judge import (
     write_json,
     write_jsonl,
 )
+from eval.scoring import Column, ScoredRun, Scorer, first_answers, judge_notes, register_scorer
 
 PROMPT_FILE = Path(__file__).resolve().parent / "data" / "clair_prompt.txt"
 REFERENCE_FIELDS = {"iiw": ("image/key", "IIW"), "docci": ("image_file", "description")}
@@ -484,6 +485,30 @@ def print_summary(args: argparse.Namespace, metrics: dict[str, float | int | Non
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     return exit_status(lambda: run(args), "interrupted: judged samples are cached; rerun the same command to resume")
+
+
+class ClairScorer(Scorer):
+    """What the report reads from CLAIR's metrics json: one run of the dataset its ``data_type`` names (IIW-400 or
+    DOCCI), the images of its subset without an answer, the judge replies left out of the mean."""
+
+    name = "clair"
+    columns = (Column("clair", "CLAIR"),)
+    description = "CLAIR x100"
+
+    def runs(self, data: dict[str, Any]) -> list[ScoredRun]:
+        missing = (data.get("counts") or {}).get("not_answered")
+        return [ScoredRun("", first_answers(data), dict(data.get("metrics") or {}), missing,
+                          (data.get("subset") or {}).get("count"), "images")]
+
+    def benchmark(self, data: dict[str, Any]) -> str | None:
+        return str(data["data_type"]) if data.get("data_type") else None
+
+    def notes(self, metric_file: Path, data: dict[str, Any]) -> list[str]:
+        return judge_notes("CLAIR", {**(data.get("metrics") or {}), **(data.get("counts") or {})},
+                           metric_file.with_suffix(".jsonl"))
+
+
+SCORER = register_scorer(ClairScorer())
 
 
 if __name__ == "__main__":

@@ -76,6 +76,7 @@ from eval.judge import (
     write_json,
     write_jsonl,
 )
+from eval.scoring import Column, ScoredRun, Scorer, first_answers, judge_notes, register_scorer
 
 RULE_FILE = Path(__file__).resolve().parent / "data" / "llava_bench" / "rule.json"
 SYSTEM_PROMPT = "You are a helpful and precise assistant for checking the quality of the answer."
@@ -596,6 +597,30 @@ def format_table(model: str, metrics: dict[str, dict[str, Any]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     return exit_status(lambda: run(args), "interrupted: judged answers are cached; rerun the same command to resume")
+
+
+class LlavaBenchScorer(Scorer):
+    """What the report reads from LLaVA-Bench's metrics json: one run, the relative score per category and in all,
+    the expected questions without an answer, and the judge replies left out of the means."""
+
+    name = "llava_bench"
+    default_benchmark = "llava_bench"
+    columns = tuple(Column(category, category.capitalize()) for category in (*CATEGORIES, "all"))
+    description = ("relative score = the judge's mean score of the answers / of the reference answers x 100, per "
+                   "category and all")
+
+    def runs(self, data: dict[str, Any]) -> list[ScoredRun]:
+        counts = data.get("counts") or {}
+        values = {name: (scores or {}).get("relative_score") for name, scores in (data.get("metrics") or {}).items()}
+        return [ScoredRun("", first_answers(data), values, counts.get("missing"), counts.get("questions"),
+                          "questions")]
+
+    def notes(self, metric_file: Path, data: dict[str, Any]) -> list[str]:
+        return judge_notes("LLaVA-Bench", data.get("counts") or {},
+                           data.get("review_file") or metric_file.with_suffix(".jsonl"))
+
+
+SCORER = register_scorer(LlavaBenchScorer())
 
 
 if __name__ == "__main__":

@@ -31,11 +31,12 @@ import argparse
 import json
 import statistics
 import sys
-from collections import Counter, defaultdict
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from eval import paper_numbers
 from eval.benchmarks.mme import (
     COGNITION, HALLUCINATION, ONE_WORD, PERCEPTION, RELEASE_QUESTIONS, SUFFIX, TASKS, GroundTruth, image_stem, read_gt,
     tab_lines,
@@ -43,6 +44,9 @@ from eval.benchmarks.mme import (
 from eval.files import (
     InputError, Problem, RunPaths, check_output_file, read_records, report_problems, run_subset, settings_changes,
     write_json_atomic,
+)
+from eval.scoring import (
+    Column, Published, Repeats, ScoredRun, Scorer, file_digest, files_digest, first_answers, register_scorer,
 )
 from eval.yesno import READINGS, read_answer, read_prediction_field, require_fields
 
@@ -58,6 +62,10 @@ class Item:
     question: str
     gt: str
     prediction: str | None
+    file: str | None = None
+    line: int | None = None
+    """Where the item stands in an eval-tool file, whose order matters to ``calculation.py`` (None for answers
+    files, scored by key)."""
 
 
 DEFAULT_READING = {"results_dir": "eval_tool", "answers": "avisc"}
@@ -95,7 +103,7 @@ def read_results_dir(folder: Path, problems: list[Problem]) -> dict[str, list[It
                 problems.append(Problem(str(path), number, fields[0],
                                         f"ground truth {fields[2]!r} is not Yes/No; skipped"))
                 continue
-            items[task].append(Item(fields[0], fields[1], gt, fields[3]))
+            items[task].append(Item(fields[0], fields[1], gt, fields[3], str(path), number))
         if not items[task]:
             problems.append(Problem(str(path), None, None, "no questions; task left out"))
             del items[task]
@@ -175,24 +183,50 @@ def read_answers(answers_file: Path, gt: GroundTruth, problems: list[Problem], i
 
 
 LabelReader = Callable[[str | None], str | None]
+PAIR_WARNING = ("the lines are not in image pairs from this line on: calculation.py, which reads two lines at a time "
+                "as one image's pair, would score other pairs; scored by image, as MME defines acc+")
+
+
+def out_of_pairs(items: list[Item]) -> Item | None:
+    """The first line of an eval-tool file that is not in an image pair (``calculation.py`` reads two lines at a time
+    as one image's pair), or None when the lines are in pairs (or not from such a file)."""
+    for index in range(0, len(items), 2):
+        first, second = items[index], items[index + 1] if index + 1 < len(items) else None
+        if first.line is None:
+            return None
+        if second is None or second.image != first.image:
+            return first
+    return None
 
 
 def score_task(task: str, items: list[Item], label_of: LabelReader, source: str,
                problems: list[Problem]) -> dict[str, Any]:
     """acc, acc+ and score (100 * acc + 100 * acc+) of one task (``items`` not empty); unanswered questions count as
-    wrong; ``missing``: the release's questions of the task that the files do not hold."""
+    wrong; ``missing``: the release's questions of the task that the files do not hold.
+
+    acc+ follows MME's definition: the share of images whose pair of questions (two per image) is answered right;
+    an image with one question never has a right pair (``single``, reported). Images are grouped by name, which is
+    what ``calculation.py``'s two-lines-at-a-time reading does on files in image pairs; on a file whose lines are
+    not in pairs, ``out_of_pairs`` gives the first line out of them (reported: ``calculation.py`` would score
+    other pairs)."""
     by_image: dict[str, list[bool]] = {}
     other = 0
     for item in items:
         label = label_of(item.prediction)
         other += label == "other"
         by_image.setdefault(item.image, []).append(label == item.gt)
+    where = items[0].file or source  # the task file of an eval-tool folder
     for image, results in by_image.items():
-        if len(results) != 2:
-            problems.append(Problem(source, None, image, f"{len(results)} questions for this image (MME has 2)"))
+        if len(results) < 2:
+            problems.append(Problem(where, None, image, "one question for this image (MME has 2): never a right pair"))
+        elif len(results) > 2:
+            problems.append(Problem(where, None, image, f"{len(results)} questions for this image (MME has 2)"))
+    broken = out_of_pairs(items)
+    if broken is not None:
+        problems.append(Problem(str(broken.file), broken.line, broken.image, PAIR_WARNING))
     correct = sum(sum(results) for results in by_image.values())
     acc = correct / len(items)
-    acc_plus = sum(all(results) for results in by_image.values()) / len(by_image)
+    acc_plus = sum(len(results) >= 2 and all(results) for results in by_image.values()) / len(by_image)
     return {
         "score": 100 * acc + 100 * acc_plus,
         "acc": 100 * acc,
@@ -202,6 +236,8 @@ def score_task(task: str, items: list[Item], label_of: LabelReader, source: str,
         "other": other,
         "unanswered": sum(item.prediction is None for item in items),
         "missing": max(RELEASE_QUESTIONS[task] - len(items), 0),
+        "single": sum(len(results) < 2 for results in by_image.values()),
+        "out_of_pairs": None if broken is None else {"file": broken.file, "line": broken.line},
     }
 
 
@@ -274,27 +310,44 @@ def input_kind(args: argparse.Namespace) -> str:
     return "results_dir" if args.results_dir else "answers"
 
 
+def answers_digest(source: str) -> str | None:
+    """The content hash of a result set: an answers file's bytes, or an eval-tool folder's task files."""
+    path = Path(source)
+    return files_digest(path, [f"{task}.txt" for task in TASKS]) if path.is_dir() else file_digest(path)
+
+
+def distinct_runs(sources: list[str]) -> tuple[list[str], list[str]]:
+    """The result sets to score, each run once, and a note for each repeat left out: the same file or folder twice,
+    a copy of one (same content), or the same run (same seed and settings in the runner's ``_config.json``, on the
+    same samples): averaging it in again would count one run as two seeds."""
+    repeats, distinct, repeated = Repeats(), [], []
+    for source in sources:
+        answers = None if Path(source).is_dir() else source
+        why = repeats.check((), source, answers, answers_digest(source))
+        if why is None:
+            distinct.append(source)
+        else:
+            repeated.append(f"{source}: {why}; counted once")
+    return distinct, repeated
+
+
 def load_runs(args: argparse.Namespace, reading: str, problems: list[Problem]) -> list[dict[str, Any]]:
-    """Score every result set named on the command line, reading predictions with ``reading``."""
+    """Score every result set in ``args.sources`` (the distinct ones), reading predictions with ``reading``."""
     label_of = label_reader(input_kind(args), reading)
     if args.results_dir:
-        return [score_run(read_results_dir(Path(d), problems), label_of, d, problems) for d in args.results_dir]
+        return [score_run(read_results_dir(Path(d), problems), label_of, d, problems) for d in args.sources]
     if not args.gt_dir:
         raise InputError("--answers needs --gt_dir: the MME ground truth is not shipped "
                          "(eval-tool {task}.txt files or MME_Benchmark_release_version)")
     gt = read_gt(Path(args.gt_dir), problems)
     return [score_run(read_answers(Path(f), gt, problems, args.id_key, args.text_key), label_of, f, problems)
-            for f in args.answers]
+            for f in args.sources]
 
 
 def mixed_settings(answers: list[str]) -> list[str]:
     """The settings, other than the seed, in which runs scored together differ (read from the runner's
     ``_config.json`` beside each answers file; files without one are not compared): their mean and std would not be
     a spread over seeds."""
-    files = Counter(Path(f).resolve() for f in answers)
-    repeated = sorted({f for f in answers if files[Path(f).resolve()] > 1})
-    if repeated:
-        return [f"the same answers file more than once: {', '.join(repeated)}"]
     configs = []
     for f in answers:
         path = RunPaths.of_answers(f).config
@@ -330,13 +383,21 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     problems: list[Problem] = []
     reading = args.reading or DEFAULT_READING[input_kind(args)]
+    args.sources, repeated = distinct_runs(args.results_dir or args.answers)
     try:
         save_path = check_output_file(args.save_path or default_save_path(args))
         runs = load_runs(args, reading, problems)
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    mixed = mixed_settings(args.answers or [])
+    for note in repeated:
+        print(f"warning: a repeated run: {note}", file=sys.stderr)
+    for run in runs:
+        for task, info in run["tasks"].items():
+            if info["out_of_pairs"]:
+                where = info["out_of_pairs"]
+                print(f"warning: {where['file']}:{where['line']}: {PAIR_WARNING}", file=sys.stderr)
+    mixed = mixed_settings(args.sources if args.answers else [])
     if mixed:
         print(f"warning: the runs averaged are not a spread over seeds ({'; '.join(mixed)}); score them apart",
               file=sys.stderr)
@@ -362,6 +423,7 @@ def main(argv: list[str] | None = None) -> int:
         "reading_rule": READINGS[reading],
         "empty_reason": empty_reason(runs),
         "mixed_settings": mixed,
+        "repeated_runs": repeated,
         "runs": runs,
     })
     print(format_table(runs, mean, std))
@@ -374,6 +436,38 @@ def main(argv: list[str] | None = None) -> int:
     report_problems(problems)
     print(f"metrics written to {save_path}")
     return 0 if all(run["tasks"] for run in runs) else 1
+
+
+class MmeScorer(Scorer):
+    """What the report reads from MME's metrics json: one run per result set scored (a seed), each with its task
+    scores and totals, and the questions of its tasks that the MME release holds but the run does not answer."""
+
+    name = "mme"
+    default_benchmark = "mme"
+    columns = (Column("existence", "Existence"), Column("count", "Count"), Column("position", "Position"),
+               Column("color", "Color"), Column("hallucination", "Total"))
+    description = "hallucination subset: score = acc + acc+, max 200 per task, 800 total; mean ± sample std over runs"
+    paper_runs = "several seeds"
+
+    def runs(self, data: dict[str, Any]) -> list[ScoredRun]:
+        first = first_answers(data)
+        scored = []
+        for run in data.get("runs") or [{"tasks": {}, "totals": data.get("metrics") or {}, "source": first}]:
+            tasks = list((run.get("tasks") or {}).values())
+            missing = sum(t.get("unanswered", 0) + t.get("missing", 0) for t in tasks)
+            expected = sum(t.get("questions", 0) + t.get("missing", 0) for t in tasks)
+            scored.append(ScoredRun("", run.get("source", first), flat_scores({"tasks": {}, "totals": {}, **run}),
+                                    missing, expected, "questions of its tasks"))
+        return scored
+
+    def paper(self, benchmark: str, key: str, model: str, method: str) -> Published | None:
+        return paper_numbers.MME_HALLUCINATION.get((model, method)) if benchmark == "mme" else None
+
+    def digest(self, answers: str) -> str | None:
+        return answers_digest(answers)
+
+
+SCORER = register_scorer(MmeScorer())
 
 
 if __name__ == "__main__":

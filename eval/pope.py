@@ -30,11 +30,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from eval import paper_numbers
 from eval.benchmarks.pope import DATASETS, DEFAULT_QUESTION_DIR, SETTINGS, find_question_file
 from eval.files import (
     InputError, Problem, RunPaths, check_output_file, iter_jsonl, read_records, report_problems, run_subset, sample_id,
     write_json_atomic,
 )
+from eval.scoring import Column, Published, ScoredRun, Scorer, first_answers, register_scorer
 from eval.yesno import READINGS, read_answer, require_fields
 
 METRIC_NAMES = ("accuracy", "precision", "recall", "f1", "yes_ratio")
@@ -379,6 +381,44 @@ def main(argv: list[str] | None = None) -> int:
         print(f"null metrics: {reason}", file=sys.stderr)
     print(f"metrics written to {save_path}")
     return 0 if totals.get("scored") else 1
+
+
+class PopeScorer(Scorer):
+    """What the report reads from POPE's metrics json: one run per setting (``coco/random``, ...), each with its
+    own answers file and the questions of its question file that have no answer."""
+
+    name = "pope"
+    default_benchmark = "pope"
+    columns = (Column("accuracy", "Acc"), Column("precision", "Prec"), Column("recall", "Rec"), Column("f1", "F1"))
+    description = "accuracy, precision, recall and F1 x100, yes the positive class"
+    key_headers = ("Dataset", "Setting")
+    paper_runs = "1"
+
+    def runs(self, data: dict[str, Any]) -> list[ScoredRun]:
+        settings = data.get("settings") or {}
+        runs = []
+        for key, values in (data.get("metrics") or {}).items():
+            setting = settings.get(key) or {}
+            counts = setting.get("counts") or {}
+            runs.append(ScoredRun(key, setting.get("answers_file", first_answers(data)), dict(values),
+                                  counts.get("missing"), counts.get("questions"), "questions"))
+        return runs
+
+    def key_order(self, key: str) -> tuple[Any, ...]:
+        dataset, _, setting = key.partition("/")
+        return (_rank(dataset, DATASETS), _rank(setting, SETTINGS), key)
+
+    def paper(self, benchmark: str, key: str, model: str, method: str) -> Published | None:
+        dataset, _, setting = key.partition("/")
+        published = paper_numbers.POPE.get((model, dataset, setting, method)) if benchmark == "pope" else None
+        return None if published is None else dict(zip(paper_numbers.POPE_METRICS, published))
+
+
+def _rank(value: str, order: tuple[str, ...]) -> int:
+    return order.index(value) if value in order else len(order)
+
+
+SCORER = register_scorer(PopeScorer())
 
 
 if __name__ == "__main__":

@@ -383,3 +383,27 @@ def test_help_and_layers() -> None:
     result = subprocess.run([sys.executable, "-c", check], cwd=PROJECT_ROOT, capture_output=True, text=True,
                             timeout=120, env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)})
     assert result.returncode == 0, result.stderr
+
+
+def test_the_report_has_a_llava_bench_row(judge: FakeJudge, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """``eval.report`` shows LLaVA-Bench in a table of its own: the relative score per category and in all (the
+    hand-worked numbers above), with footnotes for the unparsable reply and the unanswered question."""
+    from eval import report
+
+    files = bench(tmp_path)
+    full = runner_answers(tmp_path, [0, 1, 2, 3, 4, 5, 6], "llava-1.5_avisc_seed42")
+    partial = runner_answers(tmp_path, [0, 1, 2, 3, 5, 6], "llava-1.5_baseline_seed42")
+    for answers in (full, partial):
+        assert llava_bench.main(args(judge, files, answers)) == 0
+    capsys.readouterr()
+    assert report.main([str(tmp_path / "results")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.startswith("### LLaVA-Bench (In-the-Wild): relative score") for line in lines), lines
+    assert "| Model | Method | Source | Runs | Conv | Detail | Complex | All |" in lines
+    assert "| LLaVA-1.5 | baseline | ours | 1 (seed 42) [1] [2] | 75.00 | 50.00 | 66.60 | 63.00 |" in lines
+    assert "| LLaVA-1.5 | AvisC | ours | 1 (seed 42) [3] | 75.00 | 71.10 | 66.60 | 71.20 |" in lines
+    assert "[1] incomplete: 1 of 7 questions have no answer: not the benchmark's result" in lines
+    for number, run in ((2, "baseline"), (3, "avisc")):
+        review = tmp_path / "results" / f"llava-1.5_{run}_seed42_llava_bench.jsonl"
+        assert f"[{number}] LLaVA-Bench: 1 unparsable judge replies (see {review})" in lines
