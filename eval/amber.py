@@ -629,6 +629,9 @@ class AmberScorer(Scorer):
 
     name = "amber"
     default_benchmark = "amber"
+    answers_flag = "--inference_data"
+    default_args = ("--evaluation_type", "a")
+    headline = "AMBER"
     columns = (Column("CHAIR", "CHAIR ↓"), Column("Cover", "Cover ↑"), Column("Hal", "Hal ↓"), Column("Cog", "Cog ↓"),
                Column("Accuracy", "Acc"), Column("Precision", "Prec"), Column("Recall", "Rec"), Column("F1", "F1"),
                Column("AMBER", "AMBER ↑"))

@@ -495,6 +495,9 @@ class ChairScorer(Scorer):
 
     name = "chair"
     default_benchmark = "coco"
+    answers_flag = "--cap_file"
+    headline = "F1"
+    plane = (Column("Recall", "Recall ↑ (x100)", 100), Column("Precision", "Precision = 1 - CHAIRi ↑ (x100)", 100))
     columns = (Column("CHAIRs", "CHAIRs ↓", 100), Column("CHAIRi", "CHAIRi ↓", 100), Column("Recall", "Recall ↑", 100),
                Column("F1", "F1 ↑", 100), Column("Len", "Len (words)", 100))
     description = ("CHAIR x100, F1 of precision 1 - CHAIRi and recall; Len = mean caption length in words (NLTK "

@@ -492,6 +492,8 @@ class ClairScorer(Scorer):
     DOCCI), the images of its subset without an answer, the judge replies left out of the mean."""
 
     name = "clair"
+    answers_flag = "--answer_file"
+    headline = "clair"
     columns = (Column("clair", "CLAIR"),)
     description = "CLAIR x100"
 

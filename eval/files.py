@@ -238,9 +238,17 @@ def run_subset(answers_file: str | Path) -> set[str] | None:
     return set(read_manifest(path)) if path.is_file() else None
 
 
-def write_text_atomic(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (temporary file in the same folder, fsync, rename)."""
+def write_text_atomic(path: str | Path, text: str, keep_if_same: bool = False) -> None:
+    """Write ``text`` to ``path`` atomically (temporary file in the same folder, fsync, rename). With
+    ``keep_if_same``, a file that already holds ``text`` is left alone (its modification time says when its content
+    last changed: what decides whether a scorer's output is older than it)."""
     path = Path(path)
+    if keep_if_same:
+        try:
+            if path.stat().st_size == len(text.encode("utf-8")) and path.read_text(encoding="utf-8") == text:
+                return
+        except (OSError, UnicodeDecodeError):
+            pass
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:

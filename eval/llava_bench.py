@@ -485,10 +485,11 @@ def build_parser() -> argparse.ArgumentParser:
                              formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-q", "--question", required=True, help="questions.jsonl of llava-bench-in-the-wild")
     parser.add_argument("-c", "--context", required=True, help="context.jsonl ({image, caption: [sentences]})")
-    parser.add_argument("-a", "--answer-list", "--answer_list", nargs=2, required=True,
-                        metavar=("REFERENCE", "ANSWERS"),
+    parser.add_argument("-a", "--answer-list", "--answer_list", nargs=2, metavar=("REFERENCE", "ANSWERS"),
                         help="the reference answers (answers_gpt4.jsonl), then the answers to score "
                              "({question_id, text} per line: our runners' or LLaVA's answer files)")
+    parser.add_argument("--reference", help="the reference answers, with --answers (instead of -a)")
+    parser.add_argument("--answers", help="the answers to score, with --reference (instead of -a)")
     parser.add_argument("-r", "--rule", help="rule file with llava_bench_<category> prompts (default: the shipped "
                                              "copy of LLaVA's, eval/data/llava_bench/rule.json)")
     parser.add_argument("-o", "--output", help="the review file (default: the metrics path with .jsonl)")
@@ -594,8 +595,22 @@ def format_table(model: str, metrics: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line, with ``--reference`` / ``--answers`` read as ``-a REFERENCE ANSWERS``."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.answer_list and (args.reference or args.answers):
+        parser.error("give either -a/--answer-list REFERENCE ANSWERS or --reference and --answers, not both")
+    if not args.answer_list:
+        if not (args.reference and args.answers):
+            parser.error("the reference answers and the answers to score are required: -a/--answer-list REFERENCE "
+                         "ANSWERS, or --reference and --answers")
+        args.answer_list = [args.reference, args.answers]
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     return exit_status(lambda: run(args), "interrupted: judged answers are cached; rerun the same command to resume")
 
 
@@ -605,6 +620,7 @@ class LlavaBenchScorer(Scorer):
 
     name = "llava_bench"
     default_benchmark = "llava_bench"
+    headline = "all"
     columns = tuple(Column(category, category.capitalize()) for category in (*CATEGORIES, "all"))
     description = ("relative score = the judge's mean score of the answers / of the reference answers x 100, per "
                    "category and all")

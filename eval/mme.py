@@ -444,6 +444,7 @@ class MmeScorer(Scorer):
 
     name = "mme"
     default_benchmark = "mme"
+    headline = "hallucination"
     columns = (Column("existence", "Existence"), Column("count", "Count"), Column("position", "Position"),
                Column("color", "Color"), Column("hallucination", "Total"))
     description = "hallucination subset: score = acc + acc+, max 200 per task, 800 total; mean ± sample std over runs"

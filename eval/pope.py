@@ -389,6 +389,7 @@ class PopeScorer(Scorer):
 
     name = "pope"
     default_benchmark = "pope"
+    headline = "accuracy"
     columns = (Column("accuracy", "Acc"), Column("precision", "Prec"), Column("recall", "Rec"), Column("f1", "F1"))
     description = "accuracy, precision, recall and F1 x100, yes the positive class"
     key_headers = ("Dataset", "Setting")

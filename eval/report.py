@@ -51,6 +51,7 @@ from typing import Any, Iterable
 from eval import paper_numbers
 from eval.amber import EXACT_ONLY_NOTE  # noqa: F401 - where callers of earlier versions read it
 from eval.benchmarks import CAPTION, BenchmarkSpec, get_benchmark, list_benchmarks
+from eval.benchmarks.resolve import SWEEP_SOURCE
 from eval.files import InputError, RunPaths, write_text_atomic
 from eval.scoring import Repeats, Scorer, get_scorer, known_scorers
 from llava.model.families import parse_synthetic_name, recognise_family_name
@@ -252,6 +253,24 @@ def find_metric_files(inputs: Iterable[str]) -> list[Path]:
     return files
 
 
+def is_sweep_point(answers: str | None) -> bool:
+    """Whether a run is a point of a sweep (a value's source is ``sweep``): not a result of the papers' settings."""
+    config = runner_results(answers).get("config") if answers else None
+    sources = config.get("sources") if isinstance(config, dict) else None
+    return isinstance(sources, dict) and SWEEP_SOURCE in sources.values()
+
+
+def is_sweep_table(data: dict[str, Any]) -> bool:
+    """Whether a json is a sweep's table (``<experiment>_sweep.json``)."""
+    return isinstance(data.get("sweep"), str) and isinstance(data.get("table"), dict)
+
+
+def sweep_table(path: Path, data: dict[str, Any]) -> str:
+    """A sweep's own table (one row per point), as the sweep wrote it."""
+    table = data["table"]
+    return f"### {table['title']}\n\n({path})\n\n" + markdown_table(table["header"], table["rows"])
+
+
 def run_benchmark(answers: str | None) -> str | None:
     """The benchmark a run's ``_results.json`` names (``config.benchmark``), or None."""
     config = runner_results(answers).get("config") if answers else None
@@ -284,16 +303,17 @@ def records_of(path: Path, data: dict[str, Any], scorer: Scorer, given: dict[str
     return records
 
 
-def load_records(inputs: list[str], label_options: list[str]) -> tuple[list[Record], list[str]]:
-    """Records from every metric file, and notes about files that were skipped or reported problems, about repeated
+def load_records(inputs: list[str], label_options: list[str]) -> tuple[list[Record], list[str], list[str]]:
+    """Records from every metric file; notes about files that were skipped or reported problems, about repeated
     runs counted once, and about runs whose answers no metric file scores yet (a captioning run without a judge
-    key, say)."""
+    key, say); the tables of the sweeps found (whose points are not records: they are not the papers' settings)."""
     given = dict(parse_label_option(option) for option in label_options)
     runner_results.cache_clear()  # files may have changed since an earlier call in this process
     records: list[Record] = []
     notes: list[str] = []
     scored: set[Path] = set()
     runs: list[tuple[Path, dict[str, Any]]] = []
+    sweeps: list[str] = []
     repeats = Repeats()
     for path in find_metric_files(inputs):
         try:
@@ -302,6 +322,9 @@ def load_records(inputs: list[str], label_options: list[str]) -> tuple[list[Reco
             notes.append(f"{path}: not valid JSON ({e}); skipped")
             continue
         if not isinstance(data, dict):
+            continue
+        if is_sweep_table(data):
+            sweeps.append(sweep_table(path, data))
             continue
         try:
             scorer = get_scorer(data.get("scorer"))
@@ -315,6 +338,8 @@ def load_records(inputs: list[str], label_options: list[str]) -> tuple[list[Reco
         for record in records_of(path, data, scorer, given):
             if record.answers:
                 scored.add(Path(record.answers).resolve())
+            if is_sweep_point(record.answers):
+                continue  # in its sweep's table
             digest = scorer.digest(record.answers) if record.answers else None
             why = repeats.check((record.benchmark, record.key), str(path), record.answers, digest)
             if why is not None:
@@ -326,11 +351,12 @@ def load_records(inputs: list[str], label_options: list[str]) -> tuple[list[Reco
             notes.append(f"{path}: {counted(len(problems), 'problem')} reported by the scorer (see the file)")
     unscored = [unscored_note(path, data) for path, data in runs
                 if (answers := (data.get("files") or {}).get("answers"))
-                and (path.parent / str(answers)).resolve() not in scored]
-    if not records and not unscored:
-        raise InputError(f"no metric files (json with \"scorer\": {', '.join(known_scorers())}) and no runs in "
-                         f"{' '.join(inputs)}")
-    return records, notes + unscored
+                and (path.parent / str(answers)).resolve() not in scored
+                and not is_sweep_point(str(path.parent / str(answers)))]
+    if not records and not unscored and not sweeps:
+        raise InputError(f"no metric files (json with \"scorer\": {', '.join(known_scorers())}), no sweeps and no "
+                         f"runs in {' '.join(inputs)}")
+    return records, notes + unscored, sweeps
 
 
 def counted(count: Any, noun: str) -> str:
@@ -579,10 +605,11 @@ def key_parts(key: str, count: int) -> list[str]:
     return [part or "-" for part in parts] + ["-"] * (count - len(parts))
 
 
-def build_report(records: list[Record], notes: list[str]) -> str:
+def build_report(records: list[Record], notes: list[str], sweeps: Iterable[str] = ()) -> str:
     footnotes = Footnotes()
     tables = [side_by_side_table(table, footnotes, shared) if shared else benchmark_table(table, footnotes)
               for shared, table in layout(records)]
+    tables += list(sweeps)
     text = "\n\n".join(tables) + "\n" if tables else "No scores yet.\n"
     if footnotes.texts:
         text += "\n" + footnotes.render()
@@ -604,11 +631,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        records, notes = load_records(args.inputs, args.label)
+        records, notes, sweeps = load_records(args.inputs, args.label)
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    text = build_report(records, notes)
+    text = build_report(records, notes, sweeps)
     print(text, end="")
     if args.out:
         try:

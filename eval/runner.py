@@ -500,7 +500,7 @@ class Runner:
         order = {s.key: i for i, s in enumerate(self.samples)}
         ordered = sorted((r for k, r in done.items() if k in order), key=lambda r: order[self.key_of(r)])
         kept = [r for k, r in done.items() if k not in order]
-        write_text_atomic(self.paths.answers, "".join(dumps_json(r) + "\n" for r in ordered))
+        write_text_atomic(self.paths.answers, "".join(dumps_json(r) + "\n" for r in ordered), keep_if_same=True)
         if kept or self.paths.kept.is_file():
             write_text_atomic(self.paths.kept, "".join(dumps_json(r) + "\n" for r in kept))
         errors = {k: e for k, e in read_log(self.paths.errors, lambda r: str(r["key"])).items()

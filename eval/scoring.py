@@ -15,7 +15,10 @@ declares, next to the code that writes that json, a :class:`Scorer` subclass tha
   ``description``: what the numbers are, for the table's title; ``key_headers`` / :meth:`Scorer.key_order`: the
   headers of a run key's ``/``-separated parts and their order;
 - :meth:`Scorer.paper`: the published numbers (``eval.paper_numbers``) of a row, with ``paper_runs`` (how many
-  runs they are); :meth:`Scorer.digest`: the content hash of a run's answers (a copied run counts once).
+  runs they are); :meth:`Scorer.digest`: the content hash of a run's answers (a copied run counts once);
+- :meth:`Scorer.score`: score one answers file with the module's own ``main`` (``answers_flag``, ``default_args``),
+  what a sweep (``eval.sweep``) calls; ``headline`` / ``plane``: the metric, or the trade-off plane, its figure
+  draws.
 
 Adding a scorer: a module ``eval.<name>`` that writes ``{"scorer": "<name>", "answers_file": ..., "metrics": {...}}``
 and ends with ``register_scorer(MyScorer())``; a benchmark spec that names it (``scorer="<name>"``) lets the report
@@ -30,9 +33,9 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
-from eval.files import RunPaths
+from eval.files import InputError, RunPaths
 
 Published = Mapping[str, "float | tuple[float, float] | None"]
 """Published numbers of one row by metric key: a value, or (mean, std) over seeds."""
@@ -80,6 +83,38 @@ class Scorer:
     key_headers: tuple[str, ...] = ()
     paper_runs: str = "-"
     default_benchmark: str | None = None
+    answers_flag: str = "--answers"
+    """The flag of the scorer's command line that takes one answers file."""
+    default_args: tuple[str, ...] = ()
+    """What :meth:`score` passes besides the answers and the metrics path (before the caller's arguments)."""
+    headline: str | None = None
+    """The key of the metric a sweep draws against the swept values."""
+    plane: tuple[Column, Column] | None = None
+    """A trade-off a sweep draws instead (x, y: higher is better on both), e.g. CHAIR's recall and precision."""
+
+    def command(self, answers: Path, extra: Sequence[str] = ()) -> list[str]:
+        """The scorer's arguments for one answers file, its metrics where the report looks for them
+        (``<answers stem>_<name>.json``); ``extra``: what the scorer needs beyond the answers (MME's ``--gt_dir``,
+        CLAIR's ``--annotation_file``, a judge's ``--base_url``)."""
+        metrics = RunPaths.of_answers(answers).metrics(self.name)
+        return [self.answers_flag, str(answers), "--save_path", str(metrics), *self.default_args, *extra]
+
+    def check_arguments(self, extra: Sequence[str]) -> None:
+        """``InputError`` when the scorer's command line refuses ``extra`` (a missing or unknown argument), so a
+        caller can say so before anything runs."""
+        module = importlib.import_module(type(self).__module__)
+        parse = getattr(module, "parse_args", None) or module.build_parser().parse_args
+        try:
+            parse(self.command(Path("answers.jsonl"), extra))
+        except SystemExit as e:
+            raise InputError(f"python -m {module.__name__} refuses the scoring arguments {list(extra)} (its message "
+                             "above)") from e
+
+    def score(self, answers: Path, extra: Sequence[str] = ()) -> int:
+        """Score one answers file with the scorer's own command line (``python -m eval.<name>``); its exit status.
+        Raises what the scorer's ``main`` raises on bad input (``InputError``)."""
+        module = importlib.import_module(type(self).__module__)
+        return int(module.main(self.command(answers, extra)) or 0)
 
     def runs(self, data: dict[str, Any]) -> list[ScoredRun]:
         """The runs a metrics file holds (default: one, its ``metrics``)."""

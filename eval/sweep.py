@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from eval.benchmarks.resolve import SWEEP_SOURCE
 from eval.files import InputError, write_json_atomic, write_text_atomic
 
 RUNNERS = {"caption": "eval.caption", "vqa": "eval.vqa"}
@@ -151,24 +152,35 @@ def plan(runner: str, grids: list[Grid], argv: list[str], baseline: bool) -> lis
         if point.baseline:
             point_args = [*without_flags(point_args, base_knobs), "--method", BASELINE]
         try:
-            args = parse_args(runner, prog, module.__doc__, default_method, point_args)
-            method = get_method(args.method)
+            method = get_method(point.values.get("method", base.method))
             for name in point.values:
                 if name not in ("method", "preset") and name not in PROTOCOL_FIELDS and name not in method.param_names():
                     raise InputError(f"{name} is not a parameter of {method.name} nor a protocol setting (the "
                                      "grid varies method parameters, protocol fields, the preset or the method)")
-            spec = run_spec(args)
+            spec = run_spec(parse_args(runner, prog, module.__doc__, default_method, point_args))
         except SystemExit:
             problems.append(f"{point.label()}: the runner refused these flags (see above)")
             continue
         except InputError as e:
             problems.append(f"{point.label()}: {e}")
             continue
-        sources = {**spec.run.sources, **{n: "sweep" for n in point.values if n in spec.run.sources}}
+        sources = {**spec.run.sources, **{n: SWEEP_SOURCE for n in point.values}}
         point.spec = dataclasses.replace(spec, run=dataclasses.replace(spec.run, sources=sources))
     if problems:
         raise InputError("points that cannot run (nothing was started):\n  " + "\n  ".join(problems))
     return points
+
+
+def check_scoring(points: list[Point], score_args: list[str]) -> None:
+    """``InputError`` before anything runs when the benchmark's scorer refuses its arguments (``--score-args``)."""
+    from eval.scoring import get_scorer
+
+    scorer = get_scorer(points[0].spec.run.benchmark.scorer)
+    if scorer is not None:
+        try:
+            scorer.check_arguments(score_args)
+        except InputError as e:
+            raise InputError(f"{e}; give what it needs with --score-args \"...\" (nothing was started)") from e
 
 
 def run_point(point: Point, models: dict[Any, Any]) -> None:
@@ -193,12 +205,18 @@ def score_point(point: Point, score_args: list[str]) -> None:
     if scorer_name is None or point.status == "failed":
         return
     scorer = get_scorer(scorer_name)
+    if scorer is None:
+        point.reason = f"no scorer named {scorer_name!r} is registered"
+        return
     metrics = RunPaths.of_answers(point.answers).metrics(scorer_name)
     if not (metrics.is_file() and metrics.stat().st_mtime >= point.answers.stat().st_mtime):
         try:
             code = scorer.score(point.answers, score_args)
         except InputError as e:
             point.status, point.reason = "not scored", str(e)
+            return
+        except SystemExit as e:  # the scorer's command line refused its arguments (its message is above)
+            point.status, point.reason = "not scored", f"the {scorer_name} scorer exited with {e.code}"
             return
         if not metrics.is_file():
             point.status, point.reason = "not scored", f"the {scorer_name} scorer wrote no metrics (exit {code})"
@@ -238,13 +256,15 @@ def write_tables(points: list[Point], grids: list[Grid], folder: Path, experimen
         cells.append(point.status if point.reason is None else f"{point.status}: {point.reason.splitlines()[0][:80]}")
         rows.append(cells)
     benchmark = points[0].spec.run.benchmark
-    lines = [f"### Sweep {experiment}: {benchmark.title}, method {points[-1].spec.run.method}", "",
-             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    methods = ", ".join(dict.fromkeys(p.spec.run.method for p in points if not p.baseline))
+    title = f"Sweep {experiment}: {benchmark.title}, {methods}"
+    lines = [f"### {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     md = folder / f"{experiment}_sweep.md"
     write_text_atomic(md, "\n".join(lines) + "\n")
     data = {
         "sweep": experiment, "benchmark": benchmark.name, "scorer": benchmark.scorer,
+        "table": {"title": title, "header": header, "rows": rows},
         "grids": {g.name: list(g.values) for g in grids},
         "columns": [{"key": c.key, "header": c.header, "scale": c.scale} for c in columns],
         "points": [{"name": p.name, "values": p.values, "baseline": p.baseline, "status": p.status,
@@ -274,12 +294,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     grids = [Grid.parse(text) for text in args.grid]
     baseline = not args.no_baseline and "method" not in {g.name for g in grids}
     points = plan(RUNNERS[kind], grids, runner_argv, baseline)
+    score_args = shlex.split(args.score_args)
+    check_scoring(points, score_args)
     folder = points[0].spec.output.save_path
     experiment = points[-1].name.split("__")[0]
     print(f"sweep {experiment}: {len(points)} runs ({' x '.join(f'{len(g.values)} {g.name}' for g in grids)}"
           f"{' + baseline' if baseline else ''}), all checked", file=sys.stderr)
     models: dict[Any, Any] = {}
-    score_args = shlex.split(args.score_args)
     started = time.time()
     for index, point in enumerate(points, start=1):
         print(f"[{index}/{len(points)}] {point.label()}", file=sys.stderr, flush=True)

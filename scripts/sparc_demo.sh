@@ -35,9 +35,9 @@ PY
 FIRST_IMAGE=$(python - "$SAVE_PATH" "$IMAGE_FOLDER" <<'PY'
 import json, sys
 from pathlib import Path
-from eval.datasets import image_files
+from eval.benchmarks.samples import image_files
 first = json.loads(Path(sys.argv[1], "sparc.jsonl").read_text().splitlines()[0])["image_id"]
-print(next(name for name in image_files(Path(sys.argv[2])) if Path(name).stem == first))
+print(next(name for name in image_files(Path(sys.argv[2]), []) if Path(name).stem == first))
 PY
 )
 TOKENS=${MAX_NEW_TOKENS:-96}

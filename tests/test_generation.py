@@ -315,7 +315,9 @@ class RecordBranches(DecodingMethod):
 def test_branches_decode_as_they_would_alone():
     """Main rows decode as without branches; the text-only rows (own cache, own positions) give the logits of the
     text-only prompt decoded alone on the same tokens; the same-layout copy gives the main logits; ``combine`` gets
-    the branches in the order the method returned them."""
+    the branches in the order the method returned them. The text-only rows run beside other rows (another batch
+    shape, so other float32 kernels): their logits (about 7 in size) move by up to 1.03e-5 from the alone run (AMD EPYC,
+    1 and 2 threads); the bound is 5e-5. The copy shares the main rows' layout and matches to 1e-5."""
     from llava.generation import forward_logits, run_prefill
     from llava.model.families import family_of
 
@@ -331,7 +333,7 @@ def test_branches_decode_as_they_would_alone():
         mask, positions = text.attention_mask, text.lengths.clone()
         tokens = torch.tensor(out.sequences)
         for step, (main, (text_logits, copy_logits)) in enumerate(method.seen):
-            torch.testing.assert_close(text_logits, logits, rtol=0, atol=1e-5, msg=f"step {step + 1}")
+            torch.testing.assert_close(text_logits, logits, rtol=0, atol=5e-5, msg=f"step {step + 1}")
             torch.testing.assert_close(copy_logits, main, rtol=0, atol=1e-5, msg=f"step {step + 1}")
             mask = torch.cat([mask, mask.new_ones(3, 1)], dim=1)
             logits = forward_logits(model, family, family.embed_tokens(model, tokens[:, step, None]), mask, positions[:, None],

@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 from eval import caption, vqa
-from eval.files import InputError, parse_json, write_json_atomic
+from eval.files import parse_json, write_json_atomic
 
 PYTHON = sys.executable
 

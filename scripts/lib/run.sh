@@ -1,10 +1,10 @@
 # The shared library of the scripts (scripts/<model>/<benchmark>.sh, scripts/sparc_demo.sh), sourced first by each.
 #
 # A script holds only what is its own: its data path variables, model and save path with their defaults
-# (`defaults NAME=VALUE ...`), its scoring call (a `score` function) and its run (caption_all in lib/caption.sh;
-# run_pope, run_mme, run_amber in lib/vqa.sh). Every knob shared by scripts is declared here or in those two files,
-# once, with its default and its help (`knob`); `bash scripts/X.sh --help` prints the script's variables and every
-# knob it reads, with their defaults. Every variable is read from the environment (NAME=value bash scripts/X.sh).
+# (`defaults NAME=VALUE ...`) and its run (caption_all in lib/caption.sh; run_pope, run_mme, run_amber,
+# run_llava_bench in lib/vqa.sh), which scores each run with its benchmark's scorer. Every knob shared by scripts is
+# declared here or in those two files, once, with its default and its help (`knob`); `bash scripts/X.sh --help`
+# prints the script's variables and every knob it reads, with their defaults. Every variable is read from the environment (NAME=value bash scripts/X.sh).
 #
 # A method parameter variable left empty means the preset's value, a protocol knob left empty the benchmark's: a
 # script passes --preset and only the values its user set. `python -m eval.methods --resolve PRESET --benchmark NAME`
@@ -51,6 +51,7 @@ knob MIN_PIXELS "" "Qwen2-VL: fewest pixels of a resized image (empty: the check
 knob MAX_PIXELS "" "Qwen2-VL: most pixels of a resized image (empty: the checkpoint's)"
 knob LAUNCH "python -m" "several GPUs: LAUNCH=\"torchrun --nproc_per_node 8 -m\" (or \"accelerate launch -m\")"
 knob OVERWRITE "" "1: start each run again, discarding its earlier outputs (--overwrite); empty: resume"
+knob SWEEP "" "a sweep instead of the plain runs: \"alpha=1.05,1.1 tau=1,2\" (each method of METHODS) or \"method=baseline,sparc,vcd\" (python -m eval.sweep --help)"
 knob JUDGE_URL "" "an OpenAI-compatible judge, e.g. http://localhost:8000/v1 (empty: OpenAI's)" "iiw docci llava_bench"
 knob API_KEY_ENV OPENAI_API_KEY "the variable that holds the judge's key (never taken on the command line)" \
   "iiw docci llava_bench"
@@ -183,9 +184,48 @@ on_signal() {
   exit "$2"
 }
 
-# report: the paper-style table of everything scored under SAVE_PATH.
-report() {
+# sweep RUNNER EXPERIMENT SCORE_ARGS ARGS...: the grids of SWEEP, each point a run under SAVE_PATH scored with the
+# benchmark's scorer (SCORE_ARGS: what it needs beyond the answers, shell-quoted), tabled and drawn (python -m
+# eval.sweep). A grid of the method itself is one sweep named EXPERIMENT; else one sweep per method of METHODS
+# (<method>_EXPERIMENT), the first with the baseline point when METHODS has baseline. A sweep with a failed point
+# sets SWEEP_STATUS (the script's exit status, after the table) and the others go on.
+SWEEP_STATUS=0
+sweep() {
+  local runner=$1 experiment=$2 score_args=$3 method grid grids=() first=1 args
+  shift 3
+  for grid in $SWEEP; do grids+=(--grid "$grid"); done
+  case " $SWEEP" in
+    *" method="*)
+      run_args baseline
+      args=("${RUN_ARGS[@]}")
+      for grid in "${!args[@]}"; do  # the method is the grid's
+        if [ "${args[$grid]:-}" = --method ]; then unset "args[$grid]" "args[$((grid + 1))]"; fi
+      done
+      args=("${args[@]}")
+      child python -m eval.sweep "$runner" "${grids[@]}" --score-args "$score_args" "${args[@]}" "$@" \
+        --save-path "$SAVE_PATH" --experiment-name "$experiment" || SWEEP_STATUS=$?
+      return ;;
+  esac
+  for method in $METHODS; do
+    if [ "$method" = baseline ]; then continue; fi
+    args=()
+    if [ $first = 0 ] || [[ " $METHODS " != *" baseline "* ]]; then args=(--no-baseline); fi
+    first=0
+    run_args "$method"
+    child python -m eval.sweep "$runner" "${grids[@]}" "${args[@]}" --score-args "$score_args" "${RUN_ARGS[@]}" "$@" \
+      --save-path "$SAVE_PATH" --experiment-name "${method}_$experiment" || SWEEP_STATUS=$?
+  done
+}
+
+# finish: the table of everything scored under SAVE_PATH, then the script's exit status (a sweep's failed point: 1).
+finish() {
   python -m eval.report "$SAVE_PATH"
+  return "$SWEEP_STATUS"
+}
+
+# quoted ARGS...: the arguments shell-quoted on one line (nothing for none).
+quoted() {
+  if [ $# -gt 0 ]; then printf '%q ' "$@"; fi
 }
 
 # judged SCORER RUN KIND COMMAND...: an LLM-judge scorer of a run (with the judge's key variable and JUDGE_URL added);
@@ -194,7 +234,8 @@ report() {
 judged() {
   local scorer=$1 run=$2 kind=$3 line
   shift 3
-  local command=("$@" --api_key_env "$API_KEY_ENV" ${JUDGE_URL:+--base_url "$JUDGE_URL"})
+  judge_args
+  local command=("$@" "${JUDGE_ARGS[@]}")
   if [ -z "${!API_KEY_ENV:-}" ]; then
     printf -v line '%q ' "${command[@]}"
     echo "$scorer not scored for $run (no judge key in \$$API_KEY_ENV); $kind kept in $SAVE_PATH/$run.jsonl. Score later with:" >&2
@@ -203,3 +244,6 @@ judged() {
   fi
   "${command[@]}"
 }
+
+# judge_args: the judge's key variable and endpoint, as a judged scorer takes them (in JUDGE_ARGS).
+judge_args() { JUDGE_ARGS=(--api_key_env "$API_KEY_ENV" ${JUDGE_URL:+--base_url "$JUDGE_URL"}); }

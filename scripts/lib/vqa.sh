@@ -24,9 +24,24 @@ answer() {
   child $LAUNCH eval.vqa "${RUN_ARGS[@]}" "$@" --save-path "$SAVE_PATH" --experiment-name "$name"
 }
 
+# each_method EXPERIMENT SCORER SCORE_ARGS ARGS...: every method of METHODS answers (run <method>_EXPERIMENT) and is
+# scored by `SCORER NAME`; with SWEEP, the sweeps instead (their points scored with SCORE_ARGS, shell-quoted).
+each_method() {
+  local experiment=$1 scorer=$2 score_args=$3 method
+  shift 3
+  if [ -n "$SWEEP" ]; then
+    sweep vqa "$experiment" "$score_args" "$@"
+    return
+  fi
+  for method in $METHODS; do
+    answer "$method" "${method}_$experiment" "$@"
+    "$scorer" "${method}_$experiment"
+  done
+}
+
 # POPE: every method on the chosen settings (COCO and A-OKVQA on COCO images, GQA on GQA images), each scored.
 run_pope() {
-  local method dataset setting images name
+  local dataset setting images
   begin pope
   for dataset in $POPE_DATASETS; do
     case $dataset in coco|aokvqa|gqa) ;; *) fail "POPE_DATASETS: unknown dataset '$dataset' (coco, aokvqa, gqa)" ;; esac
@@ -37,36 +52,43 @@ run_pope() {
   dataset=${POPE_DATASETS%% *} setting=${POPE_SETTINGS%% *}
   images=$([ "$dataset" = gqa ] && echo "$GQA_IMAGES" || echo "$COCO_IMAGES")
   check_runs eval.vqa --benchmark pope --image-folder "$images" --pope-split "$dataset/$setting" || return
-  for method in $METHODS; do
-    for dataset in $POPE_DATASETS; do
-      images=$([ "$dataset" = gqa ] && echo "$GQA_IMAGES" || echo "$COCO_IMAGES")
-      for setting in $POPE_SETTINGS; do
-        name="${method}_${dataset}_pope_${setting}"
-        answer "$method" "$name" --benchmark pope --image-folder "$images" --pope-split "$dataset/$setting"
-        score "$name"
-      done
+  for dataset in $POPE_DATASETS; do
+    images=$([ "$dataset" = gqa ] && echo "$GQA_IMAGES" || echo "$COCO_IMAGES")
+    for setting in $POPE_SETTINGS; do
+      each_method "${dataset}_pope_${setting}" score_pope "" --benchmark pope --image-folder "$images" \
+        --pope-split "$dataset/$setting"
     done
   done
-  report
+  finish
 }
 
-# MME: every method with every seed of SEEDS, scored together (`score METHOD ANSWERS...`: mean +- std). The ground
-# truth is checked before the first run.
+# score_pope NAME: POPE of one run.
+score_pope() {
+  python -m eval.pope --answers "$SAVE_PATH/$1.jsonl" --save_path "$SAVE_PATH/$1_pope.json"
+}
+
+# MME: every method with every seed of SEEDS, scored together (mean +- std); with SWEEP, the sweeps at the first seed.
+# The ground truth is checked before the first run.
 run_mme() {
   local method seed answers SEED=  # each run's seed is one of SEEDS
   begin mme
-  check_runs eval.vqa --benchmark mme --image-folder "$MME_ROOT" ${QUESTION_FILE:+--question-file "$QUESTION_FILE"} || return
+  set -- --benchmark mme --image-folder "$MME_ROOT" ${QUESTION_FILE:+--question-file "$QUESTION_FILE"}
+  check_runs eval.vqa "$@" || return
   check_mme_gt
+  if [ -n "$SWEEP" ]; then
+    sweep vqa mme "$(quoted --gt_dir "$MME_GT")" "$@" --seed "${SEEDS%% *}"
+    finish
+    return
+  fi
   for method in $METHODS; do
     answers=()
     for seed in $SEEDS; do
-      answer "$method" "${method}_mme_seed${seed}" --benchmark mme --image-folder "$MME_ROOT" --seed "$seed" \
-        ${QUESTION_FILE:+--question-file "$QUESTION_FILE"}
+      answer "$method" "${method}_mme_seed${seed}" "$@" --seed "$seed"
       answers+=("$SAVE_PATH/${method}_mme_seed${seed}.jsonl")
     done
-    score "$method" "${answers[@]}"
+    python -m eval.mme --answers "${answers[@]}" --gt_dir "$MME_GT" --save_path "$SAVE_PATH/${method}_mme.json"
   done
-  report
+  finish
 }
 
 # check_mme_gt: MME_GT holds MME ground truth for the hallucination tasks, in the eval tool's layout (<task>.txt) or
@@ -85,37 +107,46 @@ check_mme_gt() {
        "set MME_GT to the folder that holds them"
 }
 
-# AMBER: every method on all queries (or QUERY_FILE), each scored; AMBER's notice about word similarity (spaCy) is
-# shown once, not once per method.
+# AMBER: every method on all queries (or QUERY_FILE), each scored.
 run_amber() {
-  local method name output status
   begin amber
-  check_runs eval.vqa --benchmark amber --image-folder "$AMBER_IMAGES" ${QUERY_FILE:+--question-file "$QUERY_FILE"} || return
-  for method in $METHODS; do
-    name="${method}_amber"
-    answer "$method" "$name" --benchmark amber --image-folder "$AMBER_IMAGES" ${QUERY_FILE:+--question-file "$QUERY_FILE"}
-    status=0
-    output=$(score "$name") || status=$?
-    if [ -n "${amber_notice:-}" ]; then output=$(grep -v '^!!' <<< "$output" || true); fi
-    case $output in *"!! WARNING"*) amber_notice=1 ;; esac
-    printf '%s\n' "$output"
-    if [ "$status" -ne 0 ]; then return "$status"; fi
-  done
-  report
+  set -- --benchmark amber --image-folder "$AMBER_IMAGES" ${QUERY_FILE:+--question-file "$QUERY_FILE"}
+  check_runs eval.vqa "$@" || return
+  each_method amber score_amber "" "$@"
+  finish
+}
+
+# score_amber NAME: AMBER (all query types) of one run; AMBER's notice about word similarity (spaCy) is shown once
+# per script run, not once per method.
+score_amber() {
+  local output status=0
+  output=$(python -m eval.amber --inference_data "$SAVE_PATH/$1.jsonl" --evaluation_type a \
+    --save_path "$SAVE_PATH/$1_amber.json") || status=$?
+  if [ -n "${amber_notice:-}" ]; then output=$(grep -v '^!!' <<< "$output" || true); fi
+  case $output in *"!! WARNING"*) amber_notice=1 ;; esac
+  printf '%s\n' "$output"
+  return "$status"
 }
 
 # LLaVA-Bench (In-the-Wild): every method on its 60 questions, each reviewed by the judge against GPT-4's answers
 # (relative score per category), then the table.
 run_llava_bench() {
-  local method name
   begin llava_bench
-  check_runs eval.vqa --benchmark llava_bench --image-folder "$LLAVA_BENCH/images" \
-    --question-file "$LLAVA_BENCH/questions.jsonl" || return
-  for method in $METHODS; do
-    name="${method}_llava_bench"
-    answer "$method" "$name" --benchmark llava_bench --image-folder "$LLAVA_BENCH/images" \
-      --question-file "$LLAVA_BENCH/questions.jsonl"
-    score "$name"
-  done
-  report
+  set -- --benchmark llava_bench --image-folder "$LLAVA_BENCH/images" --question-file "$LLAVA_BENCH/questions.jsonl"
+  check_runs eval.vqa "$@" || return
+  llava_bench_args
+  judge_args
+  each_method llava_bench score_llava_bench "$(quoted "${LLAVA_BENCH_ARGS[@]}" "${JUDGE_ARGS[@]}")" "$@"
+  finish
+}
+
+# llava_bench_args: what the LLaVA-Bench scorer needs beyond the answers (in LLAVA_BENCH_ARGS).
+llava_bench_args() {
+  LLAVA_BENCH_ARGS=(--question "$LLAVA_BENCH/questions.jsonl" --context "$LLAVA_BENCH/context.jsonl"
+                    --reference "$LLAVA_BENCH/answers_gpt4.jsonl" ${LLAVA_BENCH_JUDGE:+--model "$LLAVA_BENCH_JUDGE"})
+}
+
+# score_llava_bench NAME: the judge's review of one run (see `judged` in lib/run.sh).
+score_llava_bench() {
+  judged LLaVA-Bench "$1" answers python -m eval.llava_bench --answers "$SAVE_PATH/$1.jsonl" "${LLAVA_BENCH_ARGS[@]}"
 }

@@ -7,5 +7,4 @@
 source "$(dirname "$0")/../lib/vqa.sh"
 defaults MODEL_PATH=liuhaotian/llava-v1.5-7b SAVE_PATH=results/llava-v1.5-7b/amber
 defaults AMBER_IMAGES=data/AMBER/image QUERY_FILE=
-score() { python -m eval.amber --inference_data "$SAVE_PATH/$1.jsonl" --evaluation_type a --save_path "$SAVE_PATH/$1_amber.json"; }
 run_amber

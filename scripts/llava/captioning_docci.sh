@@ -7,5 +7,4 @@
 source "$(dirname "$0")/../lib/caption.sh"
 defaults MODEL_PATH=liuhaotian/llava-v1.5-7b SAVE_PATH=results/llava-v1.5-7b/docci
 defaults IMAGE_FOLDER=data/DOCCI/images ANNOTATION_FILE=data/DOCCI/docci_descriptions.jsonlines
-score() { score_clair "$1" docci; }
 caption_all docci --image-folder "$IMAGE_FOLDER" --annotation-file "$ANNOTATION_FILE"

@@ -7,5 +7,4 @@
 source "$(dirname "$0")/../lib/caption.sh"
 defaults MODEL_PATH=liuhaotian/llava-v1.5-7b SAVE_PATH=results/llava-v1.5-7b/iiw400
 defaults IMAGE_FOLDER=data/DOCCI/images_aar ANNOTATION_FILE=data/IIW-400/data.jsonl
-score() { score_clair "$1" iiw; }
 caption_all iiw --image-folder "$IMAGE_FOLDER" --annotation-file "$ANNOTATION_FILE"

@@ -8,9 +8,4 @@
 source "$(dirname "$0")/../lib/vqa.sh"
 defaults MODEL_PATH=liuhaotian/llava-v1.5-7b SAVE_PATH=results/llava-v1.5-7b/llava_bench
 defaults LLAVA_BENCH=data/llava-bench-in-the-wild
-score() {
-  judged LLaVA-Bench "$1" answers python -m eval.llava_bench --question "$LLAVA_BENCH/questions.jsonl" \
-    --context "$LLAVA_BENCH/context.jsonl" --answer-list "$LLAVA_BENCH/answers_gpt4.jsonl" "$SAVE_PATH/$1.jsonl" \
-    ${LLAVA_BENCH_JUDGE:+--model "$LLAVA_BENCH_JUDGE"}
-}
 run_llava_bench

@@ -7,5 +7,4 @@
 source "$(dirname "$0")/../lib/vqa.sh"
 defaults MODEL_PATH=liuhaotian/llava-v1.5-7b SAVE_PATH=results/llava-v1.5-7b/pope
 defaults COCO_IMAGES=data/coco/val2014 GQA_IMAGES=data/gqa/images
-score() { python -m eval.pope --answers "$SAVE_PATH/$1.jsonl" --save_path "$SAVE_PATH/$1_pope.json"; }
 run_pope

@@ -7,5 +7,4 @@
 source "$(dirname "$0")/../lib/caption.sh"
 defaults MODEL_PATH=liuhaotian/llava-v1.6-vicuna-7b SAVE_PATH=results/llava-v1.6-vicuna-7b/coco
 defaults COCO_IMAGES=data/coco/val2014 COCO_ANNOTATIONS=
-score() { score_chair "$1"; }
 caption_all coco --image-folder "$COCO_IMAGES"

@@ -8,5 +8,4 @@
 source "$(dirname "$0")/../lib/caption.sh"
 defaults MODEL_PATH=Qwen/Qwen2-VL-7B-Instruct SAVE_PATH=results/qwen2-vl-7b-instruct/coco
 defaults COCO_IMAGES=data/coco/val2014 COCO_ANNOTATIONS=
-score() { score_chair "$1"; }
 caption_all coco --image-folder "$COCO_IMAGES"

@@ -9,5 +9,4 @@
 source "$(dirname "$0")/../lib/caption.sh"
 defaults MODEL_PATH=Qwen/Qwen2-VL-7B-Instruct SAVE_PATH=results/qwen2-vl-7b-instruct/docci
 defaults IMAGE_FOLDER=data/DOCCI/images ANNOTATION_FILE=data/DOCCI/docci_descriptions.jsonlines
-score() { score_clair "$1" docci; }
 caption_all docci --image-folder "$IMAGE_FOLDER" --annotation-file "$ANNOTATION_FILE"

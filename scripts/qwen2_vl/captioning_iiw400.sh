@@ -9,5 +9,4 @@
 source "$(dirname "$0")/../lib/caption.sh"
 defaults MODEL_PATH=Qwen/Qwen2-VL-7B-Instruct SAVE_PATH=results/qwen2-vl-7b-instruct/iiw400
 defaults IMAGE_FOLDER=data/DOCCI/images_aar ANNOTATION_FILE=data/IIW-400/data.jsonl
-score() { score_clair "$1" iiw; }
 caption_all iiw --image-folder "$IMAGE_FOLDER" --annotation-file "$ANNOTATION_FILE"
