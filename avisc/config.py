@@ -19,7 +19,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from llava.methods import MethodSpec, Preset, Rule, register_method
+from llava.methods import FamilyDefault, MethodSpec, Preset, Rule, register_method
+from llava.model.families.qwen2_vl import QWEN_FAMILIES
 
 MASKING_SCHEMES = ("zeros", "ones", "noise")
 DIFFUSION_STEPS = 1000
@@ -85,6 +86,9 @@ class M3idConfig(ContrastConfig):
         _check(self.m3id_lambda > 0, f"m3id_lambda must be > 0, got {self.m3id_lambda}")
 
 
+QWEN_DEFAULT = FamilyDefault(QWEN_FAMILIES, note="Qwen2-VL family default, not from a paper")
+"""No paper gives AvisC, VCD or M3ID values for Qwen2-VL: the presets' values (LLaVA's) apply, recorded as such."""
+
 # The shipped scripts' AvisC settings per benchmark and family (avisc-official.md section 3). MME's seed 55 under these
 # presets is a fact of the benchmark's scripts, not of a method: see eval.benchmarks.
 _SCRIPT_RULES = (
@@ -103,6 +107,7 @@ AVISC = register_method(MethodSpec(
     name="avisc", config=AviscConfig, factory="avisc.methods:Avisc",
     presets={"paper": _avisc_paper, "scripts": _avisc_scripts, "official": _avisc_scripts},
     description="AvisC: contrast with the image whose non-blind tokens are masked", source=SOURCE,
+    family_defaults=(QWEN_DEFAULT,),
 ))
 
 _vcd_paper = Preset("VCD: alpha 1, beta 0.1, noise step 500")
@@ -111,6 +116,7 @@ VCD = register_method(MethodSpec(
     presets={"paper": _vcd_paper, "scripts": _vcd_paper,
              "official": Preset("the official sampler's VCD: alpha 1.0 whatever is asked", {"cd_alpha": 1.0})},
     description="VCD: contrast with the image under diffusion noise", source=SOURCE,
+    family_defaults=(QWEN_DEFAULT,),
 ))
 
 _m3id_paper = Preset("M3ID: lambda 0.02, beta 0.1")
@@ -118,4 +124,5 @@ M3ID = register_method(MethodSpec(
     name="m3id", config=M3idConfig, factory="avisc.methods:M3id",
     presets={"paper": _m3id_paper, "scripts": _m3id_paper, "official": _m3id_paper},
     description="M3ID: contrast with the text-only prompt, weighted by (1 - g_t) / g_t", source=SOURCE,
+    family_defaults=(QWEN_DEFAULT,),
 ))

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import gzip
-import json
 import sys
 import warnings
 from dataclasses import dataclass
@@ -27,16 +25,17 @@ from typing import Any, Callable, Mapping, Protocol, Sequence
 import nltk
 from nltk.stem import WordNetLemmatizer
 
-from eval.datasets import run_subset
+from eval import paper_numbers
 from eval.files import (
-    InputError, Problem, RunPaths, check_output_file, read_records, report_problems, sample_id, write_json_atomic,
+    InputError, Problem, RunPaths, check_output_file, read_json, read_records, report_problems, run_subset, sample_id,
+    write_json_atomic,
 )
 from eval.nltk_setup import ensure_nltk_data
+from eval.scoring import Column, Published, ScoredRun, Scorer, first_answers, register_scorer
 from eval.yesno import READINGS, read_answer, require_fields
 
 DATA_DIR = Path(__file__).resolve().parent / "data" / "amber"
 ANNOTATION_FILE = DATA_DIR / "annotations.json.gz"
-QUERY_FILE = DATA_DIR / "query_all.json.gz"  # the 15,220 AMBER queries (id, image, query), for the runner
 WORD_ASSOCIATION_FILE = DATA_DIR / "relation.json"
 SAFE_WORDS_FILE = DATA_DIR / "safe_words.txt"
 METRICS_FILE = DATA_DIR / "metrics.txt"
@@ -66,17 +65,6 @@ READING = "avisc"  # yes/no answers are cleaned and read with AvisC's recorder, 
 
 # ----------------------------------------------------------------------------------------------------------------
 # Data
-
-
-def read_json(path: str | Path) -> Any:
-    """Read ``.json`` or ``.json.gz``."""
-    path = Path(path)
-    opener = gzip.open if path.suffix == ".gz" else open
-    try:
-        with opener(path, "rb") as f:
-            return json.loads(f.read())
-    except (OSError, json.JSONDecodeError, EOFError) as e:
-        raise InputError(f"{path}: cannot read JSON ({e})") from e
 
 
 def read_metrics_template(path: str | Path) -> dict[str, float]:
@@ -627,6 +615,44 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {args.inference_data}: no answer could be scored", file=sys.stderr)
         return 1
     return 0
+
+
+EXACT_ONLY_NOTE = ("AMBER generative metrics scored with exact word matching only (spaCy en_core_web_lg not "
+                   "available): CHAIR and Hal can be higher, Cover and Cog lower than the official scorer's")
+_PAPER_KEYS = {"Accuracy": "Acc", "Precision": "Prec", "Recall": "Rec"}
+"""Our metric key -> the key of ``paper_numbers.AMBER`` where they differ."""
+
+
+class AmberScorer(Scorer):
+    """What the report reads from AMBER's metrics json: one run, the queries of its evaluation type without an
+    answer, and the exact-only fallback (no spaCy vectors) as a caveat."""
+
+    name = "amber"
+    default_benchmark = "amber"
+    answers_flag = "--inference_data"
+    default_args = ("--evaluation_type", "a")
+    headline = "AMBER"
+    columns = (Column("CHAIR", "CHAIR ↓"), Column("Cover", "Cover ↑"), Column("Hal", "Hal ↓"), Column("Cog", "Cog ↓"),
+               Column("Accuracy", "Acc"), Column("Precision", "Prec"), Column("Recall", "Rec"), Column("F1", "F1"),
+               Column("AMBER", "AMBER ↑"))
+    description = ("generative CHAIR/Cover/Hal/Cog, discriminative Acc/Prec/Rec/F1 with \"no\" as the positive "
+                   "class; AMBER = (100 - CHAIR + F1) / 2")
+
+    def runs(self, data: dict[str, Any]) -> list[ScoredRun]:
+        counts = data.get("counts") or {}
+        missing = counts.get("missing_ids")
+        return [ScoredRun("", first_answers(data), dict(data.get("metrics") or {}), missing,
+                          (counts.get("scored") or 0) + (missing or 0), "queries")]
+
+    def notes(self, metric_file: Path, data: dict[str, Any]) -> list[str]:
+        return [EXACT_ONLY_NOTE] if data.get("similarity") == "exact-only" else []
+
+    def paper(self, benchmark: str, key: str, model: str, method: str) -> Published | None:
+        published = paper_numbers.AMBER.get((model, method)) if benchmark == "amber" else None
+        return None if published is None else {c.key: published[_PAPER_KEYS.get(c.key, c.key)] for c in self.columns}
+
+
+SCORER = register_scorer(AmberScorer())
 
 
 if __name__ == "__main__":

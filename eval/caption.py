@@ -16,7 +16,7 @@ from eval.cli import run_main, runner_main
 
 
 def main(argv: list[str] | None = None) -> int:
-    return runner_main("caption", "python -m eval.caption", __doc__, "sparc", argv)
+    return runner_main("eval.caption", "python -m eval.caption", __doc__, "sparc", argv)
 
 
 if __name__ == "__main__":

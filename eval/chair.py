@@ -30,8 +30,10 @@ from typing import Any, Iterable, Iterator, Mapping, NamedTuple, Sequence
 import nltk
 from nltk.stem import WordNetLemmatizer
 
+from eval import paper_numbers
 from eval.files import InputError, Problem, RunPaths, check_output_file, read_records, report_problems, write_json_atomic
 from eval.nltk_setup import ensure_nltk_data
+from eval.scoring import Column, Published, Scorer, register_scorer
 from eval.yesno import require_fields
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -485,6 +487,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {args.cap_file}: no caption could be scored", file=sys.stderr)
         return 1
     return 0
+
+
+class ChairScorer(Scorer):
+    """What the report reads from CHAIR's metrics json: one run; CHAIR scores what it is given (no expected set,
+    so no coverage); its fractions x100; COCO unless the run's ``_results.json`` names another benchmark."""
+
+    name = "chair"
+    default_benchmark = "coco"
+    answers_flag = "--cap_file"
+    headline = "F1"
+    plane = (Column("Recall", "Recall ↑ (x100)", 100), Column("Precision", "Precision = 1 - CHAIRi ↑ (x100)", 100))
+    columns = (Column("CHAIRs", "CHAIRs ↓", 100), Column("CHAIRi", "CHAIRi ↓", 100), Column("Recall", "Recall ↑", 100),
+               Column("F1", "F1 ↑", 100), Column("Len", "Len (words)", 100))
+    description = ("CHAIR x100, F1 of precision 1 - CHAIRi and recall; Len = mean caption length in words (NLTK "
+                   "tokens, punctuation included), not generated tokens")
+
+    def paper(self, benchmark: str, key: str, model: str, method: str) -> Published | None:
+        published = paper_numbers.SPARC_CHAIR_F1.get((model, method)) if benchmark == "coco" else None
+        return None if published is None else {"F1": published}
+
+
+SCORER = register_scorer(ChairScorer())
 
 
 if __name__ == "__main__":

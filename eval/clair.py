@@ -9,7 +9,8 @@ Each sample ends *judged* (a score), *unparsable* or *failed* (a call that still
 429/5xx, timeouts, lost connections, and any reply that is not a chat completion with text, such as an HTML page,
 truncated JSON or an ``{"error": ...}`` body). ``clair`` is the mean score over the judged samples only; unparsable
 and failed samples are counted, reported and never cached, so a rerun asks for them again (the official code scored
-an unparsable reply 0 and crashed on a failed call).
+an unparsable reply 0 and crashed on a failed call). A score that is not a finite number from 0 to 100 (150, -40,
+NaN, inf) is an unparsable reply, asked again like one without a number.
 
 Answers (``{"image_id", "caption"}`` per line) are paired with references **by image id** (IIW: ``image/key`` and
 ``IIW``; DOCCI: ``image_file`` and ``description``). The subset scored is the one that was captioned: the runner's
@@ -17,10 +18,12 @@ Answers (``{"image_id", "caption"}`` per line) are paired with references **by i
 the official one (DOCCI: ``Random(seed).sample(lines, 500)``; IIW: every annotation). Ids of the subset without an
 answer are reported; answers outside it are reported and not scored.
 
-The API key is read from the environment variable named by ``--api_key_env`` (never from the command line) and is
-written nowhere. ``--base_url`` points the client at any OpenAI-compatible server (e.g. a local vLLM judge).
-Judged samples are cached on disk (keyed by a hash of model and prompt, one line appended per sample), so a rerun
-or an interrupted run makes no repeated calls. Outputs: the metrics json, and ``<name>.jsonl`` per sample beside it.
+The judge client is :mod:`eval.judge` (shared with LLaVA-Bench): the API key is read from the environment variable
+named by ``--api_key_env`` (never from the command line) and is written nowhere; ``--base_url`` points the client at
+any OpenAI-compatible server (e.g. a local vLLM judge); ``--timeout`` bounds each request as a whole. Judged samples
+are cached on disk (keyed by a hash of the whole request, one line appended per sample; entries of older versions,
+keyed by model and prompt, are still read), so a rerun or an interrupted run makes no repeated calls; the cache is
+locked, so a second scorer on it is refused. Outputs: the metrics json, and ``<name>.jsonl`` per sample beside it.
 
 Usage::
 
@@ -33,52 +36,52 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
+import math
 import random
 import re
 import statistics
 import sys
-import time
 from collections import Counter
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, NoReturn
+from typing import Any, Callable
 
-from eval import datasets
+from eval.files import read_manifest as manifest_ids
 from eval.files import (
     InputError,
     Problem,
     RunPaths,
     check_output_file,
+    exit_status,
     read_records,
     report_problems,
-    write_json_atomic,
-    write_text_atomic,
 )
+from eval.judge import (
+    FAILED,
+    JUDGED,
+    UNPARSABLE,
+    ChatClient,
+    ChatRequest,
+    JudgeCache,
+    JudgeError,
+    Redactor,
+    RedactingParser,
+    add_client_arguments,
+    judging,
+    run_judgments,
+    write_json,
+    write_jsonl,
+)
+from eval.scoring import Column, ScoredRun, Scorer, first_answers, judge_notes, register_scorer
 
 PROMPT_FILE = Path(__file__).resolve().parent / "data" / "clair_prompt.txt"
 REFERENCE_FIELDS = {"iiw": ("image/key", "IIW"), "docci": ("image_file", "description")}
 PARSE_ATTEMPTS = 3
 TEMPERATURE = 0.0
 MAX_TOKENS = 1024
+SCORE_RANGE = (0.0, 100.0)
 _NUMBER = re.compile(r"\d*\.?\d+")
 _REASON = re.compile(r"(?i)reason.*")
-_KEY_LIKE = re.compile(r"sk-[A-Za-z0-9_*\-]{4,}")
-
-
-class FatalJudgeError(RuntimeError):
-    """An API error that every request would hit (bad key, no such model): the run stops."""
-
-
-class JudgeError(RuntimeError):
-    """A request that still failed after all retries; the sample is reported and not cached."""
-
-
-class UnreadableReply(ValueError):
-    """A reply that is not a chat completion with text (an HTML page, truncated JSON, an ``error`` object, no
-    ``choices``...): a failed call, retried like a 5xx."""
-
 
 # ----------------------------------------------------------------------------------------------------------------
 # Prompt and parsing (official)
@@ -90,45 +93,30 @@ def build_prompt(template: str, candidates: list[str], targets: list[str]) -> st
                            target_statements="".join(f"- {t}\n" for t in targets))
 
 
-def reply_text(body: str) -> str:
-    """The ``choices[0].message.content`` of a chat-completion body (JSON text).
-
-    Raises :class:`UnreadableReply` naming what is wrong when the body is not JSON, carries an ``error`` object, or
-    lacks a non-empty ``choices`` list whose first item has a ``message`` object with string ``content``.
-    """
-    try:
-        data = json.loads(body)
-    except json.JSONDecodeError:
-        raise UnreadableReply(f"not JSON: {body[:80]!r}") from None
-    if not isinstance(data, dict):
-        raise UnreadableReply(f"expected a JSON object, got {type(data).__name__}")
-    choices = data.get("choices")
-    if not choices and data.get("error") is not None:
-        error = data["error"]
-        message = error.get("message") if isinstance(error, dict) else error
-        raise UnreadableReply(f"the judge answered with an error: {str(message)[:200]}")
-    if not isinstance(choices, list) or not choices:
-        raise UnreadableReply("no 'choices' in the reply" if choices is None else "empty or invalid 'choices'")
-    message = choices[0].get("message") if isinstance(choices[0], dict) else None
-    content = message.get("content") if isinstance(message, dict) else None
-    if not isinstance(content, str):
-        raise UnreadableReply("choices[0] has no message with string 'content'")
-    return content
+def valid_score(score: Any) -> bool:
+    """A score the prompt asks for: a finite number from 0 to 100."""
+    return (isinstance(score, (int, float)) and not isinstance(score, bool) and math.isfinite(score)
+            and SCORE_RANGE[0] <= score <= SCORE_RANGE[1])
 
 
 def parse_response(response: str) -> tuple[float, Any] | None:
-    """``(score, reason)`` from a judge reply by the official rules, or None when it holds no number."""
+    """``(score, reason)`` from a judge reply by the official rules, or None when it holds no score: no number, or
+    one that is not a finite number from 0 to 100 (the official code took 150, -40, NaN or inf as a score)."""
     try:
         data = json.loads("{" + response.split("{")[1].split("}")[0] + "}")
-        return float(data["score"]), data.get("reason", "Unknown")
+        score = float(data["score"])
     except (json.JSONDecodeError, KeyError, IndexError, ValueError, TypeError):
         pass
-    numbers = _NUMBER.findall(response)
-    if not numbers:
+    else:
+        return (score, data.get("reason", "Unknown")) if valid_score(score) else None
+    number = _NUMBER.search(response)
+    if number is None or response[:number.start()].endswith("-"):  # a negative number is out of range
         return None
-    score = float(numbers[0])
+    score = float(number.group())
     if score < 1:
         score *= 100
+    if not valid_score(score):
+        return None
     reasons = _REASON.findall(response)
     reason = reasons[0].strip()[len("reason"):].replace(":", "").strip() if reasons else "Unknown"
     return score, reason
@@ -149,10 +137,10 @@ class Judgement:
 
     @property
     def status(self) -> str:
-        """``judged`` (a score), ``unparsable`` (no number in any reply) or ``failed`` (the calls failed)."""
+        """``judged`` (a score), ``unparsable`` (no valid score in any reply) or ``failed`` (the calls failed)."""
         if self.error is not None:
-            return "failed"
-        return "judged" if self.parsed else "unparsable"
+            return FAILED
+        return JUDGED if self.parsed and valid_score(self.score) else UNPARSABLE
 
 
 def judge(call: Callable[[str], tuple[str, int]], prompt: str) -> Judgement:
@@ -172,126 +160,26 @@ def judge(call: Callable[[str], tuple[str, int]], prompt: str) -> Judgement:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# The API client
+# Requests and the cache
 
 
-class Redactor:
-    """Removes the API key (and anything that looks like an OpenAI key) from text before it is printed or saved."""
-
-    def __init__(self, secret: str) -> None:
-        self.secret = secret
-
-    def __call__(self, text: str) -> str:
-        if self.secret:
-            text = text.replace(self.secret, "***")
-        return _KEY_LIKE.sub("sk-***", text)
-
-
-class ChatClient:
-    """One chat-completions call with the official settings, retried with bounded exponential backoff and jitter."""
-
-    def __init__(self, model: str, api_key: str, base_url: str | None, timeout: float, max_retries: int,
-                 backoff_base: float, backoff_max: float) -> None:
-        import openai
-
-        self._openai = openai
-        self._client = openai.OpenAI(base_url=base_url, api_key=api_key, max_retries=0, timeout=timeout)
-        self.model = model
-        self.max_retries = max_retries
-        self.backoff_base = backoff_base
-        self.backoff_max = backoff_max
-        self.redact = Redactor(api_key)
-
-    def __call__(self, prompt: str) -> tuple[str, int]:
-        """The reply text and how many transient errors were retried."""
-        openai = self._openai
-        retryable = (openai.RateLimitError, openai.InternalServerError, openai.APIConnectionError)
-        fatal = (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError)
-        attempt = 0
-        while True:
-            try:  # the raw body, read by reply_text (the SDK returns a str, a list or a half-empty object for
-                # a body that is not a chat completion), redacted first because its errors quote it
-                response = self._client.chat.completions.with_raw_response.create(
-                    model=self.model, messages=[{"role": "user", "content": prompt}],
-                    temperature=TEMPERATURE, max_tokens=MAX_TOKENS, n=1)
-                return reply_text(self.redact(response.text)), attempt
-            except fatal as e:
-                raise FatalJudgeError(self.redact(f"{type(e).__name__}: {e}")) from None
-            except (*retryable, UnreadableReply) as e:
-                if attempt >= self.max_retries:
-                    raise JudgeError(self.redact(f"{type(e).__name__} after {attempt + 1} tries: {e}")) from None
-                time.sleep(self.delay(attempt, e))
-                attempt += 1
-            except openai.APIError as e:
-                raise JudgeError(self.redact(f"{type(e).__name__}: {e}")) from None
-
-    def delay(self, attempt: int, error: Exception) -> float:
-        """``base * 2**attempt`` with equal jitter, at least the server's Retry-After, at most ``backoff_max``."""
-        ceiling = min(self.backoff_max, self.backoff_base * 2 ** attempt)
-        wait = random.uniform(ceiling / 2, ceiling)
-        response = getattr(error, "response", None)
-        retry_after = response.headers.get("retry-after") if response is not None else None
-        if retry_after:
-            try:
-                wait = max(wait, float(retry_after))
-            except ValueError:
-                pass
-        return min(wait, self.backoff_max)
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# The cache
+def request(model: str, prompt: str) -> ChatRequest:
+    """The official request: one user message, temperature 0, max_tokens 1024, n=1."""
+    return ChatRequest(model, (("user", prompt),), TEMPERATURE, MAX_TOKENS, n=1)
 
 
 def cache_key(model: str, prompt: str) -> str:
+    """The key of earlier versions (model and prompt only; their requests were always :func:`request`'s), still read."""
     return hashlib.sha256(json.dumps([model, prompt]).encode("utf-8")).hexdigest()
 
 
-class Cache:
-    """Judged samples, one JSON line each, appended and flushed as they finish.
+def _is_judgement(record: dict[str, Any]) -> bool:
+    return Judgement(**record).status == JUDGED
 
-    A torn or bad line, and an entry without a score (an unparsable or failed sample cached by an earlier version),
-    is ignored, so that sample is asked again.
-    """
 
-    def __init__(self, folder: Path) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-        self.path = folder / "clair_cache.jsonl"
-        self.entries: dict[str, Judgement] = {}
-        self.ignored_lines = 0
-        if self.path.is_file():
-            with self.path.open(encoding="utf-8") as f:
-                for line in f:
-                    self._load(line)
-
-    def _load(self, line: str) -> None:
-        try:
-            entry = json.loads(line)
-            key = entry.pop("key")
-            judgement = Judgement(**entry)
-        except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
-            self.ignored_lines += 1
-            return
-        if judgement.status != "judged" or not isinstance(judgement.score, (int, float)):
-            self.ignored_lines += 1
-            return
-        self.entries[key] = judgement
-
-    def _ends_with_newline(self) -> bool:
-        if not self.path.is_file() or self.path.stat().st_size == 0:
-            return True
-        with self.path.open("rb") as f:
-            f.seek(-1, os.SEEK_END)
-            return f.read(1) == b"\n"
-
-    def append(self, key: str, judgement: Judgement) -> None:
-        """Append one judged sample (after a newline if the file ends in a torn line) and flush it to disk."""
-        prefix = "" if self._ends_with_newline() else "\n"
-        with self.path.open("a", encoding="utf-8") as f:
-            f.write(prefix + json.dumps({"key": key, **asdict(judgement)}, ensure_ascii=False) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        self.entries[key] = judgement
+def Cache(folder: Path) -> JudgeCache:  # noqa: N802 - the class name of earlier versions
+    """The judged samples in ``folder/clair_cache.jsonl`` (unlocked, for reading; the scorer locks it: :func:`eval.judge.judging`)."""
+    return JudgeCache(folder / "clair_cache.jsonl", _is_judgement)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -335,12 +223,12 @@ class Subset:
 
 
 def read_manifest(path: Path, data_type: str, annotation_file: Path, known: set[str]) -> list[str]:
-    """The ordered ``ids`` of a runner's manifest (``eval/datasets.py: manifest``).
+    """The ordered ``ids`` of a runner's manifest (``eval.files.manifest``).
 
     Raises InputError when the file is unreadable or has no list of ids, was written for another dataset type, or
     names ids that the annotation file does not have.
     """
-    ids = datasets.read_manifest(path, data_type)
+    ids = manifest_ids(path, data_type)
     unknown = [i for i in ids if i not in known]
     if unknown:
         raise InputError(f"{path}: {len(unknown)} id(s) not in {annotation_file}, e.g. {unknown[:3]}")
@@ -414,43 +302,43 @@ def load_samples(answer_file: Path, references: dict[str, str], subset: Subset, 
 # Running
 
 
-def score_samples(samples: list[Sample], client: Callable[[str], tuple[str, int]], model: str, cache: Cache,
-                  concurrency: int, redact: Callable[[str], str], counts: dict[str, int],
-                  problems: list[Problem], answer_file: Path) -> dict[str, Judgement]:
-    """Judgements per image id: cached ones reused, the others asked for in a thread pool; judged ones are cached
-    as they end, failed and unparsable ones are reported and not cached (a rerun asks again)."""
+def score_samples(samples: list[Sample], client: ChatClient, model: str, cache: JudgeCache, concurrency: int,
+                  redact: Redactor, counts: dict[str, int], problems: list[Problem],
+                  answer_file: Path) -> dict[str, Judgement]:
+    """Judgements per image id: cached ones reused (current and older keys), the others asked for in parallel;
+    judged ones are cached as they end, failed and unparsable ones are reported and not cached (a rerun asks
+    again)."""
     results: dict[str, Judgement] = {}
     pending: list[Sample] = []
     for sample in samples:
-        cached = cache.entries.get(cache_key(model, sample.prompt))
+        cached = cache.get(request(model, sample.prompt).key(), cache_key(model, sample.prompt))
         if cached is None:
             pending.append(sample)
         else:
-            results[sample.image_id] = cached
+            results[sample.image_id] = Judgement(**cached)
             counts["cached"] += 1
-    if not pending:
-        return results
-    executor = ThreadPoolExecutor(max_workers=max(1, concurrency))
-    futures: dict[Future[Judgement], Sample] = {executor.submit(judge, client, s.prompt): s for s in pending}
-    try:
-        for future in as_completed(futures):
-            sample = futures[future]
-            try:
-                judgement = future.result()
-            except JudgeError as e:
-                judgement = Judgement(None, None, False, error=str(e))
-                problems.append(Problem(str(answer_file), sample.line, sample.image_id, f"judge call failed: {e}"))
-            judgement.responses = [redact(r) for r in judgement.responses]
-            if isinstance(judgement.reason, str):
-                judgement.reason = redact(judgement.reason)
-            if judgement.status == "judged":
-                cache.append(cache_key(model, sample.prompt), judgement)
-            elif judgement.status == "unparsable":
-                problems.append(Problem(str(answer_file), sample.line, sample.image_id,
-                                        f"no score in {judgement.tries} judge replies; left out of the mean"))
-            results[sample.image_id] = judgement
-    finally:
-        executor.shutdown(wait=False, cancel_futures=True)
+
+    def work(sample: Sample) -> Judgement:
+        try:
+            return judge(lambda prompt: client(request(model, prompt)), sample.prompt)
+        except JudgeError as e:
+            return Judgement(None, None, False, error=str(e))
+
+    def done(sample: Sample, judgement: Judgement) -> None:
+        judgement.responses = redact.value(judgement.responses)
+        judgement.reason = redact.value(judgement.reason)
+        if judgement.status == JUDGED:
+            cache.append(request(model, sample.prompt).key(), asdict(judgement), redact)
+        elif judgement.status == FAILED:
+            problems.append(Problem(str(answer_file), sample.line, sample.image_id,
+                                    f"judge call failed: {judgement.error}"))
+        else:
+            problems.append(Problem(str(answer_file), sample.line, sample.image_id,
+                                    f"no score in {judgement.tries} judge replies (a number from 0 to 100); left out "
+                                    "of the mean"))
+        results[sample.image_id] = judgement
+
+    run_judgments(pending, work, done, concurrency, client)
     return results
 
 
@@ -458,9 +346,9 @@ def summarize(judgements: list[Judgement]) -> dict[str, float | int | None]:
     """``clair``: the mean score (0-100) over the judged samples, None if there are none; ``judged``,
     ``unparsable`` and ``failed``: how many samples ended each way (the last two are not in the mean)."""
     statuses = Counter(j.status for j in judgements)
-    scores = [j.score for j in judgements if j.status == "judged"]
+    scores = [j.score for j in judgements if j.status == JUDGED]
     return {"clair": statistics.fmean(scores) if scores else None,
-            **{status: statuses[status] for status in ("judged", "unparsable", "failed")}}
+            **{status: statuses[status] for status in (JUDGED, UNPARSABLE, FAILED)}}
 
 
 def sample_rows(samples: list[Sample], results: dict[str, Judgement]) -> list[dict[str, Any]]:
@@ -481,23 +369,8 @@ def sample_rows(samples: list[Sample], results: dict[str, Judgement]) -> list[di
 # Command line
 
 
-class _Parser(argparse.ArgumentParser):
-    """An argument parser whose error messages never echo anything that looks like an API key."""
-
-    def error(self, message: str) -> NoReturn:
-        super().error(_KEY_LIKE.sub("sk-***", message))
-
-
-class _RefuseKeyOnCommandLine(argparse.Action):
-    """``--openai_api_key`` of the official script: refused without echoing the value."""
-
-    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
-        parser.error("API keys are not taken on the command line; export the key and name the variable with "
-                     "--api_key_env (default OPENAI_API_KEY)")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m eval.clair", description=__doc__, allow_abbrev=False,
+    parser = RedactingParser(prog="python -m eval.clair", description=__doc__, allow_abbrev=False,
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--annotation_file", "--annotation-file", required=True,
                         help="IIW-400 data.jsonl or DOCCI docci_descriptions.jsonl(ines)")
@@ -512,14 +385,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--save_folder", "--save-folder",
                         help="official style: <save_folder>/<experiment_name>_clair.json[l]")
     parser.add_argument("--data_type", "--data-type", choices=sorted(REFERENCE_FIELDS), required=True)
-    parser.add_argument("--model", default="gpt-4o", help="judge model (official: gpt-4o)")
-    parser.add_argument("--base_url", "--base-url", help="OpenAI-compatible server, e.g. http://localhost:8000/v1")
-    parser.add_argument("--api_key_env", "--api-key-env", default="OPENAI_API_KEY",
-                        help="name of the environment variable holding the API key")
-    parser.add_argument("--openai_api_key", "--openai-api-key", nargs="?", action=_RefuseKeyOnCommandLine,
-                        help=argparse.SUPPRESS)
-    parser.add_argument("--concurrency", type=int, default=8, help="parallel requests")
-    parser.add_argument("--cache", help="cache folder (default: clair_cache/ beside the outputs)")
+    add_client_arguments(parser, "gpt-4o", "judge model (official: gpt-4o)",
+                         "cache folder (default: clair_cache/ beside the outputs)")
     parser.add_argument("--seed", type=int, default=42, help="seed of the official DOCCI subset draw")
     parser.add_argument("--docci_subset", "--docci-subset", type=int, default=500,
                         help="size of the official DOCCI subset when there is no manifest (0: every annotation)")
@@ -528,11 +395,6 @@ def build_parser() -> argparse.ArgumentParser:
                              "the answers file, when it exists); without one, the official subset is scored")
     parser.add_argument("--image_id_key", "--image-id-key", default="image_id")
     parser.add_argument("--caption_key", "--caption-key", default="caption")
-    parser.add_argument("--max_retries", "--max-retries", type=int, default=6,
-                        help="retries of one request on 429, 5xx, timeouts and connection errors")
-    parser.add_argument("--timeout", type=float, default=120.0, help="seconds per request")
-    parser.add_argument("--backoff_base", "--backoff-base", type=float, default=1.0, help="first backoff, seconds")
-    parser.add_argument("--backoff_max", "--backoff-max", type=float, default=60.0, help="longest backoff, seconds")
     return parser
 
 
@@ -558,17 +420,6 @@ def resolve_paths(args: argparse.Namespace) -> tuple[Path, Path, Path]:
     return answer_file, check_output_file(metrics_path), check_output_file(samples_path)
 
 
-def read_api_key(variable: str) -> str:
-    """The key from the environment; the error names the variable, never a value."""
-    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", variable):
-        raise InputError("--api_key_env takes the NAME of an environment variable (e.g. OPENAI_API_KEY), not a key")
-    key = os.environ.get(variable, "").strip()
-    if not key:
-        raise InputError(f"environment variable {variable} is not set: export it with the API key "
-                         "(any non-empty value for a local server without authentication)")
-    return key
-
-
 def new_counts() -> dict[str, int]:
     return dict.fromkeys(("answers", "cached", "missing_caption", "unknown_id", "duplicate", "outside_subset",
                           "not_answered"), 0)
@@ -577,8 +428,8 @@ def new_counts() -> dict[str, int]:
 def run(args: argparse.Namespace) -> int:
     """Score one answers file; returns the exit status."""
     answer_file, metrics_path, samples_path = resolve_paths(args)
-    api_key = read_api_key(args.api_key_env)
-    redact = Redactor(api_key)
+    client = ChatClient.from_args(args)
+    redact = client.redact
     problems: list[Problem] = []
     counts = new_counts()
     template = PROMPT_FILE.read_text(encoding="utf-8")
@@ -587,38 +438,30 @@ def run(args: argparse.Namespace) -> int:
     print(f"scoring the answers to {subset.description}: {len(subset.ids)} images")
     samples = load_samples(answer_file, references, subset, template, args.image_id_key, args.caption_key,
                            counts, problems)
-    cache = Cache(Path(args.cache) if args.cache else metrics_path.parent / "clair_cache")
-    client = ChatClient(args.model, api_key, args.base_url, args.timeout, args.max_retries,
-                        args.backoff_base, args.backoff_max)
-    try:
+    cache_path = (Path(args.cache) if args.cache else metrics_path.parent / "clair_cache") / "clair_cache.jsonl"
+    with judging(cache_path, _is_judgement, "the CLAIR cache", "samples") as cache:
         results = score_samples(samples, client, args.model, cache, args.concurrency, redact, counts, problems,
                                 answer_file)
-    except FatalJudgeError as e:
-        print(f"error: the judge refused the request, stopping: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"\ninterrupted; judged samples are cached in {cache.path}, rerun to resume", file=sys.stderr)
-        return 130
-    metrics = summarize([results[s.image_id] for s in samples])
-    rows = sample_rows(samples, results)
-    write_text_atomic(samples_path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-    write_json_atomic(metrics_path, {
-        "scorer": "clair",
-        "answers_file": str(answer_file),
-        "annotation_file": str(args.annotation_file),
-        "data_type": args.data_type,
-        "model": args.model,
-        "base_url": redact(args.base_url) if args.base_url else None,
-        "metrics": metrics,
-        "counts": counts,
-        "subset": subset.to_dict(),
-        "problems": [p.to_dict() for p in problems],
-        "samples_file": str(samples_path),
-        "cache_file": str(cache.path),
-        "settings": {"temperature": TEMPERATURE, "max_tokens": MAX_TOKENS, "n": 1, "parse_attempts": PARSE_ATTEMPTS,
-                     "seed": args.seed,
-                     "docci_subset": args.docci_subset if subset.source == "official draw" else None},
-    })
+        metrics = summarize([results[s.image_id] for s in samples])
+        write_jsonl(samples_path, sample_rows(samples, results), redact)
+        write_json(metrics_path, {
+            "scorer": "clair",
+            "answers_file": str(answer_file),
+            "annotation_file": str(args.annotation_file),
+            "data_type": args.data_type,
+            "model": args.model,
+            "base_url": args.base_url,
+            "metrics": metrics,
+            "counts": counts,
+            "subset": subset.to_dict(),
+            "problems": [p.to_dict() for p in problems],
+            "samples_file": str(samples_path),
+            "cache_file": str(cache.path),
+            "settings": {"temperature": TEMPERATURE, "max_tokens": MAX_TOKENS, "n": 1,
+                         "parse_attempts": PARSE_ATTEMPTS, "score_range": list(SCORE_RANGE),
+                         "timeout": args.timeout, "max_retries": args.max_retries, "seed": args.seed,
+                         "docci_subset": args.docci_subset if subset.source == "official draw" else None},
+        }, redact)
     print_summary(args, metrics, counts)
     report_problems(problems)
     print(f"metrics written to {metrics_path}, per-sample scores to {samples_path}")
@@ -641,11 +484,33 @@ def print_summary(args: argparse.Namespace, metrics: dict[str, float | int | Non
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return run(args)
-    except InputError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return exit_status(lambda: run(args), "interrupted: judged samples are cached; rerun the same command to resume")
+
+
+class ClairScorer(Scorer):
+    """What the report reads from CLAIR's metrics json: one run of the dataset its ``data_type`` names (IIW-400 or
+    DOCCI), the images of its subset without an answer, the judge replies left out of the mean."""
+
+    name = "clair"
+    answers_flag = "--answer_file"
+    headline = "clair"
+    columns = (Column("clair", "CLAIR"),)
+    description = "CLAIR x100"
+
+    def runs(self, data: dict[str, Any]) -> list[ScoredRun]:
+        missing = (data.get("counts") or {}).get("not_answered")
+        return [ScoredRun("", first_answers(data), dict(data.get("metrics") or {}), missing,
+                          (data.get("subset") or {}).get("count"), "images")]
+
+    def benchmark(self, data: dict[str, Any]) -> str | None:
+        return str(data["data_type"]) if data.get("data_type") else None
+
+    def notes(self, metric_file: Path, data: dict[str, Any]) -> list[str]:
+        return judge_notes("CLAIR", {**(data.get("metrics") or {}), **(data.get("counts") or {})},
+                           metric_file.with_suffix(".jsonl"))
+
+
+SCORER = register_scorer(ClairScorer())
 
 
 if __name__ == "__main__":

@@ -3,35 +3,35 @@ method registry, turned into one :class:`~eval.run.RunSpec` with every setting c
 
 Flags (dash and the official underscore spellings):
 
+- data: the flags of the runner's task kinds (captioning: ``--dataset-type``, ``--annotation-file``,
+  ``--num-samples``, ``--subset-manifest``, ``--prompt``; questions: ``--benchmark``, ``--question-file``, and a
+  benchmark's split flag such as ``--pope-split``);
 - ``--method NAME`` any registered method; ``--preset NAME`` (default ``paper``); ``--method-args k=v,...`` with the
-  method's own parameter names; one flag per parameter name of any method (``--tau``, ``--cd-alpha``, ...) as an
-  alias of ``--method-args``. A parameter the chosen method does not have is an error.
-- protocol flags (``--conv-mode``, ``--image-aspect``, ``--decoding``, ``--temperature``, ``--top-k``, ``--top-p``,
-  ``--max-new-tokens``, ``--seed``, ``--num-beams``, captioning ``--prompt``) override one field of the benchmark's
-  protocol each; ``--temperature 0`` is greedy decoding and a temperature > 0 alone means sampling, as the official
-  SPARC ``eval.py``.
+  method's own parameter names; one flag per parameter of **the chosen method** (``--tau``, ``--cd-alpha``, ...) as
+  an alias of ``--method-args`` (``--method sparc --help`` lists SPARC's). A parameter of another method is an error
+  that says whose it is; one method's parameter types never touch another's flags.
+- protocol flags (``--conv-mode``, ``--image-aspect``, ``--min-pixels``, ``--max-pixels``, ``--decoding``,
+  ``--temperature``, ``--top-k``, ``--top-p``, ``--max-new-tokens``, ``--seed``, ``--num-beams``, ``--text-cut``)
+  override one field of the benchmark's protocol each; ``--temperature 0`` is greedy decoding and a temperature > 0
+  alone means sampling, as the official SPARC ``eval.py``.
 
 Nothing heavy is imported here: ``--help`` answers at once.
 """
 from __future__ import annotations
 
 import argparse
-import platform
-import subprocess
+import signal
 import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from eval.benchmarks import DECODINGS, benchmarks_of, get_benchmark, protocol_table, resolve_run
-from eval.files import InputError
+from eval.benchmarks import DataSettings, benchmarks_of, get_benchmark, protocol_table, resolve_run
+from eval.files import InputError, exit_status
 from eval.methods import get_method, list_methods, param_type
-from eval.pope import DATASETS as POPE_DATASETS
-from eval.pope import SETTINGS as POPE_SETTINGS
 from llava.constants import ASPECT_MODES, DTYPE_NAMES
-from llava.methods import PROTOCOL_FIELDS, STANDARD_PRESETS
-
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-POPE_SPLITS = [f"{d}/{s}" for d in POPE_DATASETS for s in POPE_SETTINGS]
+from llava.methods import STANDARD_PRESETS
+from llava.model.families import list_families, synthetic_names
+from llava.settings import DECODINGS, PROTOCOL_FIELDS
 
 
 class StoreOnce(argparse.Action):
@@ -71,81 +71,116 @@ def _converter(kind: type) -> Callable[[str], Any]:
     return parse_bool if kind is bool else kind
 
 
-def method_parameters(methods: Sequence[str] | None = None) -> dict[str, tuple[type, list[str]]]:
-    """Every parameter name of the given methods (default: all registered): its type and the methods that have it."""
-    params: dict[str, tuple[type, list[str]]] = {}
-    for name in methods if methods is not None else list_methods():
-        for field in get_method(name).param_fields():
-            kind = param_type(field)
-            known = params.setdefault(field.name, (kind, []))
-            if known[0] is not kind:
-                raise TypeError(f"parameter {field.name} has type {known[0].__name__} and {kind.__name__}")
-            known[1].append(name)
-    return params
+def parameter_flag(name: str) -> str:
+    return f"--{name.replace('_', '-')}"
 
 
-def epilog(task: str) -> str:
-    methods = "\n".join(
-        f"  {name}: " + (", ".join(f"{f.name}={f.default!r}" for f in get_method(name).param_fields()) or "(no parameters)")
-        for name in list_methods()
-    )
-    return (f"benchmark protocols (defaults; a flag overrides one field):\n{protocol_table(task)}\n\n"
-            f"methods and their parameters (dataclass defaults; presets change them: python -m eval.methods):\n"
-            f"{methods}\n")
+def other_methods_flags(method: str) -> dict[str, str]:
+    """Flag spelling (dash and underscore) -> parameter name, for the parameters of every method but ``method``."""
+    own = set(get_method(method).param_names())
+    flags = {}
+    for name in list_methods():
+        for param in get_method(name).param_names():
+            if param not in own:
+                flags[parameter_flag(param)] = flags[f"--{param}"] = param
+    return flags
 
 
-def add_method_arguments(parser: argparse.ArgumentParser, methods: Sequence[str], default_method: str) -> None:
-    """``--method`` (among ``methods``), ``--preset``, ``--method-args`` and one flag per parameter of those methods."""
-    group = parser.add_argument_group("method (python -m eval.methods lists methods, parameters and presets)")
-    add(group, "--method", choices=list(methods), default=default_method, help=f"default: {default_method}")
+def epilog(runner: str, method: str) -> str:
+    spec = get_method(method)
+    params = ", ".join(f"{f.name}={f.default!r}" for f in spec.param_fields()) or "(no parameters)"
+    return (f"benchmark protocols (defaults; a flag overrides one field):\n{protocol_table(runner)}\n\n"
+            f"methods: {', '.join(list_methods())} (python -m eval.methods lists their parameters and presets; "
+            f"--method NAME --help shows its flags)\nthe chosen method's parameters (dataclass defaults; presets "
+            f"change them):\n  {method}: {params}\n")
+
+
+def add_method_arguments(parser: argparse.ArgumentParser, methods: Sequence[str], method: str,
+                         default: str | None = None) -> None:
+    """``--method`` (among ``methods``; ``method`` is the one chosen, ``default`` the runner's), ``--preset``,
+    ``--method-args`` and one flag per parameter of ``method``."""
+    group = parser.add_argument_group("method (python -m eval.methods lists every method's parameters and presets)")
+    add(group, "--method", choices=list(methods), default=method, help=f"default: {default or method}")
     add(group, "--preset", default=None,
         help=f"the method's named settings ({', '.join(STANDARD_PRESETS)}, ...; default: paper)")
     add(group, "--method-args", default=None, metavar="K=V,...",
         help="the method's parameters under their official names, e.g. tau=2.0,alpha=1.2")
-    for name, (kind, owners) in method_parameters(methods).items():
-        add(group, f"--{name.replace('_', '-')}", dest=name, type=_converter(kind), default=None,
-            help=f"{'/'.join(owners)} parameter (alias of --method-args {name}=...)")
+    for field in get_method(method).param_fields():
+        add(group, parameter_flag(field.name), dest=field.name, type=_converter(param_type(field)), default=None,
+            help=f"{method} parameter (alias of --method-args {field.name}=...; default {field.default!r})")
+
+
+def chosen_method(argv: Sequence[str], default: str) -> str:
+    """The ``--method`` of ``argv`` (before the full parse, whose flags depend on it); ``default`` when absent, and
+    when the value is not a method (the full parse then reports it)."""
+    probe = argparse.ArgumentParser(add_help=False)
+    probe.add_argument("--method", default=default)
+    known, _ = probe.parse_known_args(list(argv))
+    return known.method if known.method in list_methods() else default
+
+
+def refuse_other_methods_flags(argv: Sequence[str], method: str) -> None:
+    """A parameter flag of another method is an :class:`InputError` naming the parameter and the chosen method's own
+    (argparse would only say "unrecognized arguments")."""
+    flags = other_methods_flags(method)
+    for item in argv:
+        flag = item.split("=", 1)[0]
+        if flag in flags:
+            raise InputError(f"{flag}: {get_method(method).unknown_param_message(flags[flag])}")
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """The model and where it runs."""
     group = parser.add_argument_group("model")
+    families = ", ".join(spec.display for spec in list_families())
+    trials = ", ".join(name for name in synthetic_names() if name.startswith("tiny"))
     add(group, "--model-path", required=True,
-        help="checkpoint folder or hub id (original LLaVA, llava-hf, InstructBLIP), or a random model for trials: "
-             "tiny, tiny-next, tiny-instructblip")
+        help=f"checkpoint folder or hub id ({families}), or a random model for trials: {trials}")
     add(group, "--vision-tower", default=None, help="override mm_vision_tower of original LLaVA checkpoints")
     add(group, "--dtype", choices=DTYPE_NAMES, default=None, help="default: float16 on GPU, float32 on CPU")
     add(group, "--device", default=None, help="cuda, cuda:1 or cpu (default: cuda when available)")
     add(group, "--attn", choices=("sdpa", "eager"), default=None, help="default: sdpa on GPU, eager on CPU")
 
 
-def build_parser(task: str, prog: str, description: str, default_method: str) -> argparse.ArgumentParser:
-    """The parser of a runner for ``task`` (``caption`` or ``yesno``)."""
-    parser = argparse.ArgumentParser(prog=prog, description=description, epilog=epilog(task),
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_data_arguments(parser: argparse.ArgumentParser, runner: str) -> None:
+    """The data flags of the benchmarks ``runner`` runs (see the module docstring)."""
+    specs = [get_benchmark(name) for name in benchmarks_of(runner)]
+    selector = specs[0].task.selector
     data = parser.add_argument_group("data")
-    if task == "caption":
-        add(data, "--dataset-type", choices=benchmarks_of("caption"), required=True)
-        add(data, "--image-folder", required=True, help="COCO val2014 / DOCCI images (also IIW-400's) / any folder")
+    add(data, selector, dest="benchmark", choices=[spec.name for spec in specs], required=True)
+    add(data, "--image-folder", required=True, help="the benchmark's images (see its README section)")
+    if any(not spec.task.own_question for spec in specs):
         add(data, "--annotation-file", default=None, help="IIW-400 data.jsonl or DOCCI docci_descriptions.jsonl(ines)")
         add(data, "--num-samples", type=int, default=None, help="subset size (default: the benchmark's: 500 for coco "
-            "and docci, all otherwise)")
+            "and docci, 400 for iiw, all for folder)")
         add(data, "--subset-manifest", default=None, help="run exactly the ids of this manifest, in its order")
         add(data, "--prompt", default=None, help="the captioning question (default: the benchmark's)")
-    else:
-        add(data, "--benchmark", choices=benchmarks_of("yesno"), required=True)
-        add(data, "--image-folder", required=True, help="COCO val2014 / GQA images (POPE), MME release folder, AMBER images")
+    if any(spec.task.own_question for spec in specs):
         add(data, "--question-file", default=None,
-            help="POPE question file; MME: a jsonl (default: the shipped 240-question hallucination subset) or a "
-                 "ground-truth folder (all its questions); AMBER query file (default: the shipped query_all.json)")
-        add(data, "--pope-split", choices=POPE_SPLITS, default=None,
-            help="use the shipped POPE question file of this dataset/setting (the VCD copies AvisC used)")
+            help="the benchmark's questions (POPE question file; MME: a jsonl, default the shipped 240-question "
+                 "hallucination subset, or a ground-truth folder; AMBER: default the shipped query_all.json; "
+                 "LLaVA-Bench: questions.jsonl)")
+    for spec in specs:
+        if spec.split is not None:
+            add(data, spec.split.flag, dest="split", choices=list(spec.split.choices), default=None,
+                help=f"{spec.name}: {spec.split.help}")
 
-    add_method_arguments(parser, list_methods(), default_method)
+
+def build_parser(runner: str, prog: str, description: str, method: str,
+                 default_method: str | None = None) -> argparse.ArgumentParser:
+    """The parser of ``runner`` (``eval.caption`` or ``eval.vqa``), with the flags of ``method``'s parameters."""
+    parser = argparse.ArgumentParser(prog=prog, description=description, epilog=epilog(runner, method),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_data_arguments(parser, runner)
+    add_method_arguments(parser, list_methods(), method, default_method)
 
     protocol = parser.add_argument_group("protocol (default: the benchmark's; each flag overrides one field)")
-    add(protocol, "--conv-mode", default=None, help="conversation template")
-    add(protocol, "--image-aspect", choices=ASPECT_MODES, default=None, help="image preprocessing")
+    add(protocol, "--conv-mode", default=None, help="conversation template (LLaVA)")
+    add(protocol, "--image-aspect", choices=ASPECT_MODES, default=None, help="image preprocessing (LLaVA)")
+    add(protocol, "--min-pixels", type=int, default=None,
+        help="Qwen2-VL: fewest pixels of a resized image (default: the checkpoint's processor)")
+    add(protocol, "--max-pixels", type=int, default=None,
+        help="Qwen2-VL: most pixels of a resized image (default: the checkpoint's processor)")
     add(protocol, "--decoding", choices=DECODINGS, default=None)
     add(protocol, "--temperature", type=float, default=None, help="0 = greedy; > 0 alone = sampling at it")
     add(protocol, "--top-k", type=int, default=None)
@@ -169,6 +204,15 @@ def build_parser(task: str, prog: str, description: str, default_method: str) ->
         help="resolve and check every setting (method, protocol, files, output folder), then exit without loading "
              "the model (the scripts check every method this way before the first run)")
     return parser
+
+
+def parse_args(runner: str, prog: str, description: str, default_method: str,
+               argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse a runner's command line: the method first (its parameters are the flags), then everything."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    method = chosen_method(argv, default_method)
+    refuse_other_methods_flags(argv, method)
+    return build_parser(runner, prog, description, method, default_method).parse_args(argv)
 
 
 def parse_method_args(text: str | None, method: str) -> dict[str, Any]:
@@ -199,16 +243,13 @@ def parse_method_args(text: str | None, method: str) -> dict[str, Any]:
 def method_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The method parameters set on the command line, by ``--method-args`` and by the parameter flags."""
     overrides = parse_method_args(args.method_args, args.method)
-    spec = get_method(args.method)
-    for name in method_parameters():
+    for name in get_method(args.method).param_names():
         value = getattr(args, name, None)
         if value is None:
             continue
-        if name not in spec.param_names():
-            raise InputError(f"--{name.replace('_', '-')}: {spec.unknown_param_message(name)}")
         if name in overrides and overrides[name] != value:
             raise InputError(f"{name} is set twice: --method-args {name}={overrides[name]} and "
-                             f"--{name.replace('_', '-')} {value}")
+                             f"{parameter_flag(name)} {value}")
         overrides[name] = value
     return overrides
 
@@ -231,19 +272,19 @@ def protocol_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return overrides
 
 
-def run_spec(args: argparse.Namespace, task: str) -> Any:
+def run_spec(args: argparse.Namespace) -> Any:
     """Every setting of a run resolved and checked (names, values, layers against the checkpoint's config, files,
     the output folder), before any model is loaded. Raises :class:`InputError` with one line."""
     from eval.files import check_output_folder
-    from eval.run import DataSettings, ModelSettings, OutputSettings, RunSpec, check_spec
+    from eval.run import ModelSettings, OutputSettings, RunSpec, check_spec
     from llava.model.builder import CheckpointError, inspect_checkpoint, resolve_device
 
-    benchmark = get_benchmark(args.dataset_type if task == "caption" else args.benchmark)
+    benchmark = get_benchmark(args.benchmark)
     try:
         info = inspect_checkpoint(args.model_path)
-        info.check_settings(getattr(args, "image_aspect", None), getattr(args, "conv_mode", None))
+        info.check_settings(args.image_aspect, args.conv_mode, min_pixels=args.min_pixels, max_pixels=args.max_pixels)
         resolved = resolve_run(benchmark, info.family, args.method, args.preset, method_overrides(args),
-                               protocol_overrides(args))
+                               protocol_overrides(args), info.settings, info.num_layers)
         resolve_device(args.device)
     except (CheckpointError, ValueError) as e:
         raise InputError(str(e)) from None
@@ -254,7 +295,7 @@ def run_spec(args: argparse.Namespace, task: str) -> Any:
             image_folder=Path(args.image_folder),
             annotation_file=getattr(args, "annotation_file", None),
             question_file=getattr(args, "question_file", None),
-            pope_split=getattr(args, "pope_split", None),
+            split=getattr(args, "split", None),
             num_samples=getattr(args, "num_samples", None),
             subset_manifest=getattr(args, "subset_manifest", None),
             limit=args.limit,
@@ -267,45 +308,10 @@ def run_spec(args: argparse.Namespace, task: str) -> Any:
     return spec
 
 
-def git_commit() -> str | None:
-    """The project's git commit (with ``-dirty`` when the tree has changes), or None outside a checkout."""
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True,
-                                check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=PROJECT_ROOT,
-                               capture_output=True, text=True, check=True).stdout.strip()
-        return commit + ("-dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return None
-
-
-def environment(device: Any = None) -> dict[str, Any]:
-    """Versions, commit and device for ``_results.json``."""
-    import accelerate
-    import torch
-    import transformers
-
-    import llava
-
-    info: dict[str, Any] = {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "accelerate": accelerate.__version__,
-        "llava": llava.__version__,
-        "commit": git_commit(),
-    }
-    if device is not None:
-        info["device"] = str(device)
-        if device.type == "cuda":
-            info["gpu"] = torch.cuda.get_device_name(device)
-    return info
-
-
-def runner_main(task: str, prog: str, description: str, default_method: str, argv: Sequence[str] | None) -> int:
+def runner_main(runner: str, prog: str, description: str, default_method: str, argv: Sequence[str] | None) -> int:
     """Parse, resolve and check everything, then run (:func:`eval.run.execute`)."""
-    args = build_parser(task, prog, description, default_method).parse_args(argv)
-    spec = run_spec(args, task)
+    args = parse_args(runner, prog, description, default_method, argv)
+    spec = run_spec(args)
     if args.check_only:
         print(f"{prog}: settings of {spec.output.experiment_name!r} checked ({spec.run.method}, preset "
               f"{spec.run.preset}, {spec.run.benchmark.name})")
@@ -315,15 +321,26 @@ def runner_main(task: str, prog: str, description: str, default_method: str, arg
     return execute(spec)
 
 
+class Terminated(BaseException):
+    """SIGTERM (what schedulers send), raised like Ctrl-C's KeyboardInterrupt."""
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM does not interrupt the first one's cleanup
+    raise Terminated
+
+
 def run_main(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> None:
-    """Run a CLI ``main``: bad input is one clear line and exit status 2, an interruption one line and 130, not a
-    traceback."""
+    """Run a CLI ``main``: bad input is one clear line and exit status 2, an interruption one line and 130 (Ctrl-C)
+    or 143 (SIGTERM), not a traceback."""
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
-        code = main(argv)
-    except InputError as e:
-        print(f"error: {e}", file=sys.stderr)
-        code = 2
-    except KeyboardInterrupt:
-        print("interrupted: the answers written so far are kept; rerun the same command to resume", file=sys.stderr)
-        code = 130
+        code = exit_status(lambda: main(argv),
+                           "interrupted: the answers written so far are kept; rerun the same command to resume")
+    except Terminated:
+        print("terminated (SIGTERM): the answers written so far are kept; rerun the same command to resume",
+              file=sys.stderr)
+        code = 143
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     sys.exit(code)

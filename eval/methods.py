@@ -17,7 +17,8 @@ import importlib
 import sys
 from typing import Any, Sequence
 
-from llava.methods import STANDARD_PRESETS, MethodSpec, create_method, get_method, list_methods
+from llava.methods import STANDARD_PRESETS, ByDepth, MethodSpec, create_method, get_method, list_methods
+from llava.model.families import family_names
 
 METHOD_MODULES = ("sparc.config", "avisc.config", "sparc.pai.config", "sparc.opera.config")
 """The light modules that register this project's methods, in the order they are listed."""
@@ -26,9 +27,6 @@ for _module in METHOD_MODULES:
     importlib.import_module(_module)
 
 __all__ = ["METHOD_MODULES", "create_method", "describe", "get_method", "list_methods", "param_type"]
-
-FAMILIES = ("llava", "llava_next", "instructblip")
-
 
 def param_type(field: dataclasses.Field) -> type:
     """The Python type of a config field (configs use postponed annotations: ``"float"``, ``"int"``, ...)."""
@@ -40,6 +38,8 @@ def param_type(field: dataclasses.Field) -> type:
 
 
 def _value(value: Any) -> str:
+    if isinstance(value, ByDepth):
+        return f"<{value.text}>"
     return repr(value) if isinstance(value, str) else str(value)
 
 
@@ -62,6 +62,9 @@ def describe(spec: MethodSpec) -> str:
         for rule in preset.rules:
             values = ", ".join(f"{k}={_value(v)}" for k, v in rule.values.items())
             lines.append(f"    where {rule.label()}: {values}")
+    for default in spec.family_defaults:
+        values = ", ".join(f"{k}={_value(v)}" for k, v in default.values.items()) or "the presets' values"
+        lines.append(f"  on {'|'.join(default.families)} ({default.note}): {values}")
     return "\n".join(lines)
 
 
@@ -79,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for spec in specs:
             print(describe(spec))
             if args.resolve:
-                for family in FAMILIES:
+                for family in family_names():
                     params = spec.resolve(args.resolve, family=family, benchmark=args.benchmark).params
                     print(f"  {args.resolve} on {family}: " + (", ".join(f"{k}={_value(v)}" for k, v in params.items())
                                                               or "(no parameters)"))

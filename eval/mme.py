@@ -31,28 +31,26 @@ import argparse
 import json
 import statistics
 import sys
-from collections import Counter, defaultdict
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
-from eval.datasets import run_subset
+from eval import paper_numbers
+from eval.benchmarks.mme import (
+    COGNITION, HALLUCINATION, ONE_WORD, PERCEPTION, RELEASE_QUESTIONS, SUFFIX, TASKS, GroundTruth, image_stem, read_gt,
+    tab_lines,
+)
 from eval.files import (
-    InputError, Problem, RunPaths, check_output_file, read_records, report_problems, settings_changes, write_json_atomic,
+    InputError, Problem, RunPaths, check_output_file, read_records, report_problems, run_subset, settings_changes,
+    write_json_atomic,
+)
+from eval.scoring import (
+    Column, Published, Repeats, ScoredRun, Scorer, file_digest, files_digest, first_answers, register_scorer,
 )
 from eval.yesno import READINGS, read_answer, read_prediction_field, require_fields
 
-PERCEPTION = ("existence", "count", "position", "color", "posters", "celebrity", "scene", "landmark", "artwork", "OCR")
-COGNITION = ("commonsense_reasoning", "numerical_calculation", "text_translation", "code_reasoning")
-HALLUCINATION = ("existence", "count", "position", "color")
-TASKS = PERCEPTION + COGNITION
-RELEASE_QUESTIONS = {"existence": 60, "count": 60, "position": 60, "color": 60, "posters": 294, "celebrity": 340,
-                     "scene": 400, "landmark": 400, "artwork": 400, "OCR": 40, "commonsense_reasoning": 140,
-                     "numerical_calculation": 40, "text_translation": 40, "code_reasoning": 40}
-"""Questions of each task in the MME release (two per image); a task scored on fewer is marked ``missing``."""
 TOTALS = {"perception": PERCEPTION, "cognition": COGNITION, "hallucination": HALLUCINATION}
-SUFFIX = " Please answer yes or no."
-ONE_WORD = "Answer the question using a single word or phrase."
 STD_DDOF = 1
 
 
@@ -64,11 +62,10 @@ class Item:
     question: str
     gt: str
     prediction: str | None
-
-
-def image_stem(name: str) -> str:
-    """``color/000000338560.jpg`` -> ``000000338560`` (file name up to its first dot, as the official code keys it)."""
-    return name.replace("\\", "/").rsplit("/", 1)[-1].split(".")[0]
+    file: str | None = None
+    line: int | None = None
+    """Where the item stands in an eval-tool file, whose order matters to ``calculation.py`` (None for answers
+    files, scored by key)."""
 
 
 DEFAULT_READING = {"results_dir": "eval_tool", "answers": "avisc"}
@@ -100,84 +97,19 @@ def read_results_dir(folder: Path, problems: list[Problem]) -> dict[str, list[It
         if not path.is_file():
             continue
         items[task] = []
-        for number, fields in _tab_lines(path, 4, problems):
+        for number, fields in tab_lines(path, 4, problems):
             gt = fields[2].strip().lower()
             if gt not in ("yes", "no"):
                 problems.append(Problem(str(path), number, fields[0],
                                         f"ground truth {fields[2]!r} is not Yes/No; skipped"))
                 continue
-            items[task].append(Item(fields[0], fields[1], gt, fields[3]))
+            items[task].append(Item(fields[0], fields[1], gt, fields[3], str(path), number))
         if not items[task]:
             problems.append(Problem(str(path), None, None, "no questions; task left out"))
             del items[task]
     if not items:
         raise InputError(f"{folder}: no task file with questions ({', '.join(t + '.txt' for t in TASKS[:3])}, ...)")
     return items
-
-
-def _tab_lines(path: Path, n_fields: int, problems: list[Problem]) -> Iterable[tuple[int, list[str]]]:
-    """Non-blank lines of a tab-separated file split into ``n_fields`` fields (the last one keeps any tabs)."""
-    with path.open(encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            line = line.rstrip("\r\n")
-            if not line.strip():
-                continue
-            fields = line.split("\t", n_fields - 1)
-            if len(fields) != n_fields:
-                problems.append(Problem(str(path), number, None,
-                                        f"expected {n_fields} tab-separated fields, got {len(fields)}"))
-                continue
-            yield number, fields
-
-
-GroundTruth = dict[str, dict[tuple[str, str], tuple[str, str]]]
-"""task -> (image stem, question) -> (image name, "yes"/"no"), in file order."""
-
-
-def read_gt(gt_dir: Path, problems: list[Problem]) -> GroundTruth:
-    """Ground truth from the eval-tool format or the MME release folder."""
-    if not gt_dir.is_dir():
-        raise InputError(f"{gt_dir}: no such folder (pass the MME ground truth with --gt_dir)")
-    if any((gt_dir / f"{task}.txt").is_file() for task in TASKS):
-        gt = _read_gt_tool(gt_dir, problems)
-    elif any((gt_dir / task).is_dir() for task in TASKS):
-        gt = _read_gt_release(gt_dir, problems)
-    else:
-        raise InputError(f"{gt_dir}: neither {{task}}.txt files nor MME task folders (existence/, count/, ...)")
-    return gt
-
-
-def _add_gt(gt: GroundTruth, task: str, image: str, question: str, answer: str,
-            where: tuple[Path, int], problems: list[Problem]) -> None:
-    label = answer.strip().lower()
-    if label not in ("yes", "no"):
-        problems.append(Problem(str(where[0]), where[1], image, f"ground truth {answer!r} is not Yes/No; skipped"))
-        return
-    gt.setdefault(task, {})[(image_stem(image), question)] = (image, label)
-
-
-def _read_gt_tool(gt_dir: Path, problems: list[Problem]) -> GroundTruth:
-    gt: GroundTruth = {}
-    for task in TASKS:
-        path = gt_dir / f"{task}.txt"
-        if path.is_file():
-            for number, (image, question, answer) in _tab_lines(path, 3, problems):
-                _add_gt(gt, task, image, question, answer, (path, number), problems)
-    return gt
-
-
-def _read_gt_release(gt_dir: Path, problems: list[Problem]) -> GroundTruth:
-    gt: GroundTruth = {}
-    for task in TASKS:
-        qa_dir = gt_dir / task / "questions_answers_YN"
-        if not qa_dir.is_dir():
-            qa_dir = gt_dir / task
-        if not qa_dir.is_dir():
-            continue
-        for path in sorted(qa_dir.glob("*.txt")):
-            for number, (question, answer) in _tab_lines(path, 2, problems):
-                _add_gt(gt, task, path.stem, question.strip(), answer, (path, number), problems)
-    return gt
 
 
 def gt_question(question: str, task: str, stem: str, gt: GroundTruth) -> str:
@@ -251,24 +183,50 @@ def read_answers(answers_file: Path, gt: GroundTruth, problems: list[Problem], i
 
 
 LabelReader = Callable[[str | None], str | None]
+PAIR_WARNING = ("the lines are not in image pairs from this line on: calculation.py, which reads two lines at a time "
+                "as one image's pair, would score other pairs; scored by image, as MME defines acc+")
+
+
+def out_of_pairs(items: list[Item]) -> Item | None:
+    """The first line of an eval-tool file that is not in an image pair (``calculation.py`` reads two lines at a time
+    as one image's pair), or None when the lines are in pairs (or not from such a file)."""
+    for index in range(0, len(items), 2):
+        first, second = items[index], items[index + 1] if index + 1 < len(items) else None
+        if first.line is None:
+            return None
+        if second is None or second.image != first.image:
+            return first
+    return None
 
 
 def score_task(task: str, items: list[Item], label_of: LabelReader, source: str,
                problems: list[Problem]) -> dict[str, Any]:
     """acc, acc+ and score (100 * acc + 100 * acc+) of one task (``items`` not empty); unanswered questions count as
-    wrong; ``missing``: the release's questions of the task that the files do not hold."""
+    wrong; ``missing``: the release's questions of the task that the files do not hold.
+
+    acc+ follows MME's definition: the share of images whose pair of questions (two per image) is answered right;
+    an image with one question never has a right pair (``single``, reported). Images are grouped by name, which is
+    what ``calculation.py``'s two-lines-at-a-time reading does on files in image pairs; on a file whose lines are
+    not in pairs, ``out_of_pairs`` gives the first line out of them (reported: ``calculation.py`` would score
+    other pairs)."""
     by_image: dict[str, list[bool]] = {}
     other = 0
     for item in items:
         label = label_of(item.prediction)
         other += label == "other"
         by_image.setdefault(item.image, []).append(label == item.gt)
+    where = items[0].file or source  # the task file of an eval-tool folder
     for image, results in by_image.items():
-        if len(results) != 2:
-            problems.append(Problem(source, None, image, f"{len(results)} questions for this image (MME has 2)"))
+        if len(results) < 2:
+            problems.append(Problem(where, None, image, "one question for this image (MME has 2): never a right pair"))
+        elif len(results) > 2:
+            problems.append(Problem(where, None, image, f"{len(results)} questions for this image (MME has 2)"))
+    broken = out_of_pairs(items)
+    if broken is not None:
+        problems.append(Problem(str(broken.file), broken.line, broken.image, PAIR_WARNING))
     correct = sum(sum(results) for results in by_image.values())
     acc = correct / len(items)
-    acc_plus = sum(all(results) for results in by_image.values()) / len(by_image)
+    acc_plus = sum(len(results) >= 2 and all(results) for results in by_image.values()) / len(by_image)
     return {
         "score": 100 * acc + 100 * acc_plus,
         "acc": 100 * acc,
@@ -278,6 +236,8 @@ def score_task(task: str, items: list[Item], label_of: LabelReader, source: str,
         "other": other,
         "unanswered": sum(item.prediction is None for item in items),
         "missing": max(RELEASE_QUESTIONS[task] - len(items), 0),
+        "single": sum(len(results) < 2 for results in by_image.values()),
+        "out_of_pairs": None if broken is None else {"file": broken.file, "line": broken.line},
     }
 
 
@@ -350,27 +310,44 @@ def input_kind(args: argparse.Namespace) -> str:
     return "results_dir" if args.results_dir else "answers"
 
 
+def answers_digest(source: str) -> str | None:
+    """The content hash of a result set: an answers file's bytes, or an eval-tool folder's task files."""
+    path = Path(source)
+    return files_digest(path, [f"{task}.txt" for task in TASKS]) if path.is_dir() else file_digest(path)
+
+
+def distinct_runs(sources: list[str]) -> tuple[list[str], list[str]]:
+    """The result sets to score, each run once, and a note for each repeat left out: the same file or folder twice,
+    a copy of one (same content), or the same run (same seed and settings in the runner's ``_config.json``, on the
+    same samples): averaging it in again would count one run as two seeds."""
+    repeats, distinct, repeated = Repeats(), [], []
+    for source in sources:
+        answers = None if Path(source).is_dir() else source
+        why = repeats.check((), source, answers, answers_digest(source))
+        if why is None:
+            distinct.append(source)
+        else:
+            repeated.append(f"{source}: {why}; counted once")
+    return distinct, repeated
+
+
 def load_runs(args: argparse.Namespace, reading: str, problems: list[Problem]) -> list[dict[str, Any]]:
-    """Score every result set named on the command line, reading predictions with ``reading``."""
+    """Score every result set in ``args.sources`` (the distinct ones), reading predictions with ``reading``."""
     label_of = label_reader(input_kind(args), reading)
     if args.results_dir:
-        return [score_run(read_results_dir(Path(d), problems), label_of, d, problems) for d in args.results_dir]
+        return [score_run(read_results_dir(Path(d), problems), label_of, d, problems) for d in args.sources]
     if not args.gt_dir:
         raise InputError("--answers needs --gt_dir: the MME ground truth is not shipped "
                          "(eval-tool {task}.txt files or MME_Benchmark_release_version)")
     gt = read_gt(Path(args.gt_dir), problems)
     return [score_run(read_answers(Path(f), gt, problems, args.id_key, args.text_key), label_of, f, problems)
-            for f in args.answers]
+            for f in args.sources]
 
 
 def mixed_settings(answers: list[str]) -> list[str]:
     """The settings, other than the seed, in which runs scored together differ (read from the runner's
     ``_config.json`` beside each answers file; files without one are not compared): their mean and std would not be
     a spread over seeds."""
-    files = Counter(Path(f).resolve() for f in answers)
-    repeated = sorted({f for f in answers if files[Path(f).resolve()] > 1})
-    if repeated:
-        return [f"the same answers file more than once: {', '.join(repeated)}"]
     configs = []
     for f in answers:
         path = RunPaths.of_answers(f).config
@@ -406,13 +383,21 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     problems: list[Problem] = []
     reading = args.reading or DEFAULT_READING[input_kind(args)]
+    args.sources, repeated = distinct_runs(args.results_dir or args.answers)
     try:
         save_path = check_output_file(args.save_path or default_save_path(args))
         runs = load_runs(args, reading, problems)
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    mixed = mixed_settings(args.answers or [])
+    for note in repeated:
+        print(f"warning: a repeated run: {note}", file=sys.stderr)
+    for run in runs:
+        for task, info in run["tasks"].items():
+            if info["out_of_pairs"]:
+                where = info["out_of_pairs"]
+                print(f"warning: {where['file']}:{where['line']}: {PAIR_WARNING}", file=sys.stderr)
+    mixed = mixed_settings(args.sources if args.answers else [])
     if mixed:
         print(f"warning: the runs averaged are not a spread over seeds ({'; '.join(mixed)}); score them apart",
               file=sys.stderr)
@@ -438,6 +423,7 @@ def main(argv: list[str] | None = None) -> int:
         "reading_rule": READINGS[reading],
         "empty_reason": empty_reason(runs),
         "mixed_settings": mixed,
+        "repeated_runs": repeated,
         "runs": runs,
     })
     print(format_table(runs, mean, std))
@@ -450,6 +436,39 @@ def main(argv: list[str] | None = None) -> int:
     report_problems(problems)
     print(f"metrics written to {save_path}")
     return 0 if all(run["tasks"] for run in runs) else 1
+
+
+class MmeScorer(Scorer):
+    """What the report reads from MME's metrics json: one run per result set scored (a seed), each with its task
+    scores and totals, and the questions of its tasks that the MME release holds but the run does not answer."""
+
+    name = "mme"
+    default_benchmark = "mme"
+    headline = "hallucination"
+    columns = (Column("existence", "Existence"), Column("count", "Count"), Column("position", "Position"),
+               Column("color", "Color"), Column("hallucination", "Total"))
+    description = "hallucination subset: score = acc + acc+, max 200 per task, 800 total; mean ± sample std over runs"
+    paper_runs = "several seeds"
+
+    def runs(self, data: dict[str, Any]) -> list[ScoredRun]:
+        first = first_answers(data)
+        scored = []
+        for run in data.get("runs") or [{"tasks": {}, "totals": data.get("metrics") or {}, "source": first}]:
+            tasks = list((run.get("tasks") or {}).values())
+            missing = sum(t.get("unanswered", 0) + t.get("missing", 0) for t in tasks)
+            expected = sum(t.get("questions", 0) + t.get("missing", 0) for t in tasks)
+            scored.append(ScoredRun("", run.get("source", first), flat_scores({"tasks": {}, "totals": {}, **run}),
+                                    missing, expected, "questions of its tasks"))
+        return scored
+
+    def paper(self, benchmark: str, key: str, model: str, method: str) -> Published | None:
+        return paper_numbers.MME_HALLUCINATION.get((model, method)) if benchmark == "mme" else None
+
+    def digest(self, answers: str) -> str | None:
+        return answers_digest(answers)
+
+
+SCORER = register_scorer(MmeScorer())
 
 
 if __name__ == "__main__":

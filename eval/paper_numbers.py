@@ -15,6 +15,11 @@ or MME scores.
 """
 from __future__ import annotations
 
+PAPERS: dict[str, str] = {"coco": "SPARC", "iiw": "SPARC", "docci": "SPARC", "pope": "AvisC", "mme": "AvisC",
+                          "amber": "AvisC"}
+"""Benchmark -> the paper whose tables report it (the report's table titles). AvisC shows LLaVA-Bench examples only,
+with no numbers, so LLaVA-Bench has no paper here."""
+
 POPE_METRICS = ("accuracy", "precision", "recall", "f1")
 
 POPE: dict[tuple[str, str, str, str], tuple[float, float, float, float]] = {

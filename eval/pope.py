@@ -30,16 +30,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from eval import paper_numbers
+from eval.benchmarks.pope import DATASETS, DEFAULT_QUESTION_DIR, SETTINGS, find_question_file
 from eval.files import (
-    InputError, Problem, RunPaths, check_output_file, iter_jsonl, read_records, report_problems, sample_id,
+    InputError, Problem, RunPaths, check_output_file, iter_jsonl, read_records, report_problems, run_subset, sample_id,
     write_json_atomic,
 )
-from eval.datasets import run_subset
+from eval.scoring import Column, Published, ScoredRun, Scorer, first_answers, register_scorer
 from eval.yesno import READINGS, read_answer, require_fields
 
-DATASETS = ("coco", "aokvqa", "gqa")
-SETTINGS = ("random", "popular", "adversarial")
-DEFAULT_QUESTION_DIR = Path(__file__).resolve().parent / "data" / "pope" / "vcd"
 METRIC_NAMES = ("accuracy", "precision", "recall", "f1", "yes_ratio")
 _NAME_PATTERN = re.compile(rf"({'|'.join(DATASETS)}).*?({'|'.join(SETTINGS)})", re.IGNORECASE)
 READING = "avisc"
@@ -122,17 +121,6 @@ def setting_of(answers_file: Path, question_file: Path) -> tuple[str, str | None
     if dataset is None:
         dataset, setting = infer_setting(question_file.name)
     return (f"{dataset}/{setting}" if dataset else answers_file.stem), dataset, setting
-
-
-def find_question_file(question_dir: Path, dataset: str, setting: str) -> Path:
-    """The question file of ``dataset``/``setting`` in the VCD layout (``{ds}/{ds}_pope_{s}.json``) or a flat one."""
-    stem = f"{dataset}_pope_{setting}"
-    candidates = [question_dir / dataset / f"{stem}{ext}" for ext in (".json", ".jsonl")]
-    candidates += [question_dir / f"{stem}{ext}" for ext in (".json", ".jsonl")]
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    raise InputError(f"{question_dir}: no question file for {dataset}/{setting} (looked for {stem}.json[l])")
 
 
 def read_labels(question_file: Path, label_key: str, problems: list[Problem]) -> dict[str, int]:
@@ -283,6 +271,9 @@ def collect_pairs(args: argparse.Namespace, fields: AnswerFields, problems: list
         answers = answers_in_folder(Path(args.answers_dir), fields, problems)
     else:
         answers = [Path(a) for a in args.answers]
+        missing = [str(a) for a in answers if not a.is_file()]
+        if missing:  # before its name is read for a setting, and before any output folder is made
+            raise InputError(f"{', '.join(missing)}: no such file")
     if args.question_file:
         if len(args.question_file) != len(answers):
             raise InputError(f"{len(args.question_file)} --question_file for {len(answers)} answers files")
@@ -390,6 +381,45 @@ def main(argv: list[str] | None = None) -> int:
         print(f"null metrics: {reason}", file=sys.stderr)
     print(f"metrics written to {save_path}")
     return 0 if totals.get("scored") else 1
+
+
+class PopeScorer(Scorer):
+    """What the report reads from POPE's metrics json: one run per setting (``coco/random``, ...), each with its
+    own answers file and the questions of its question file that have no answer."""
+
+    name = "pope"
+    default_benchmark = "pope"
+    headline = "accuracy"
+    columns = (Column("accuracy", "Acc"), Column("precision", "Prec"), Column("recall", "Rec"), Column("f1", "F1"))
+    description = "accuracy, precision, recall and F1 x100, yes the positive class"
+    key_headers = ("Dataset", "Setting")
+    paper_runs = "1"
+
+    def runs(self, data: dict[str, Any]) -> list[ScoredRun]:
+        settings = data.get("settings") or {}
+        runs = []
+        for key, values in (data.get("metrics") or {}).items():
+            setting = settings.get(key) or {}
+            counts = setting.get("counts") or {}
+            runs.append(ScoredRun(key, setting.get("answers_file", first_answers(data)), dict(values),
+                                  counts.get("missing"), counts.get("questions"), "questions"))
+        return runs
+
+    def key_order(self, key: str) -> tuple[Any, ...]:
+        dataset, _, setting = key.partition("/")
+        return (_rank(dataset, DATASETS), _rank(setting, SETTINGS), key)
+
+    def paper(self, benchmark: str, key: str, model: str, method: str) -> Published | None:
+        dataset, _, setting = key.partition("/")
+        published = paper_numbers.POPE.get((model, dataset, setting, method)) if benchmark == "pope" else None
+        return None if published is None else dict(zip(paper_numbers.POPE_METRICS, published))
+
+
+def _rank(value: str, order: tuple[str, ...]) -> int:
+    return order.index(value) if value in order else len(order)
+
+
+SCORER = register_scorer(PopeScorer())
 
 
 if __name__ == "__main__":

@@ -4,9 +4,15 @@ Usage::
 
     python -m eval.report results/ [more files or folders ...] [--label FILE=MODEL,METHOD[,SEED] ...] [--out table.md]
 
-Folders are searched recursively for ``*.json`` files whose ``"scorer"`` is chair, clair, pope, mme or amber (other
-json files, e.g. the runners' ``*_results.json``, are skipped). Every run in a metric file (a POPE setting, an MME
-seed, a CHAIR / CLAIR / AMBER file) is labelled with a model, a method and a seed, by the first of:
+Folders are searched recursively for ``*.json`` files whose ``"scorer"`` names a scorer (:mod:`eval.scoring`: the
+scorers of the benchmark specs, chair, clair, pope, mme, amber, llava_bench, and any other registered one; other json
+files, e.g. the runners' ``*_results.json``, are skipped). The scorer's interface says which runs a metric file holds
+(a POPE setting, an MME seed, a CHAIR / CLAIR / AMBER / LLaVA-Bench file), their values and columns. Each run belongs
+to a benchmark: the one its runner's ``_results.json`` names (``config.benchmark``), else the scorer's (CHAIR: COCO;
+CLAIR: its ``data_type``). Tables are by benchmark: the captioning benchmarks side by side in one table (SPARC's
+comparison), every other benchmark in a table of its own (the AvisC tables: POPE per dataset and setting, MME,
+AMBER; LLaVA-Bench; a new benchmark or scorer gets its table from its interface). Every run is labelled with a model,
+a method and a seed, by the first of:
 
 1. ``--label FILE=MODEL,METHOD[,SEED]`` (FILE as given on the command line, or its file name);
 2. a ``"run"`` block in the metric file (``model_path`` or ``model``, ``method``, ``seed``);
@@ -19,12 +25,15 @@ seed, a CHAIR / CLAIR / AMBER file) is labelled with a model, a method and a see
 Plain decoding is ``baseline`` (the older names ``base``, ``vanilla`` and ``regular`` are read as ``baseline``).
 Runs with the same model, method and benchmark (and dataset / setting) are one configuration: the tables show their
 mean, and ``± std`` (sample standard deviation, ddof 1) when there are several; the Runs column gives their number
-and seeds. A "paper" row follows each of our rows where the papers publish a number (``eval/paper_numbers.py``).
+and seeds. A repeated run (the same answers scored twice, a copy of them, or the same seed and settings run twice)
+is counted once, and a note says so. A "paper" row follows each of our rows where the papers publish a number
+(``eval/paper_numbers.py``, looked up through the scorer).
 
 A row is never shown as a plain result when it is not one: a metric the scorer left null (no samples) is ``-`` and
 the row's footnote says why; runs on a short subset (fewer samples than the benchmark asks for) or limited by
-``--limit`` (trial runs), and AMBER scored with exact word matching only (no spaCy vectors), carry a footnote marker
-``[n]`` in the Runs column, explained under the tables.
+``--limit`` (trial runs), runs that leave samples of the benchmark unanswered, and the caveats a scorer declares
+(AMBER scored with exact word matching only, judge replies left out) carry a footnote marker ``[n]`` in the Runs
+column, explained under the tables.
 """
 from __future__ import annotations
 
@@ -40,10 +49,13 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from eval import paper_numbers
+from eval.amber import EXACT_ONLY_NOTE  # noqa: F401 - where callers of earlier versions read it
+from eval.benchmarks import CAPTION, BenchmarkSpec, get_benchmark, list_benchmarks
+from eval.benchmarks.resolve import SWEEP_SOURCE
 from eval.files import InputError, RunPaths, write_text_atomic
-from llava.model.names import parse_synthetic_name
+from eval.scoring import Repeats, Scorer, get_scorer, known_scorers
+from llava.model.families import parse_synthetic_name, recognise_family_name
 
-SCORERS = ("chair", "clair", "pope", "mme", "amber")
 BASELINE = "baseline"
 METHOD_ALIASES = {"base": BASELINE, "vanilla": BASELINE, "regular": BASELINE}
 """Older names of plain decoding (AvisC scripts: ``base``; the bench: ``vanilla``), read as ``baseline``."""
@@ -52,19 +64,10 @@ METHOD_DISPLAY = {BASELINE: "baseline", "vcd": "VCD", "m3id": "M3ID", "opera": "
 """Method name -> its name in the tables, in the tables' row order (the papers': baseline, then the compared methods,
 then the paper's own); other methods follow in alphabetical order under their own names."""
 METHOD_ORDER = tuple(METHOD_DISPLAY.values())
-CHAIR_COLUMNS = (("CHAIRs", "CHAIRs ↓"), ("CHAIRi", "CHAIRi ↓"), ("Recall", "Recall ↑"), ("F1", "F1 ↑"),
-                 ("Len", "Len (words)"))
-POPE_COLUMNS = (("accuracy", "Acc"), ("precision", "Prec"), ("recall", "Rec"), ("f1", "F1"))
-MME_COLUMNS = (("existence", "Existence"), ("count", "Count"), ("position", "Position"), ("color", "Color"),
-               ("hallucination", "Total"))
-AMBER_COLUMNS = (("CHAIR", "CHAIR ↓"), ("Cover", "Cover ↑"), ("Hal", "Hal ↓"), ("Cog", "Cog ↓"), ("Accuracy", "Acc"),
-                 ("Precision", "Prec"), ("Recall", "Rec"), ("F1", "F1"), ("AMBER", "AMBER ↑"))
-AMBER_PAPER_KEYS = {"Accuracy": "Acc", "Precision": "Prec", "Recall": "Rec"}
-POPE_DATASETS = ("coco", "aokvqa", "gqa")
-POPE_SETTINGS = ("random", "popular", "adversarial")
-CLAIR_DATASETS = {"iiw": "IIW-400", "docci": "DOCCI"}
-EXACT_ONLY_NOTE = ("AMBER generative metrics scored with exact word matching only (spaCy en_core_web_lg not "
-                   "available): CHAIR and Hal can be higher, Cover and Cog lower than the official scorer's")
+SIDE_BY_SIDE = {CAPTION.name: "captioning"}
+"""Task kinds whose benchmarks share one table, with its name: one row per model and method, each benchmark's
+columns side by side (SPARC's captioning comparison). Every other benchmark has a table of its own, one row per
+model, run key (POPE's dataset and setting) and method."""
 
 
 @dataclass(frozen=True)
@@ -76,8 +79,9 @@ class Label:
 
 @dataclass
 class Record:
-    """One run's numbers for one table cell group: benchmark, label, sub-key (dataset/setting) and values; ``notes``
-    are the caveats that keep the run from being a plain result (each becomes a footnote of its row)."""
+    """One run's numbers for one table cell group: benchmark, label, sub-key (dataset/setting) and values (as shown:
+    scaled by the scorer's columns); ``notes`` are the caveats that keep the run from being a plain result (each
+    becomes a footnote of its row); ``scorer`` names the scorer that wrote it."""
 
     benchmark: str
     label: Label
@@ -87,6 +91,7 @@ class Record:
     notes: list[str] = field(default_factory=list)
     empty_reason: str | None = None
     answers: str | None = None
+    scorer: str = ""
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -94,22 +99,15 @@ class Record:
 
 
 def recognise_model(name: str) -> str | None:
-    """``InstructBLIP``, ``LLaVA-1.5``, ``LLaVA-NeXT`` or ``LLaVA`` (the paper tables' names) when named in ``name``."""
-    lower = name.lower()
-    if "instructblip" in lower:
-        return "InstructBLIP"
-    if "llava" not in lower:
-        return None
-    if re.search(r"1\.6|v16|next", lower):
-        return "LLaVA-NeXT"
-    if re.search(r"1\.5|v15|llava15", lower):
-        return "LLaVA-1.5"
-    return "LLaVA"
+    """The paper tables' name (``LLaVA-1.5``, ``LLaVA-NeXT``, ``InstructBLIP``, ``Qwen2-VL``, ...) of the model family
+    that ``name`` names (each family's ``name_pattern``, :mod:`llava.model.families`), or None."""
+    spec = recognise_family_name(name)
+    return spec.display if spec is not None else None
 
 
 def canonical_model(name: str) -> str:
     """The paper tables' name of a model path when recognisable, else its last path component; a random model
-    (``tiny-instructblip``, :mod:`llava.model.names`) keeps its own name, so it never passes for the real one."""
+    (``tiny-instructblip``, :func:`llava.model.families.parse_synthetic_name`) keeps its own name, so it never passes for the real one."""
     if parse_synthetic_name(name.rstrip("/")) is not None:
         return name.rstrip("/")
     return recognise_model(name) or name.rstrip("/").rsplit("/", 1)[-1]
@@ -237,18 +235,6 @@ def subset_notes(answers: str | None) -> list[str]:
     return notes
 
 
-def scorer_notes(metric_file: Path, data: dict[str, Any]) -> list[str]:
-    """Footnotes a metric file calls for: AMBER's exact-only fallback, CLAIR replies left out."""
-    notes = []
-    if data["scorer"] == "amber" and data.get("similarity") == "exact-only":
-        notes.append(EXACT_ONLY_NOTE)
-    if data["scorer"] == "clair":
-        counts = {**(data.get("metrics") or {}), **(data.get("counts") or {})}
-        bad = [f"{int(counts[name])} {name}" for name in ("unparsable", "failed") if counts.get(name)]
-        if bad:
-            notes.append(f"CLAIR: {' and '.join(bad)} judge replies (see {metric_file.with_suffix('.jsonl')})")
-    return notes
-
 
 # ----------------------------------------------------------------------------------------------------------------
 # Reading
@@ -267,67 +253,29 @@ def find_metric_files(inputs: Iterable[str]) -> list[Path]:
     return files
 
 
-def answers_files(data: dict[str, Any]) -> list[str]:
-    value = data.get("answers_file")
-    if isinstance(value, list):
-        return [str(v) for v in value]
-    return [str(value)] if value else []
+def is_sweep_point(answers: str | None) -> bool:
+    """Whether a run is a point of a sweep (a value's source is ``sweep``): not a result of the papers' settings."""
+    config = runner_results(answers).get("config") if answers else None
+    sources = config.get("sources") if isinstance(config, dict) else None
+    return isinstance(sources, dict) and SWEEP_SOURCE in sources.values()
 
 
-def runs_of(data: dict[str, Any]) -> list[tuple[str, str | None, dict[str, float | None]]]:
-    """``(key, answers file, values)`` of every run a metric file holds (POPE: one per setting; MME: one per seed)."""
-    scorer, metrics = data["scorer"], data.get("metrics") or {}
-    first = next(iter(answers_files(data)), None)
-    if scorer == "pope":
-        settings = data.get("settings") or {}
-        return [(key, (settings.get(key) or {}).get("answers_file", first), dict(values))
-                for key, values in metrics.items()]
-    if scorer == "mme":
-        runs = data.get("runs") or [{"tasks": {}, "totals": metrics, "source": first}]
-        return [("", run.get("source", first), _mme_values(run)) for run in runs]
-    if scorer == "clair":
-        return [(str(data.get("data_type", "?")), first, dict(metrics))]
-    if scorer == "chair":
-        return [("", first, {k: _scaled(v) for k, v in metrics.items()})]
-    return [("", first, dict(metrics))]
+def is_sweep_table(data: dict[str, Any]) -> bool:
+    """Whether a json is a sweep's table (``<experiment>_sweep.json``)."""
+    return isinstance(data.get("sweep"), str) and isinstance(data.get("table"), dict)
 
 
-def coverage_notes(data: dict[str, Any]) -> list[list[str]]:
-    """For each run of :func:`runs_of`: a footnote when the scorer found samples of the benchmark (or of the run's
-    manifest) without an answer, so a partial run never reads as a plain result. CHAIR scores what it is given (no
-    expected set)."""
-    scorer, counts = data["scorer"], data.get("counts") or {}
-    if scorer == "pope":
-        settings = data.get("settings") or {}
-        found = [((settings.get(key) or {}).get("counts") or {}) for key in (data.get("metrics") or {})]
-        gaps = [(c.get("missing"), c.get("questions"), "questions") for c in found]
-    elif scorer == "mme":
-        runs = data.get("runs") or [{}]
-        tasks = [list(run.get("tasks", {}).values()) for run in runs]
-        gaps = [(sum(t.get("unanswered", 0) + t.get("missing", 0) for t in found),
-                 sum(t.get("questions", 0) + t.get("missing", 0) for t in found), "questions of its tasks")
-                for found in tasks]
-    elif scorer == "amber":
-        missing = counts.get("missing_ids")
-        gaps = [(missing, (counts.get("scored") or 0) + (missing or 0), "queries")]
-    elif scorer == "clair":
-        missing = counts.get("not_answered")
-        gaps = [(missing, (data.get("subset") or {}).get("count"), "images")]
-    else:
-        gaps = [(None, None, "")]
-    return [[f"incomplete: {missing} of {expected if expected is not None else '?'} {unit} have no answer: not the "
-             f"benchmark's result"] if missing else [] for missing, expected, unit in gaps]
+def sweep_table(path: Path, data: dict[str, Any]) -> str:
+    """A sweep's own table (one row per point), as the sweep wrote it."""
+    table = data["table"]
+    return f"### {table['title']}\n\n({path})\n\n" + markdown_table(table["header"], table["rows"])
 
 
-def _mme_values(run: dict[str, Any]) -> dict[str, float | None]:
-    values = {task: info.get("score") for task, info in run.get("tasks", {}).items()}
-    values.update(run.get("totals", {}))
-    return values
-
-
-def _scaled(value: Any) -> float | None:
-    """CHAIR's fractions as percentages (Len x100 is the mean caption length in words)."""
-    return None if value is None else 100 * float(value)
+def run_benchmark(answers: str | None) -> str | None:
+    """The benchmark a run's ``_results.json`` names (``config.benchmark``), or None."""
+    config = runner_results(answers).get("config") if answers else None
+    benchmark = config.get("benchmark") if isinstance(config, dict) else None
+    return str(benchmark) if benchmark else None
 
 
 def locate_answers(metric_file: Path, answers: str | None) -> str | None:
@@ -339,28 +287,34 @@ def locate_answers(metric_file: Path, answers: str | None) -> str | None:
     return str(beside) if beside.is_file() else answers
 
 
-def records_of(path: Path, data: dict[str, Any], given: dict[str, Label]) -> list[Record]:
-    """The records one metric file contributes, each labelled and annotated from its own answers file."""
+def records_of(path: Path, data: dict[str, Any], scorer: Scorer, given: dict[str, Label]) -> list[Record]:
+    """The records one metric file contributes (the runs its scorer finds in it), each labelled, put under its
+    benchmark and annotated from its own answers file."""
     records = []
-    for (key, answers, values), coverage in zip(runs_of(data), coverage_notes(data)):
-        answers = locate_answers(path, answers)
+    for run in scorer.runs(data):
+        answers = locate_answers(path, run.answers)
         label = resolve_label(path, data, answers, given)
         trial = subset_notes(answers)  # a trial or short subset already says it is not the benchmark's result
-        notes = trial + ([] if trial else coverage) + scorer_notes(path, data)
-        records.append(Record(data["scorer"], label, key, values, str(path), notes, data.get("empty_reason"), answers))
+        notes = trial + ([] if trial else run.coverage_notes()) + scorer.notes(path, data)
+        benchmark = run_benchmark(answers) or scorer.benchmark(data) or scorer.name
+        values = {**run.values, **{column.key: column.shown(run.values.get(column.key)) for column in scorer.columns}}
+        records.append(Record(benchmark, label, run.key, values, str(path), notes, data.get("empty_reason"), answers,
+                              scorer.name))
     return records
 
 
-def load_records(inputs: list[str], label_options: list[str]) -> tuple[list[Record], list[str]]:
-    """Records from every metric file, and notes about files that were skipped or reported problems, and about runs
-    whose answers no metric file scores yet (a captioning run without a judge key, say)."""
+def load_records(inputs: list[str], label_options: list[str]) -> tuple[list[Record], list[str], list[str]]:
+    """Records from every metric file; notes about files that were skipped or reported problems, about repeated
+    runs counted once, and about runs whose answers no metric file scores yet (a captioning run without a judge
+    key, say); the tables of the sweeps found (whose points are not records: they are not the papers' settings)."""
     given = dict(parse_label_option(option) for option in label_options)
     runner_results.cache_clear()  # files may have changed since an earlier call in this process
     records: list[Record] = []
     notes: list[str] = []
     scored: set[Path] = set()
     runs: list[tuple[Path, dict[str, Any]]] = []
-    counted_once: dict[tuple[str, str, Path], Path] = {}
+    sweeps: list[str] = []
+    repeats = Repeats()
     for path in find_metric_files(inputs):
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
@@ -369,31 +323,40 @@ def load_records(inputs: list[str], label_options: list[str]) -> tuple[list[Reco
             continue
         if not isinstance(data, dict):
             continue
-        if data.get("scorer") not in SCORERS:
+        if is_sweep_table(data):
+            sweeps.append(sweep_table(path, data))
+            continue
+        try:
+            scorer = get_scorer(data.get("scorer"))
+        except ImportError as e:  # a scorer module whose dependencies are not installed here
+            notes.append(f"{path}: the scorer {data.get('scorer')} cannot be loaded ({e}); skipped")
+            continue
+        if scorer is None:
             if path.name.endswith("_results.json") and isinstance(data.get("config"), dict):
                 runs.append((path, data))
             continue
-        for record in records_of(path, data, given):
+        for record in records_of(path, data, scorer, given):
             if record.answers:
                 scored.add(Path(record.answers).resolve())
-            found = record.answers and Path(record.answers).is_file()
-            same = (record.benchmark, record.key, Path(record.answers).resolve()) if found else None
-            if same in counted_once:
-                notes.append(f"{path} scores the same answers as {counted_once[same]} ({record.answers}): "
-                             "counted once")
+            if is_sweep_point(record.answers):
+                continue  # in its sweep's table
+            digest = scorer.digest(record.answers) if record.answers else None
+            why = repeats.check((record.benchmark, record.key), str(path), record.answers, digest)
+            if why is not None:
+                notes.append(f"{path} scores {why} ({record.answers}): counted once")
                 continue
-            if same:
-                counted_once[same] = path
             records.append(record)
         problems = data.get("problems") or []
         if problems:
             notes.append(f"{path}: {counted(len(problems), 'problem')} reported by the scorer (see the file)")
     unscored = [unscored_note(path, data) for path, data in runs
                 if (answers := (data.get("files") or {}).get("answers"))
-                and (path.parent / str(answers)).resolve() not in scored]
-    if not records and not unscored:
-        raise InputError(f"no metric files (json with \"scorer\": {', '.join(SCORERS)}) and no runs in {' '.join(inputs)}")
-    return records, notes + unscored
+                and (path.parent / str(answers)).resolve() not in scored
+                and not is_sweep_point(str(path.parent / str(answers)))]
+    if not records and not unscored and not sweeps:
+        raise InputError(f"no metric files (json with \"scorer\": {', '.join(known_scorers())}), no sweeps and no "
+                         f"runs in {' '.join(inputs)}")
+    return records, notes + unscored, sweeps
 
 
 def counted(count: Any, noun: str) -> str:
@@ -402,13 +365,47 @@ def counted(count: Any, noun: str) -> str:
 
 
 def unscored_note(path: Path, data: dict[str, Any]) -> str:
-    """One line about a run whose answers are not scored yet: what it is and the scorer to run."""
+    """One line about a run whose answers are not scored yet: what it is and the scorer its benchmark names."""
     config, counts = data["config"], data.get("counts") or {}
     answers = path.parent / str((data.get("files") or {}).get("answers", "?"))
     benchmark = str(config.get("benchmark", "?"))
-    scorer = {"coco": "chair", "iiw": "clair", "docci": "clair"}.get(benchmark, benchmark)
+    spec = benchmark_spec(benchmark)
+    how = (f"python -m eval.{spec.scorer} --help" if spec is not None and spec.scorer
+           else f"the benchmark {benchmark} names no scorer")
     return (f"{answers}: {canonical_method(str(config.get('method', '?')))} on {benchmark}, "
-            f"{counted(counts.get('answered'), 'answer')}, not scored yet (python -m eval.{scorer} --help)")
+            f"{counted(counts.get('answered'), 'answer')}, not scored yet ({how})")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Benchmarks
+
+
+def benchmark_spec(name: str) -> BenchmarkSpec | None:
+    """The spec of a registered benchmark, or None (a benchmark this checkout does not know)."""
+    try:
+        return get_benchmark(name)
+    except ValueError:
+        return None
+
+
+def short_name(benchmark: str) -> str:
+    """A benchmark's name in column headers and run counts: its title's first word when that is a name (``COCO``,
+    ``IIW-400``, ``POPE``, ``LLaVA-Bench``), else the benchmark's own name (``folder``)."""
+    spec = benchmark_spec(benchmark)
+    word = spec.title.split()[0] if spec is not None and spec.title.strip() else ""
+    return word if word[:1].isupper() else benchmark
+
+
+def benchmark_rank(benchmark: str) -> tuple[int, str]:
+    """Benchmarks in registration order (the papers'), unknown ones after them by name."""
+    names = [spec.name for spec in list_benchmarks()]
+    return (names.index(benchmark), "") if benchmark in names else (len(names), benchmark)
+
+
+def papers_of(benchmarks: Iterable[str]) -> str:
+    """``"SPARC: "``: the papers that report these benchmarks (``paper_numbers.PAPERS``), or ``""``."""
+    papers = dict.fromkeys(p for b in benchmarks if (p := paper_numbers.PAPERS.get(b)))
+    return f"{' / '.join(papers)}: " if papers else ""
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -460,16 +457,6 @@ def method_rank(method: str) -> tuple[int, str]:
     return (METHOD_ORDER.index(base), method) if base in METHOD_ORDER else (len(METHOD_ORDER), method)
 
 
-def group(records: list[Record], benchmarks: tuple[str, ...]) -> dict[tuple[Label, str], list[Record]]:
-    """Records of the benchmarks by (label without seed, key), in a stable order (model, method order, key)."""
-    groups: dict[tuple[Label, str], list[Record]] = defaultdict(list)
-    for record in records:
-        if record.benchmark in benchmarks:
-            groups[(Label(record.label.model, record.label.method), record.key)].append(record)
-    return dict(sorted(groups.items(), key=lambda item: (item[0][0].model, method_rank(item[0][0].method),
-                                                         item[0][1])))
-
-
 def runs_cell(runs: list[Record]) -> str:
     """``n`` runs and their seeds: ``1 (seed 42)``, ``2 (seeds 42, 43)``, ``3 (seeds 1, 2; 1 without seed)``."""
     seeds = sorted((r.label.seed for r in runs if r.label.seed is not None), key=lambda s: (len(s), s))
@@ -499,111 +486,130 @@ def ours_cells(runs: list[Record], columns: Iterable[str]) -> list[str]:
     return [aggregate([r.values.get(c) for r in runs]) for c in columns]
 
 
-def captioning_table(records: list[Record], notes: Footnotes) -> str | None:
-    """SPARC's comparison: one row per model and method; COCO CHAIR columns, then CLAIR per dataset."""
-    groups = group(records, ("chair", "clair"))
-    if not groups:
-        return None
-    datasets = sorted({key for (_, key), runs in groups.items() if runs[0].benchmark == "clair"},
-                      key=lambda k: (k not in CLAIR_DATASETS, k))
-    by_label: dict[Label, dict[str, list[Record]]] = defaultdict(dict)
-    for (label, key), runs in groups.items():
-        by_label[label]["COCO" if runs[0].benchmark == "chair" else key] = runs
-    chair_keys = [k for k, _ in CHAIR_COLUMNS]
+@dataclass(frozen=True)
+class Part:
+    """The runs of one benchmark and key scored by one scorer: a group of columns of a side-by-side table."""
+
+    benchmark: str
+    scorer: Scorer
+    key: str = ""
+
+    @property
+    def name(self) -> str:
+        return short_name(self.benchmark) + (f" {self.key}" if self.key else "")
+
+    def order(self) -> tuple[Any, ...]:
+        return (benchmark_rank(self.benchmark), self.scorer.name, self.scorer.key_order(self.key))
+
+
+def by_label(records: list[Record]) -> list[tuple[Label, list[Record]]]:
+    """Records by label without seed, in the tables' order: by model, then in the papers' method order."""
+    groups: dict[Label, list[Record]] = defaultdict(list)
+    for record in records:
+        groups[Label(record.label.model, record.label.method)].append(record)
+    return sorted(groups.items(), key=lambda item: (item[0].model, method_rank(item[0].method)))
+
+
+def shared_table(benchmark: str) -> str | None:
+    """The name of the table a benchmark shares with the others of its task kind (:data:`SIDE_BY_SIDE`), or None."""
+    spec = benchmark_spec(benchmark)
+    return SIDE_BY_SIDE.get(spec.task.name) if spec is not None else None
+
+
+def layout(records: list[Record]) -> list[tuple[str | None, list[Record]]]:
+    """Each table's shared name (None for a benchmark's own table) and records, tables in the benchmarks' order: the
+    benchmarks of a :data:`SIDE_BY_SIDE` task kind together, every other benchmark (with its scorer) alone."""
+    tables: dict[tuple[str | None, ...], list[Record]] = defaultdict(list)
+    for record in sorted(records, key=lambda r: (benchmark_rank(r.benchmark), r.scorer)):
+        shared = shared_table(record.benchmark)
+        tables[(shared,) if shared else (None, record.benchmark, record.scorer)].append(record)
+    return [(key[0], table) for key, table in tables.items()]
+
+
+def title(name: str, benchmarks: Iterable[str], described: Iterable[tuple[Scorer, list[str]]]) -> str:
+    """``### PAPER: NAME (WHAT THE NUMBERS ARE)``: each scorer's description after the benchmarks it is given for
+    (none for a table of one benchmark, whose title it follows after a colon)."""
+    texts = [f"{', '.join(shorts) + ' ' if shorts else ''}{scorer.description}" for scorer, shorts in described
+             if scorer.description]
+    if not texts:
+        return f"### {papers_of(benchmarks)}{name}"
+    alone = all(not shorts for _, shorts in described)
+    return f"### {papers_of(benchmarks)}{name}" + (f": {'; '.join(texts)}" if alone else f" ({'; '.join(texts)})")
+
+
+def published_cells(published: dict[str, Any] | None, columns: Iterable[str]) -> list[str]:
+    return [paper_cell(published.get(c)) if published else "-" for c in columns]
+
+
+def side_by_side_table(records: list[Record], notes: Footnotes, name: str) -> str:
+    """One row per model and method, the columns of each benchmark (and run key) side by side."""
+    scorers = {r.scorer: get_scorer(r.scorer) for r in records}
+    parts = sorted({Part(r.benchmark, scorers[r.scorer], r.key) for r in records}, key=Part.order)
     rows = []
-    for label, parts in by_label.items():
-        chair_runs, caveats, runs_text = parts.get("COCO", []), [], []
-        cells = ours_cells(chair_runs, chair_keys) if chair_runs else ["-"] * len(chair_keys)
-        if chair_runs:
-            caveats += row_notes(chair_runs, chair_keys)
-        for dataset in datasets:
-            clair_runs = parts.get(dataset, [])
-            cells.append(aggregate([r.values.get("clair") for r in clair_runs]) if clair_runs else "-")
-            caveats += row_notes(clair_runs, ["clair"]) if clair_runs else []
-        for part, runs in parts.items():
-            runs_text.append((CLAIR_DATASETS.get(part, part), runs_cell(runs)))
+    for label, runs in by_label(records):
+        cells, caveats, runs_text, published, paper_runs = [], [], [], [], []
+        for part in parts:
+            columns = [c.key for c in part.scorer.columns]
+            found = [r for r in runs if (r.benchmark, r.scorer, r.key) == (part.benchmark, part.scorer.name, part.key)]
+            cells += ours_cells(found, columns) if found else ["-"] * len(columns)
+            if found:
+                caveats += row_notes(found, columns)
+                runs_text.append((part.name, runs_cell(found)))
+            paper = part.scorer.paper(part.benchmark, part.key, label.model, label.method) if found else None
+            published += published_cells(paper, columns)
+            if paper:
+                paper_runs.append(part.scorer.paper_runs)
         runs_label = runs_text[0][1] if len(runs_text) == 1 else "; ".join(f"{p}: {r}" for p, r in runs_text)
         rows.append([label.model, label.method, "ours", runs_label + notes.marks(caveats)] + cells)
-        published = paper_numbers.SPARC_CHAIR_F1.get((label.model, label.method))
-        if published is not None:
-            rows.append([label.model, label.method, "paper", "-"]
-                        + [paper_cell(published) if k == "F1" else "-" for k in chair_keys] + ["-"] * len(datasets))
-    header = (["Model", "Method", "Source", "Runs"] + [f"COCO {title}" for _, title in CHAIR_COLUMNS]
-              + [f"{CLAIR_DATASETS.get(d, d)} CLAIR" for d in datasets])
-    return ("### SPARC: captioning (COCO CHAIR x100, F1 of precision 1 - CHAIRi and recall; Len = mean caption length "
-            "in words (NLTK tokens, punctuation included), not generated tokens; CLAIR x100)\n\n"
+        if paper_runs:
+            rows.append([label.model, label.method, "paper", "; ".join(dict.fromkeys(paper_runs))] + published)
+    header = ["Model", "Method", "Source", "Runs"] + [f"{part.name} {c.header}" for part in parts
+                                                      for c in part.scorer.columns]
+    described: dict[str, tuple[Scorer, list[str]]] = {}
+    for part in parts:
+        described.setdefault(part.scorer.name, (part.scorer, []))[1].append(part.name)
+    return title(name, [p.benchmark for p in parts], described.values()) + "\n\n" + markdown_table(header, rows)
+
+
+def benchmark_table(records: list[Record], notes: Footnotes) -> str:
+    """One benchmark scored by one scorer: one row per model, run key (its parts in the scorer's key columns) and
+    method, in that order."""
+    benchmark, scorer = records[0].benchmark, get_scorer(records[0].scorer)
+    columns = [c.key for c in scorer.columns]
+    key_headers = list(scorer.key_headers) or (["Run"] if any(r.key for r in records) else [])
+    groups: dict[tuple[Label, str], list[Record]] = defaultdict(list)
+    for record in records:
+        groups[(Label(record.label.model, record.label.method), record.key)].append(record)
+    order = sorted(groups.items(), key=lambda item: (item[0][0].model, scorer.key_order(item[0][1]),
+                                                     method_rank(item[0][0].method)))
+    rows = []
+    for (label, key), runs in order:
+        parts = key_parts(key, len(key_headers))
+        rows.append([label.model, *parts, label.method, "ours", runs_cell(runs) + notes.marks(row_notes(runs, columns))]
+                    + ours_cells(runs, columns))
+        published = scorer.paper(benchmark, key, label.model, label.method)
+        if published:
+            rows.append([label.model, *parts, label.method, "paper", scorer.paper_runs]
+                        + published_cells(published, columns))
+    header = ["Model", *key_headers, "Method", "Source", "Runs"] + [c.header for c in scorer.columns]
+    spec = benchmark_spec(benchmark)
+    return (title(spec.title if spec is not None else benchmark, [benchmark], [(scorer, [])]) + "\n\n"
             + markdown_table(header, rows))
 
 
-def pope_table(records: list[Record], notes: Footnotes) -> str | None:
-    groups = group(records, ("pope",))
-    if not groups:
-        return None
-
-    def order(item: tuple[tuple[Label, str], list[Record]]) -> tuple[Any, ...]:
-        (label, key), _ = item
-        dataset, _, setting = key.partition("/")
-        return (label.model, _rank(dataset, POPE_DATASETS), _rank(setting, POPE_SETTINGS), key,
-                method_rank(label.method))
-
-    columns = [k for k, _ in POPE_COLUMNS]
-    rows = []
-    for (label, key), runs in sorted(groups.items(), key=order):
-        dataset, _, setting = key.partition("/")
-        rows.append([label.model, dataset, setting or "-", label.method, "ours",
-                     runs_cell(runs) + notes.marks(row_notes(runs, columns))] + ours_cells(runs, columns))
-        published = paper_numbers.POPE.get((label.model, dataset, setting, label.method))
-        if published is not None:
-            rows.append([label.model, dataset, setting, label.method, "paper", "1"]
-                        + [paper_cell(v) for v in published])
-    header = ["Model", "Dataset", "Setting", "Method", "Source", "Runs"] + [title for _, title in POPE_COLUMNS]
-    return "### AvisC: POPE (x100)\n\n" + markdown_table(header, rows)
+def key_parts(key: str, count: int) -> list[str]:
+    """A run key's ``/``-separated parts for ``count`` key columns (``-`` where a part is absent)."""
+    if not count:
+        return []
+    parts = key.split("/", count - 1)
+    return [part or "-" for part in parts] + ["-"] * (count - len(parts))
 
 
-def _rank(value: str, order: tuple[str, ...]) -> int:
-    return order.index(value) if value in order else len(order)
-
-
-def mme_table(records: list[Record], notes: Footnotes) -> str | None:
-    groups = group(records, ("mme",))
-    if not groups:
-        return None
-    columns = [k for k, _ in MME_COLUMNS]
-    rows = []
-    for (label, _), runs in groups.items():
-        rows.append([label.model, label.method, "ours", runs_cell(runs) + notes.marks(row_notes(runs, columns))]
-                    + ours_cells(runs, columns))
-        published = paper_numbers.MME_HALLUCINATION.get((label.model, label.method))
-        if published is not None:
-            rows.append([label.model, label.method, "paper", "several seeds"]
-                        + [paper_cell(published[k]) for k in columns])
-    header = ["Model", "Method", "Source", "Runs"] + [title for _, title in MME_COLUMNS]
-    return ("### AvisC: MME hallucination subset (score = acc + acc+, max 200 per task, 800 total; "
-            "mean ± sample std over runs)\n\n" + markdown_table(header, rows))
-
-
-def amber_table(records: list[Record], notes: Footnotes) -> str | None:
-    groups = group(records, ("amber",))
-    if not groups:
-        return None
-    columns = [k for k, _ in AMBER_COLUMNS]
-    rows = []
-    for (label, _), runs in groups.items():
-        rows.append([label.model, label.method, "ours", runs_cell(runs) + notes.marks(row_notes(runs, columns))]
-                    + ours_cells(runs, columns))
-        published = paper_numbers.AMBER.get((label.model, label.method))
-        if published is not None:
-            rows.append([label.model, label.method, "paper", "-"]
-                        + [paper_cell(published[AMBER_PAPER_KEYS.get(k, k)]) for k in columns])
-    header = ["Model", "Method", "Source", "Runs"] + [title for _, title in AMBER_COLUMNS]
-    return ("### AvisC: AMBER (generative CHAIR/Cover/Hal/Cog, discriminative Acc/Prec/Rec/F1 with \"no\" as the "
-            "positive class; AMBER = (100 - CHAIR + F1) / 2)\n\n" + markdown_table(header, rows))
-
-
-def build_report(records: list[Record], notes: list[str]) -> str:
+def build_report(records: list[Record], notes: list[str], sweeps: Iterable[str] = ()) -> str:
     footnotes = Footnotes()
-    tables = [table for build in (captioning_table, pope_table, mme_table, amber_table)
-              if (table := build(records, footnotes))]
+    tables = [side_by_side_table(table, footnotes, shared) if shared else benchmark_table(table, footnotes)
+              for shared, table in layout(records)]
+    tables += list(sweeps)
     text = "\n\n".join(tables) + "\n" if tables else "No scores yet.\n"
     if footnotes.texts:
         text += "\n" + footnotes.render()
@@ -625,11 +631,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        records, notes = load_records(args.inputs, args.label)
+        records, notes, sweeps = load_records(args.inputs, args.label)
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    text = build_report(records, notes)
+    text = build_report(records, notes, sweeps)
     print(text, end="")
     if args.out:
         try:

@@ -19,8 +19,10 @@
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import os
+import re
 import sys
 import time
 from collections import Counter
@@ -33,12 +35,48 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from eval.cli import environment
-from eval.datasets import Sample, manifest
-from eval.files import InputError, Problem, RunPaths, record_key, settings_changes, write_json_atomic, write_text_atomic
+from eval.benchmarks.samples import Sample
+from eval.files import (
+    InputError, Problem, RunPaths, dumps_json, manifest, record_key, settings_changes, write_json_atomic,
+    write_text_atomic,
+)
+from eval.provenance import environment
 from llava.mm_utils import ImageLoadError, load_image
 
 GenerateFn = Callable[[Sequence[Sample], Sequence[Image.Image]], list[dict[str, Any]]]
+INPUT_FIELD = "input_sha256"
+"""The field of every answer line that holds the fingerprint of its inputs (:func:`input_fingerprints`)."""
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file's bytes; ``missing`` / ``unreadable`` when it cannot be read (a later fix of the file
+    changes the fingerprint, so the sample is answered again)."""
+    digest = hashlib.sha256()
+    try:
+        with path.open("rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+    except FileNotFoundError:
+        return "missing"
+    except OSError as e:
+        return f"unreadable ({e.strerror})"
+    return digest.hexdigest()
+
+
+def input_fingerprints(samples: Sequence[Sample]) -> dict[str, str]:
+    """Sample key -> the sha256 of what decides its answer: the question, the fields copied into its answer line,
+    the image path and the image file's bytes (each image read once). A resumed run answers again every sample whose
+    fingerprint changed (a question file or an image edited in place)."""
+    images: dict[Path, str] = {}
+    fingerprints = {}
+    for sample in samples:
+        if sample.image_path not in images:
+            images[sample.image_path] = file_sha256(sample.image_path)
+        what = {"question": sample.question, "fields": sample.fields, "image": str(sample.image_path),
+                "image_sha256": images[sample.image_path]}
+        text = json.dumps(what, sort_keys=True, ensure_ascii=False, allow_nan=False, default=str)
+        fingerprints[sample.key] = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+    return fingerprints
 
 
 class ConfigMismatch(InputError):
@@ -110,7 +148,7 @@ class AppendLog:
             return
         if not self._still_there():
             self._recreate()
-        text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+        text = "".join(dumps_json(r) + "\n" for r in records)
         self._file.write(text)
         self._file.flush()
         os.fsync(self._file.fileno())
@@ -120,19 +158,25 @@ class AppendLog:
         self._file.close()
 
 
+RANK_WAIT = float(os.environ.get("RANK_WAIT_SECONDS", "3600"))
+"""Seconds a process of a multi-process run waits for the others at a synchronisation point (the end of the model
+load, the end of its share of the samples) before it names the ranks that did not come and stops."""
+
+
 @dataclass
 class Distributed:
     """This process's place in a (possibly single-process) run.
 
     Rank and world size come from the launcher's environment (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, set by
     ``torchrun`` and ``accelerate launch``) on every device; several processes synchronise through
-    ``torch.distributed`` (gloo on the CPU, NCCL on GPUs).
+    ``torch.distributed``: monitored barriers on a gloo group (bounded by :data:`RANK_WAIT`, naming the ranks that
+    did not come) and a gather of each rank's count.
     """
 
     rank: int = 0
     world: int = 1
     local_rank: int = 0
-    barrier: Callable[[], None] = lambda: None
+    group: Any = None
 
     @classmethod
     def current(cls) -> "Distributed":
@@ -144,8 +188,35 @@ class Distributed:
         local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         if not dist.is_initialized():
             backend = "nccl" if torch.cuda.is_available() else "gloo"
-            dist.init_process_group(backend, timeout=datetime.timedelta(hours=12))  # ranks may finish hours apart
-        return cls(dist.get_rank(), dist.get_world_size(), local_rank, dist.barrier)
+            dist.init_process_group(backend, timeout=datetime.timedelta(hours=12))
+        group = dist.new_group(backend="gloo") if dist.get_backend() != "gloo" else None  # monitored barriers: gloo
+        return cls(dist.get_rank(), dist.get_world_size(), local_rank, group)
+
+    def barrier(self, what: str) -> None:
+        """Wait for every process to reach ``what``; :class:`InputError` naming the ranks that did not come within
+        :data:`RANK_WAIT` seconds (a rank that died, or one far slower than the others)."""
+        if self.world <= 1:
+            return
+        import torch.distributed as dist
+
+        try:
+            dist.monitored_barrier(group=self.group, timeout=datetime.timedelta(seconds=RANK_WAIT), wait_all_ranks=True)
+        except RuntimeError as e:
+            found = re.search(r"Ranks? ([\d, ]+) failed", str(e))
+            who = f"rank(s) {found.group(1).strip()}" if found else "some rank"
+            raise InputError(f"rank {self.rank}: {who} did not reach {what} within {RANK_WAIT / 60:.0f} min (stopped? "
+                             "see their logs); the answers written so far are kept: rerun the same command to resume "
+                             "(RANK_WAIT_SECONDS sets the wait)") from None
+
+    def gather(self, value: Any) -> list[Any]:
+        """``value`` of every rank, in rank order."""
+        if self.world <= 1:
+            return [value]
+        import torch.distributed as dist
+
+        values: list[Any] = [None] * self.world
+        dist.all_gather_object(values, value, group=self.group)
+        return values
 
     def close(self) -> None:
         """Leave the process group (after the last barrier)."""
@@ -209,6 +280,7 @@ class RunReport:
     answered: int = 0
     errors: list[dict[str, Any]] = field(default_factory=list)
     input_problems: int = 0
+    input_notices: int = 0
     seconds: float = 0.0
     oom_halvings: int = 0
     world_size: int = 1
@@ -232,7 +304,7 @@ class Runner:
         input_problems: Sequence[Problem] = (),
         image_loader: Callable[[Path], Image.Image] = load_image,
     ):
-        """``samples`` have unique keys (see :func:`eval.datasets.drop_unusable`); ``input_problems`` are the bad
+        """``samples`` have unique keys (see :func:`eval.benchmarks.samples.drop_unusable`); ``input_problems`` are the bad
         input records found while reading them, written to ``_errors.jsonl`` and counted as skipped;
         ``image_loader`` opens an image (raising :class:`~llava.mm_utils.ImageLoadError`), e.g. ``load_image`` with
         the run's preprocessing bound."""
@@ -240,7 +312,7 @@ class Runner:
             raise InputError("no samples to run (empty dataset, every line unusable, or --limit 0)")
         duplicates = sorted(k for k, n in Counter(s.key for s in samples).items() if n > 1)
         if duplicates:
-            raise ValueError(f"duplicate sample ids: {duplicates[:5]} (drop them with eval.datasets.drop_unusable)")
+            raise ValueError(f"duplicate sample ids: {duplicates[:5]} (drop them with eval.benchmarks.samples.drop_unusable)")
         if batch_size < 1:
             raise InputError(f"--batch-size must be at least 1, got {batch_size}")
         self.samples, self.generate, self.paths = samples, generate, paths
@@ -250,9 +322,10 @@ class Runner:
         self.description = description
         self.input_problems = [{"kind": "input", **p.to_dict()} for p in input_problems]
         self.image_loader = image_loader
-        self.report = RunReport(samples=len(samples), input_problems=len(self.input_problems),
-                                world_size=self.dist.world)
+        self.report = RunReport(samples=len(samples), input_problems=sum(p.skipped for p in input_problems),
+                                input_notices=sum(not p.skipped for p in input_problems), world_size=self.dist.world)
         self._warned_oom = False
+        self.fingerprints = input_fingerprints(samples)
 
     def key_of(self, record: dict[str, Any]) -> str:
         return str(record["key"]) if "key" in record else record_key(record[self.id_field])
@@ -263,15 +336,16 @@ class Runner:
 
         Every process checks (so all stop with the same error); process 0 writes.
         """
-        if not self.overwrite and self.answered():  # settings matter only where answers exist
+        if not self.overwrite and self.written():  # settings matter only where answers exist
             if self.paths.config.is_file():
                 self._check_identity(json.loads(self.paths.config.read_text(encoding="utf-8")))
             else:
                 raise ConfigMismatch(
                     f"{self.paths.answers} exists but has no {self.paths.config.name}: its settings are unknown; "
-                    "use another --experiment-name or --overwrite"
+                    "use another --experiment-name or --save-path (scripts: SAVE_PATH), or --overwrite (scripts: "
+                    "OVERWRITE=1)"
                 )
-        self.dist.barrier()
+        self.dist.barrier("the settings check of the outputs")
         self.about = about
         if self.dist.rank == 0:
             self.paths.folder.mkdir(parents=True, exist_ok=True)
@@ -279,11 +353,11 @@ class Runner:
                 for path in self.paths.all_outputs():
                     path.unlink(missing_ok=True)
             self._write_config_and_manifest()
-        self.dist.barrier()
+        self.dist.barrier("the start of the run")
 
     def _write_config_and_manifest(self) -> None:
         write_json_atomic(self.paths.config, self.identity)
-        write_json_atomic(self.paths.manifest, manifest(self.samples, **self.about))
+        write_json_atomic(self.paths.manifest, manifest([s.key for s in self.samples], **self.about))
 
     def _check_identity(self, stored: dict[str, Any]) -> None:
         changed = settings_changes(stored, json.loads(json.dumps(self.identity)))  # tuples stored as lists
@@ -291,15 +365,17 @@ class Runner:
             details = "; ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in changed)
             raise ConfigMismatch(
                 f"{self.paths.answers} was produced with other settings ({details}); "
-                "rerun with the same settings to resume, or pass --overwrite to start again"
+                "rerun with the same settings to resume, or start again with --overwrite (scripts: OVERWRITE=1) or "
+                "another --save-path (scripts: SAVE_PATH)"
             )
 
     # -- main loop --------------------------------------------------------------------------------------------
     def run(self) -> RunReport:
         start = time.time()
         done = self.answered()
+        self.report_changed_inputs()
         self.report.answered_before = len(done)
-        self.dist.barrier()  # everyone has read the same state before anyone appends
+        self.dist.barrier("the start of generation")  # everyone has read the same state before anyone appends
         pending = [s for s in self.samples if s.key not in done]
         mine = pending[self.dist.rank :: self.dist.world]
         sharded = self.dist.world > 1
@@ -320,19 +396,38 @@ class Runner:
             bar.close()
             answers.close()
             errors.close()
-        self.dist.barrier()
+        self.dist.barrier("the end of its share of the samples")
+        self.report.per_rank = self.dist.gather(self.report.answered_now)
         if self.dist.rank == 0:
             self.merge()
         self.report.seconds = time.time() - start
         return self.report
 
-    def answered(self) -> dict[str, dict[str, Any]]:
-        """Every answer already written: in the final file, in shard files, or kept from an earlier, larger run."""
+    def written(self) -> dict[str, dict[str, Any]]:
+        """Every answer on disk: in the final file, in shard files, or kept from an earlier, larger run."""
         done = read_log(self.paths.kept, self.key_of)
         done.update(read_log(self.paths.answers, self.key_of))
         for shard in self.paths.shards("answers"):
             done.update(read_log(shard, self.key_of))
         return done
+
+    def answered(self) -> dict[str, dict[str, Any]]:
+        """The answers already written that still answer their sample: a sample of this run whose question, fields
+        or image (its bytes) changed since it was answered is answered again; answers of samples outside this run
+        are kept as they are."""
+        return {key: record for key, record in self.written().items()
+                if key not in self.fingerprints or record.get(INPUT_FIELD) == self.fingerprints[key]}
+
+    def report_changed_inputs(self) -> None:
+        """One warning naming the samples of this run whose inputs changed since they were answered."""
+        written = self.written()
+        changed = [key for key, fingerprint in self.fingerprints.items()
+                   if key in written and written[key].get(INPUT_FIELD) != fingerprint]
+        if changed and self.dist.rank == 0:
+            shown = ", ".join(changed[:10]) + (f" and {len(changed) - 10} more" if len(changed) > 10 else "")
+            print(f"warning: {len(changed)} sample(s) changed since they were answered (question, fields or image "
+                  f"bytes; or answered by a version that did not record its inputs): answered again: ids {shown}",
+                  file=sys.stderr)
 
     def _load_ahead(self, samples: list[Sample]) -> Iterator[tuple[list[Sample], list[Image.Image | Exception]]]:
         """Batches with their images, the next batch's images loading in a thread while this one generates."""
@@ -365,7 +460,7 @@ class Runner:
             return [], []
         try:
             outputs = self.generate(samples, images)
-            return [{**s.fields, **out} for s, out in zip(samples, outputs)], []
+            return [{**s.fields, **out, INPUT_FIELD: self.fingerprints[s.key]} for s, out in zip(samples, outputs)], []
         except torch.cuda.OutOfMemoryError:
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
@@ -401,18 +496,13 @@ class Runner:
     def merge(self) -> None:
         """Write the answers in dataset order (atomically) and the errors still unresolved (this run's bad input
         records first); count each rank's answers; drop shard files."""
-        shards = self.paths.shards("answers")
-        if shards:
-            self.report.per_rank = [len(read_log(shard, self.key_of)) for shard in shards]
-        else:
-            self.report.per_rank = [self.report.answered_now]
         done = self.answered()
         order = {s.key: i for i, s in enumerate(self.samples)}
         ordered = sorted((r for k, r in done.items() if k in order), key=lambda r: order[self.key_of(r)])
         kept = [r for k, r in done.items() if k not in order]
-        write_text_atomic(self.paths.answers, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in ordered))
+        write_text_atomic(self.paths.answers, "".join(dumps_json(r) + "\n" for r in ordered), keep_if_same=True)
         if kept or self.paths.kept.is_file():
-            write_text_atomic(self.paths.kept, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept))
+            write_text_atomic(self.paths.kept, "".join(dumps_json(r) + "\n" for r in kept))
         errors = {k: e for k, e in read_log(self.paths.errors, lambda r: str(r["key"])).items()
                   if e.get("kind") != "input"}  # earlier runs' failures not retried now
         for shard in self.paths.shards("errors"):
@@ -421,7 +511,7 @@ class Runner:
         self.report.answered_now = len(done) - self.report.answered_before  # all processes together
         self.report.answered = sum(1 for key in done if key in order)
         records = self.input_problems + unresolved
-        write_text_atomic(self.paths.errors, "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in records))
+        write_text_atomic(self.paths.errors, "".join(dumps_json(e) + "\n" for e in records))
         for shard in self.paths.shards("answers") + self.paths.shards("errors"):
             shard.unlink(missing_ok=True)
         self._write_config_and_manifest()  # again: the folder may have been emptied during the run
@@ -443,6 +533,7 @@ def write_results(paths: RunPaths, config: dict[str, Any], report: RunReport, de
         "manifest_sha256": manifest_sha,
         "counts": {"samples": report.samples, "answered": answered, "answered_this_run": report.answered_now,
                    "skipped": skipped, "failed_samples": len(report.errors), "input_problems": report.input_problems,
+                   "input_notices": report.input_notices,
                    "oom_halvings": report.oom_halvings},
         "distributed": {"world_size": report.world_size,
                         "answered_per_rank": report.per_rank},
@@ -454,8 +545,9 @@ def write_results(paths: RunPaths, config: dict[str, Any], report: RunReport, de
         detail.append(f"{len(report.errors)} failed")
     if report.input_problems:
         detail.append(f"{report.input_problems} bad input record(s)")
+    notices = f"; {report.input_notices} input notice(s) in {paths.errors.name}" if report.input_notices else ""
     print(f"{answered}/{report.samples} answers in {paths.answers} ({report.answered_now} new this run, "
-          f"{skipped} skipped{' (' + ', '.join(detail) + '): see ' + paths.errors.name if skipped else ''})")
+          f"{skipped} skipped{' (' + ', '.join(detail) + '): see ' + paths.errors.name if skipped else ''}{notices})")
 
 
 def exit_code(report: RunReport, strict: bool) -> int:

@@ -1,6 +1,8 @@
-"""Question-answering runner: ``python -m eval.vqa --benchmark {pope,mme,amber} --method NAME``.
+"""Question-answering runner: ``python -m eval.vqa --benchmark {pope,mme,amber,llava_bench} --method NAME``.
 
-Any registered method (default: AvisC) on a yes/no benchmark, with the benchmark's protocol (the official AvisC
+Any registered method (default: AvisC) on a yes/no benchmark (POPE, MME, AMBER) or the open-ended LLaVA-Bench
+(In-the-Wild, AvisC's ``llava_bench_llava.py`` protocol: sampling at temperature 1, top-p 1, 64 new tokens), with the
+benchmark's protocol (the official AvisC
 scripts: LLaVA ``llava_v1`` with the raw question and CLIP resize + center-crop; InstructBLIP the raw question, 224
 preprocessing, top-k 50, 63 new tokens; sampling at temperature 1, 64 new tokens, seed 42) and the method's preset
 (``--preset paper|scripts|official``); every flag overrides one setting and is recorded. ``--decoding greedy`` takes
@@ -16,7 +18,7 @@ from eval.cli import run_main, runner_main
 
 
 def main(argv: list[str] | None = None) -> int:
-    return runner_main("yesno", "python -m eval.vqa", __doc__, "avisc", argv)
+    return runner_main("eval.vqa", "python -m eval.vqa", __doc__, "avisc", argv)
 
 
 if __name__ == "__main__":

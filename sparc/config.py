@@ -2,7 +2,9 @@
 
 The official captioning scripts (``sparc-official.md`` section 2) all run alpha 1.1, beta 0.1, layer 20, layers 0-31,
 with tau 1.5 on LLaVA-1.5 and 4.0 on LLaVA-NeXT; the paper states the same values. So ``paper``, ``scripts`` and
-``official`` are one preset, with LLaVA-NeXT's tau as a family rule. (The official ``eval.py`` argparse defaults,
+``official`` are one preset, with LLaVA-NeXT's tau as a family rule. The paper's two ablations are presets too:
+``no_selection`` (tau -1: every image token amplified at every step) and ``no_ema`` (beta 0: each step compared with
+the previous one only). (The official ``eval.py`` argparse defaults,
 alpha 1.0, are the baseline: no patch is applied when alpha is 1.0.)
 """
 from __future__ import annotations
@@ -11,7 +13,8 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from llava.methods import MethodSpec, Preset, Rule, register_method
+from llava.methods import LAST_LAYER, ByDepth, FamilyDefault, MethodSpec, Preset, Rule, register_method
+from llava.model.families.qwen2_vl import QWEN_FAMILIES
 
 
 @dataclass(frozen=True)
@@ -58,15 +61,36 @@ class SparcConfig:
                 raise ValueError(f"{name}={value} is outside the model's {num_layers} layers")
 
 
+_NEXT_TAU = Rule({"tau": 4.0}, family=("llava_next",))
 _OFFICIAL = Preset(
     "the official scripts and the paper: alpha 1.1, beta 0.1, tau 1.5 (LLaVA-NeXT 4.0), layer 20, layers 0-31",
-    rules=(Rule({"tau": 4.0}, family=("llava_next",)),),
+    rules=(_NEXT_TAU,),
 )
+NO_SELECTION = Preset(
+    "ablation 'no selection' (the paper's): every image token amplified at every step; tau -1 selects every token "
+    "(the relative change (a - ema) / ema is at least -1 for any attention a >= 0), all else as paper",
+    {"tau": -1.0},
+)
+NO_EMA = Preset(
+    "ablation 'no EMA' (the paper's): each step compared with the previous step only; beta 0 makes the EMA the last "
+    "step's attention (ema = (1 - 0) * a + 0 * ema), all else as paper",
+    {"beta": 0.0}, (_NEXT_TAU,),
+)
+QWEN_DEFAULT = FamilyDefault(
+    QWEN_FAMILIES,
+    {"selected_layer": ByDepth(20 / 32, 0, "layer 20 of 32 scaled to the depth"), "end_layer": LAST_LAYER},
+    "Qwen2-VL family default, not from a paper",
+)
+"""No paper gives SPARC values for Qwen2-VL: the LLaVA-1.5 values (alpha 1.1, beta 0.1, tau 1.5), every layer
+amplified (``0 .. depth-1``, as 0..31 on LLaVA), and the selecting layer at the same relative depth as layer 20 of 32
+(17 of Qwen2-VL-7B's 28)."""
 SPARC = register_method(MethodSpec(
     name="sparc",
     config=SparcConfig,
     factory="sparc.method:Sparc",
-    presets={"paper": _OFFICIAL, "scripts": _OFFICIAL, "official": _OFFICIAL},
+    presets={"paper": _OFFICIAL, "scripts": _OFFICIAL, "official": _OFFICIAL, "no_selection": NO_SELECTION,
+             "no_ema": NO_EMA},
     description="SPARC: selective, progressive attention recalibration of the image tokens",
     source="mingi000508/SPARC @ bad02ff (attn_util.py, eval.py, scripts/*), spec/sparc-official.md",
+    family_defaults=(QWEN_DEFAULT,),
 ))

@@ -9,6 +9,8 @@ from __future__ import annotations
 import functools
 import json
 import math
+import subprocess
+import time
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -134,12 +136,15 @@ def clip_normalise(image: Image.Image) -> torch.Tensor:
 def make_batch(tokenizer, model, processor, questions: Sequence[str], images: Sequence[Image.Image] | None,
                conv_mode: str | None = "vicuna_v1", aspect: str | None = None):
     """A :class:`~llava.inputs.PromptBatch` of one question per image, formatted by the model's family."""
-    from llava.inputs import PromptBatch
+    from llava.batch import PromptBatch
     from llava.model.families import family_of
 
     family = family_of(model)
-    prompts = [family.format_prompt(model, q, conv_mode) for q in questions]
-    pixels = family.pixel_values(model, processor, list(images), aspect) if images is not None else None
+    if family.spec.prompt_style != "template":  # the raw question (InstructBLIP) or the chat template (Qwen2-VL)
+        conv_mode = None
+    prompts = [family.format_prompt(model, q, conv_mode, tokenizer) for q in questions]
+    pixels = family.pixel_values(model, processor, list(images), family.preprocessing(model, processor, aspect)) \
+        if images is not None else None
     return PromptBatch(model, tokenizer, processor, prompts, pixels)
 
 
@@ -339,3 +344,18 @@ def avisc_golden_run(case_name: str, image: str):
         step_callback=lambda step, final, chosen: logs.append(final[0].log_softmax(-1).clone()),
     )
     return out.sequences[0], logs, method
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# runs in another process
+
+
+def signal_when_running(process: subprocess.Popen, config: Path, signum: int) -> str:
+    """Send ``signum`` to ``process`` once the run it started is generating (its ``config`` written, a second more);
+    its stderr once it has ended."""
+    deadline = time.time() + 120
+    while time.time() < deadline and not config.is_file():
+        time.sleep(0.1)
+    time.sleep(1.0)
+    process.send_signal(signum)
+    return process.communicate(timeout=120)[1]

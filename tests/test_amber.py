@@ -14,6 +14,7 @@ import pytest
 
 from conftest import PROJECT_ROOT
 from eval import amber as A
+from eval.benchmarks.amber import QUERY_FILE
 
 
 

@@ -16,14 +16,14 @@ from llava.beam_search import (
     Hypotheses,
     beam_search,
     crop,
-    decode,
     prompt_id_lengths,
     reorder_rows,
     trim_left,
     write_rows,
 )
+from llava.decoding import decode
 from llava.generation import DecodingMethod, GenerationConfig, generate, new_cache
-from llava.inputs import PromptBatch
+from llava.batch import PromptBatch
 from sparc.opera.config import OPERA_CONV_MODE
 
 OPERA_GOLDEN = "pai_opera/opera_golden.json"
@@ -37,7 +37,7 @@ def opera_batch(images: list[str], questions: list[str] | None = None, attn: str
     tokenizer, model, processor = golden_model(data["checkpoint"], attn)
     questions = questions or [data["question"]] * len(images)
     family = family_of(model)
-    pixels = family.pixel_values(model, processor, [golden_image(i) for i in images], "crop")
+    pixels = family.pixel_values(model, processor, [golden_image(i) for i in images], family.preprocessing(model, processor, "crop"))
     prompts = [family.format_prompt(model, q, OPERA_CONV_MODE) for q in questions]  # OPERA's template (PAI's)
     return PromptBatch(model, tokenizer, processor, prompts, pixels)
 
@@ -309,7 +309,7 @@ def test_decode_dispatch():
     assert decode(batch, config, Wide()).sequences == beam_search(batch, config, 3).sequences
     with pytest.raises(ValueError, match="searches with 3 beams, not 4"):
         decode(batch, config, Wide(), 4)
-    with pytest.raises(ValueError, match="Wide is a beam search: decode it with llava.beam_search.decode"):
+    with pytest.raises(ValueError, match="Wide is a beam search: decode it with llava.decoding.decode"):
         generate(batch, config, Wide())  # never silently greedy
 
 

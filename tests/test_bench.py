@@ -15,6 +15,7 @@ import torch
 
 from conftest import GOLDEN, PROJECT_ROOT
 from eval.bench import cli as bench_cli
+from eval.bench import names as bench_names
 from eval.bench import timing
 
 GOLDEN_LLAVA = GOLDEN / "tiny-llava-v1.5"
@@ -98,7 +99,7 @@ def test_subprocess_with_checkpoint(tmp_path):
     ],
 )
 def test_model_path_names(name, family, expected):
-    assert bench_cli.model_name(name, family) == expected
+    assert bench_names.model_name(name, family) == expected
 
 
 @pytest.mark.parametrize(

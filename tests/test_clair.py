@@ -8,11 +8,9 @@ import random
 import re
 import subprocess
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import numpy as np
 import pytest
@@ -20,6 +18,7 @@ from PIL import Image
 
 from conftest import PROJECT_ROOT
 from eval import clair
+from judge_server import FakeJudge, serve, strict_json
 
 KEY_ENV = "CLAIR_TEST_KEY"
 SENTINEL = "sk-SENTINEL-7f3a9c0e1b2d4c6a8e0f"
@@ -27,104 +26,11 @@ _CANDIDATE = re.compile(r"Candidate set:\n- (.*)\n")
 _REFERENCE = re.compile(r"Reference set:\n- (.*)\n")
 
 
-class FakeJudge:
-    """Replies per candidate caption from a plan (a queue of actions), else from ``default(prompt)``.
-
-    Actions: a string (the reply content), ``("status", code)``, ``("sleep", seconds, content)``, ``("hang",)``,
-    ``("body", content_type, text)`` (HTTP 200 with that raw body), ``("cut",)`` (the body ends before its length).
-    """
-
-    def __init__(self) -> None:
-        self.requests: list[dict[str, Any]] = []
-        self.auth: list[str | None] = []
-        self.plans: dict[str, list[Any]] = {}
-        self.default: Callable[[str], Any] = lambda prompt: '{"score": 50, "reason": "default"}'
-        self.release = threading.Event()
-        self.lock = threading.Lock()
-        self.base_url = ""
-
-    def next_action(self, body: dict[str, Any]) -> Any:
-        prompt = body["messages"][0]["content"]
-        caption = _CANDIDATE.search(prompt).group(1)
-        with self.lock:
-            self.requests.append(body)
-            plan = self.plans.get(caption)
-            if plan:
-                return plan.pop(0)
-        return self.default(prompt)
-
-    def count(self, caption: str) -> int:
-        return sum(_CANDIDATE.search(r["messages"][0]["content"]).group(1) == caption for r in self.requests)
-
-
-def _completion(content: str, model: str) -> dict[str, Any]:
-    return {"id": "chatcmpl-test", "object": "chat.completion", "created": 0, "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
-
-
-def _handler(judge: FakeJudge) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: Any) -> None:
-            pass
-
-        def _send(self, status: int, payload: dict[str, Any]) -> None:
-            self._send_raw(status, "application/json", json.dumps(payload))
-
-        def _send_raw(self, status: int, content_type: str, text: str, length: int | None = None) -> None:
-            data = text.encode()
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(data) if length is None else length))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def do_POST(self) -> None:
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            with judge.lock:
-                judge.auth.append(self.headers.get("Authorization"))
-            action = judge.next_action(body)
-            if isinstance(action, tuple) and action[0] == "status":
-                message = action[2] if len(action) > 2 else f"error {action[1]}"
-                self._send(action[1], {"error": {"message": message, "type": "test", "code": None}})
-                return
-            if isinstance(action, tuple) and action[0] == "hang":
-                judge.release.wait(30)
-                return
-            if isinstance(action, tuple) and action[0] == "body":
-                self._send_raw(200, action[1], action[2])
-                return
-            if isinstance(action, tuple) and action[0] == "cut":
-                self._send_raw(200, "application/json", '{"id": "chatcmpl-test", "choi', length=500)
-                self.close_connection = True
-                return
-            if isinstance(action, tuple) and action[0] == "sleep":
-                time.sleep(action[1])
-                action = action[2]
-            self._send(200, _completion(action, body["model"]))
-
-    return Handler
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        pass  # a client that timed out closed the socket; nothing to report
-
-
 @pytest.fixture
 def judge(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeJudge]:
     monkeypatch.setenv(KEY_ENV, SENTINEL)
-    fake = FakeJudge()
-    server = _Server(("127.0.0.1", 0), _handler(fake))
-    fake.base_url = f"http://127.0.0.1:{server.server_address[1]}/v1"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield fake
-    fake.release.set()
-    server.shutdown()
-    server.server_close()
+    with serve(FakeJudge(lambda prompt: _CANDIDATE.search(prompt).group(1))) as fake:
+        yield fake
 
 
 def write_jsonl(path: Path, records: list[dict[str, Any]]) -> Path:
@@ -412,7 +318,7 @@ def docci_annotations(tmp_path: Path, count: int) -> tuple[Path, list[str]]:
 
 
 def runner_manifest(ids: list[str], **about: Any) -> dict[str, Any]:
-    """A manifest as the runners write it (``eval/datasets.py: manifest``): the ordered ids, their count and sha256."""
+    """A manifest as the runners write it (``eval.files.manifest``): the ordered ids, their count and sha256."""
     return {**about, "count": len(ids), "sha256": hashlib.sha256("\n".join(ids).encode()).hexdigest(), "ids": ids}
 
 
@@ -552,3 +458,311 @@ def test_official_argument_names(judge: FakeJudge, tmp_path: Path) -> None:
     assert code == 0
     assert json.loads((tmp_path / "res" / "EXP_clair.json").read_text())["metrics"]["clair"] == 50.0
     assert json.loads((tmp_path / "res" / "EXP_clair.jsonl").read_text())["score"] == 50.0
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Issue 10: a score outside 0-100 or not finite is an unparsable reply
+
+
+def assert_strict_outputs(tmp_path: Path) -> None:
+    for path in (tmp_path / "out").rglob("*.json*"):
+        if path.suffix == ".jsonl":
+            for line in path.read_text().splitlines():
+                strict_json(line)
+        else:
+            strict_json(path.read_text())
+
+
+@pytest.mark.parametrize("reply", ['{"score": 150}', '{"score": -40, "reason": "bad"}', '{"score": NaN}',
+                                   '{"score": Infinity}', '{"score": -Infinity}', '{"score": "inf"}',
+                                   '{"score": "nan"}', '{"score": 1e400}', '{"score": 100.5}', "Score: 150",
+                                   "Score: -40\nReason: negative", "Score: -0.5"])
+def test_scores_out_of_range_or_not_finite_do_not_parse(reply: str) -> None:
+    assert clair.parse_response(reply) is None
+
+
+@pytest.mark.parametrize("reply, score", [('{"score": 0}', 0.0), ('{"score": 100}', 100.0), ("Score: 100", 100.0),
+                                          ("0", 0.0), ('{"score": "100"}', 100.0)])
+def test_the_range_ends_parse(reply: str, score: float) -> None:
+    assert clair.parse_response(reply)[0] == score
+
+
+def test_out_of_range_and_non_finite_scores_are_unparsable_counted_and_not_cached(judge: FakeJudge,
+                                                                                  tmp_path: Path) -> None:
+    """Issue 10: 150, -40, NaN and inf were judgments; the mean became NaN, written as invalid JSON and cached."""
+    judge.plans = {"cap-150": ['{"score": 150}'] * 3, "cap-neg": ['{"score": -40}', "Score: -40", '{"score": -1}'],
+                   "cap-nan": ['{"score": NaN, "reason": NaN}'] * 3,
+                   "cap-inf": ['{"score": Infinity}', '{"score": "inf"}', '{"score": 1e400}'],
+                   "cap-late": ['{"score": 150}', '{"score": 80}'], "cap-ok": ['{"score": 60, "reason": NaN}']}
+    captions = ["cap-150", "cap-neg", "cap-nan", "cap-inf", "cap-late", "cap-ok"]
+    annotations = iiw_annotations(tmp_path, {c: f"ref {c}" for c in captions})
+    answers = write_jsonl(tmp_path / "answers.jsonl", [{"image_id": c, "caption": c} for c in captions])
+    assert clair.main(clair_args(judge, tmp_path, annotations, answers)) == 0
+    assert_strict_outputs(tmp_path)
+    metrics, rows = outputs(tmp_path)
+    assert metrics["metrics"] == {"clair": (80 + 60) / 2, "judged": 2, "unparsable": 4, "failed": 0}
+    assert {k: r["status"] for k, r in rows.items()} == {
+        "cap-150": "unparsable", "cap-neg": "unparsable", "cap-nan": "unparsable", "cap-inf": "unparsable",
+        "cap-late": "judged", "cap-ok": "judged"}
+    assert (rows["cap-late"]["score"], rows["cap-late"]["tries"]) == (80.0, 2)
+    assert rows["cap-ok"]["reason"] is None  # a NaN reason is written as null, not NaN
+    assert [judge.count(c) for c in captions] == [3, 3, 3, 3, 2, 1]
+    cache_lines = (tmp_path / "out" / "clair_cache" / "clair_cache.jsonl").read_text().splitlines()
+    assert sorted(strict_json(line)["score"] for line in cache_lines) == [60.0, 80.0]
+    assert sum("no score in 3 judge replies" in p["reason"] for p in metrics["problems"]) == 4
+    judge.default = lambda prompt: '{"score": 20}'  # not cached: a rerun asks again for the four
+    assert clair.main(clair_args(judge, tmp_path, annotations, answers)) == 0
+    metrics, _ = outputs(tmp_path)
+    assert metrics["metrics"] == {"clair": (4 * 20 + 80 + 60) / 6, "judged": 6, "unparsable": 0, "failed": 0}
+    assert metrics["counts"]["cached"] == 2
+
+
+def test_out_of_range_scores_cached_by_an_older_version_are_asked_again(judge: FakeJudge, tmp_path: Path) -> None:
+    annotations = iiw_annotations(tmp_path, {"a": "ref a", "b": "ref b", "c": "ref c"})
+    answers = write_jsonl(tmp_path / "answers.jsonl", [{"image_id": k, "caption": f"cap-{k}"} for k in "abc"])
+    template = clair.PROMPT_FILE.read_text(encoding="utf-8")
+    old = [{"key": clair.cache_key("gpt-4o", clair.build_prompt(template, [f"cap-{k}"], [f"ref {k}"])),
+            "score": score, "reason": "old", "parsed": True, "responses": ["x"], "tries": 1, "api_retries": 0}
+           for k, score in zip("abc", (float("nan"), 150.0, 90.0))]
+    (tmp_path / "out" / "clair_cache").mkdir(parents=True)
+    (tmp_path / "out" / "clair_cache" / "clair_cache.jsonl").write_text(
+        "".join(json.dumps(r) + "\n" for r in old))  # json.dumps writes NaN, as the older version did
+    assert clair.main(clair_args(judge, tmp_path, annotations, answers)) == 0
+    assert [judge.count(f"cap-{k}") for k in "abc"] == [1, 1, 0]
+    metrics, _ = outputs(tmp_path)
+    assert metrics["metrics"]["clair"] == (50 + 50 + 90) / 3 and metrics["counts"]["cached"] == 1
+    strict_json((tmp_path / "out" / "run_clair.json").read_text())
+    lines = (tmp_path / "out" / "clair_cache" / "clair_cache.jsonl").read_text().splitlines()
+    assert [strict_json(line)["score"] for line in lines[3:]] == [50.0, 50.0]  # the old lines stay, ignored
+    assert clair.Cache(tmp_path / "out" / "clair_cache").ignored_lines == 2
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Issue 11: the key, echoed in any field at any depth and in any escaping, is never written
+
+
+def _decodings(text: str) -> list[str]:
+    """``text`` and what it says once its escapes are undone (JSON/Python \\u and \\x at any depth, URL, HTML)."""
+    import html
+    import urllib.parse
+
+    forms = [text]
+    current = text
+    for _ in range(4):
+        current = re.sub(r"\\+u([0-9a-fA-F]{4})", lambda m: chr(int(m.group(1), 16)), current)
+        current = re.sub(r"\\+x([0-9a-fA-F]{2})", lambda m: chr(int(m.group(1), 16)), current)
+        forms.append(current)
+    return forms + [urllib.parse.unquote(text), html.unescape(text)]
+
+
+def _escape_all(text: str, form: str) -> str:
+    return "".join(form.format(ord(c)) for c in text)
+
+
+def test_the_key_echoed_in_lists_nested_values_and_escapes_is_never_written(judge: FakeJudge, tmp_path: Path,
+                                                                             capfd: pytest.CaptureFixture[str]) -> None:
+    """Issue 11: a reply echoing the key JSON-escaped inside a list-valued field put it in the cache and per-sample
+    file."""
+    json_escaped = _escape_all(SENTINEL, "\\\\u{:04x}")  # \u0073\u006b... inside the reply's JSON text
+    half = SENTINEL[:6] + _escape_all(SENTINEL[6:12], "\\\\u{:04X}") + SENTINEL[12:]
+    replies = {
+        "cap-list": '{"score": 40, "reason": ["I saw", "' + json_escaped + '"]}',
+        "cap-plain-list": json.dumps({"score": 41, "reason": ["key", SENTINEL]}),
+        "cap-nested": json.dumps({"score": 42, "reason": ["why", [["deep", [SENTINEL]]]]}),
+        "cap-half": '{"score": 43, "reason": ["' + half + '"]}',
+        "cap-double": json.dumps({"score": 44, "reason": [json.dumps({"k": _escape_all(SENTINEL, "\\u{:04x}")})]}),
+        "cap-url": '{"score": 45, "reason": ["' + _escape_all(SENTINEL, "%{:02x}") + '"]}',
+        "cap-html": '{"score": 46, "reason": ["' + _escape_all(SENTINEL, "&#{};") + '"]}',
+        "cap-hex": '{"score": 47, "reason": ["' + _escape_all(SENTINEL, "\\\\x{:02x}") + '"]}',
+    }
+    judge.plans = {caption: [reply] for caption, reply in replies.items()}
+    annotations = iiw_annotations(tmp_path, {c: f"ref {c}" for c in replies})
+    answers = write_jsonl(tmp_path / "answers.jsonl", [{"image_id": c, "caption": c} for c in replies])
+    assert clair.main(clair_args(judge, tmp_path, annotations, answers)) == 0
+    _, rows = outputs(tmp_path)
+    assert {k: r["score"] for k, r in rows.items()} == {c: 40.0 + i for i, c in enumerate(replies)}
+    assert rows["cap-plain-list"]["reason"] == ["key", "***"]
+    assert rows["cap-nested"]["reason"] == ["why", [["deep", ["***"]]]]
+    captured = capfd.readouterr()
+    files = [p for p in tmp_path.rglob("*") if p.is_file() and p.name != "answers.jsonl"]
+    assert {"run_clair.json", "run_clair.jsonl", "clair_cache.jsonl"} <= {p.name for p in files}
+    for name, text in [(str(p), p.read_text()) for p in files] + [("stdout", captured.out), ("stderr", captured.err)]:
+        for form in _decodings(text):
+            assert SENTINEL not in form, name
+
+
+def test_redactor_finds_every_escaping() -> None:
+    redact = clair.Redactor(SENTINEL)
+    for text in (SENTINEL, _escape_all(SENTINEL, "\\u{:04x}"), _escape_all(SENTINEL, "\\\\\\\\u{:04X}"),
+                 _escape_all(SENTINEL, "%{:02X}"), _escape_all(SENTINEL, "&#x{:x};"), _escape_all(SENTINEL, "\\x{:02x}")):
+        assert redact(f"a {text} b") == "a *** b"
+    assert redact.value({"k": [("x", {SENTINEL: [SENTINEL]})]}) == {"k": [["x", {"***": ["***"]}]]}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Issue 12: --timeout bounds the whole request; Ctrl-C stops at once; a full disk is one line
+
+
+def test_timeout_bounds_the_whole_request_not_each_read(judge: FakeJudge, tmp_path: Path) -> None:
+    """Issue 12: a server dripping a byte every 2 s held one call 61 s at --timeout 5."""
+    judge.plans = {"cap-drip": [("drip", 0.3, '{"score": 90}')] * 2,
+                   "cap-drip-then-ok": [("drip", 0.3, '{"score": 90}'), '{"score": 70}']}
+    annotations = iiw_annotations(tmp_path, {"a": "ref a", "b": "ref b"})
+    answers = write_jsonl(tmp_path / "answers.jsonl", [{"image_id": "a", "caption": "cap-drip"},
+                                                       {"image_id": "b", "caption": "cap-drip-then-ok"}])
+    args = clair_args(judge, tmp_path, annotations, answers, "--max_retries", "1")
+    args[args.index("--timeout") + 1] = "1"
+    start = time.monotonic()
+    assert clair.main(args) == 1
+    elapsed = time.monotonic() - start
+    assert elapsed < 4.5, elapsed  # two attempts of at most 1 s each, and backoffs of at most 0.05 s
+    metrics, rows = outputs(tmp_path)
+    assert rows["a"]["status"] == "failed" and "--timeout" in rows["a"]["error"]
+    assert (rows["b"]["score"], rows["b"]["api_retries"]) == (70.0, 1)
+    assert metrics["metrics"]["failed"] == 1
+
+
+def _wait_for(condition: Any, process: subprocess.Popen[Any], what: str, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline and process.poll() is None, what
+        time.sleep(0.05)
+
+
+def test_ctrl_c_stops_at_once_and_keeps_what_arrived(judge: FakeJudge, tmp_path: Path) -> None:
+    """Issue 12: Ctrl-C waited 21-34 s for the calls in flight (longer with more retries)."""
+    import signal
+
+    captions = ["cap-ok1", "cap-hang", "cap-backoff", "cap-ok2"]
+    judge.plans = {"cap-hang": [("hang",)], "cap-backoff": [("status", 503)] * 5}
+    annotations = iiw_annotations(tmp_path, {c: f"ref {c}" for c in captions})
+    answers = write_jsonl(tmp_path / "answers.jsonl", [{"image_id": c, "caption": c} for c in captions])
+    args = clair_args(judge, tmp_path, annotations, answers, "--concurrency", "4", "--max_retries", "5")
+    for flag, value in (("--timeout", "60"), ("--backoff_base", "30"), ("--backoff_max", "30")):
+        args[args.index(flag) + 1] = value
+    process = subprocess.Popen([sys.executable, "-m", "eval.clair", *args], cwd=PROJECT_ROOT, text=True,
+                               env={**os.environ, KEY_ENV: SENTINEL}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    cache_file = tmp_path / "out" / "clair_cache" / "clair_cache.jsonl"
+    _wait_for(lambda: cache_file.is_file() and len(cache_file.read_text().splitlines()) == 2
+              and judge.count("cap-hang") and judge.count("cap-backoff"), process, "did not reach the hang")
+    start = time.monotonic()
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=30)
+    assert time.monotonic() - start < 3.0
+    assert process.returncode == 130
+    assert "Traceback" not in err
+    assert err.strip() == f"interrupted; judged samples are cached in {cache_file}, rerun to resume"
+    assert sorted(json.loads(line)["score"] for line in cache_file.read_text().splitlines()) == [50.0, 50.0]
+    judge.plans = {}
+    before = len(judge.requests)
+    assert clair.main(clair_args(judge, tmp_path, annotations, answers)) == 0  # resumes: only the two not judged
+    assert sorted(judge.samples(before)) == ["cap-backoff", "cap-hang"]
+
+
+def test_ctrl_c_after_replies_arrived_caches_them_before_stopping(judge: FakeJudge, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Replies that arrived while the scorer was handling another are cached before it stops."""
+    from eval import judge as judge_module
+
+    annotations = iiw_annotations(tmp_path, {k: f"ref {k}" for k in "abc"})
+    answers = write_jsonl(tmp_path / "answers.jsonl", [{"image_id": k, "caption": f"cap-{k}"} for k in "abc"])
+    real_append = judge_module.JudgeCache.append
+    calls = []
+
+    def interrupted_append(self: Any, *a: Any, **k: Any) -> None:
+        calls.append(1)
+        if len(calls) == 1:  # Ctrl-C while the first is written: wait until the others arrived, then stop
+            deadline = time.monotonic() + 10
+            while len(judge.requests) < 3 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            time.sleep(0.3)
+            real_append(self, *a, **k)
+            raise KeyboardInterrupt
+        real_append(self, *a, **k)
+
+    monkeypatch.setattr(judge_module.JudgeCache, "append", interrupted_append)
+    assert clair.main(clair_args(judge, tmp_path, annotations, answers, "--concurrency", "3")) == 130
+    cache_file = tmp_path / "out" / "clair_cache" / "clair_cache.jsonl"
+    assert len(cache_file.read_text().splitlines()) == 3
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_a_full_disk_is_one_line_and_exit_2(judge: FakeJudge, tmp_path: Path) -> None:
+    """Issue 12: a full disk gave a traceback with exit 1, the status of "some samples failed"."""
+    annotations = iiw_annotations(tmp_path, {"a": "ref a"})
+    answers = write_jsonl(tmp_path / "answers.jsonl", [{"image_id": "a", "caption": "x"}])
+    (tmp_path / "out" / "clair_cache").mkdir(parents=True)
+    cache_file = tmp_path / "out" / "clair_cache" / "clair_cache.jsonl"
+    cache_file.symlink_to("/dev/full")  # every write: ENOSPC, from the kernel
+    result = subprocess.run([sys.executable, "-m", "eval.clair", *clair_args(judge, tmp_path, annotations, answers)],
+                            cwd=PROJECT_ROOT, env={**os.environ, KEY_ENV: SENTINEL}, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith(f"error: disk full writing {cache_file}: the judged samples are kept in ")
+    assert result.stderr.rstrip().endswith("free space and rerun the same command to resume")
+
+
+def test_a_full_disk_when_writing_the_outputs_is_one_line_and_exit_2(judge: FakeJudge, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    import errno
+
+    from eval import judge as judge_module
+
+    def full(path: Any, text: str) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(judge_module, "write_text_atomic", full)
+    annotations = iiw_annotations(tmp_path, {"a": "ref a"})
+    answers = write_jsonl(tmp_path / "answers.jsonl", [{"image_id": "a", "caption": "x"}])
+    assert clair.main(clair_args(judge, tmp_path, annotations, answers)) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: disk full writing ") and "run_clair.json" in err
+    assert len((tmp_path / "out" / "clair_cache" / "clair_cache.jsonl").read_text().splitlines()) == 1
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Issue 2: two scorers on one cache
+
+
+def test_a_second_scorer_on_the_same_cache_is_refused_at_once(judge: FakeJudge, tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    judge.plans = {"cap-hang": [("hang",)]}
+    annotations = iiw_annotations(tmp_path, {"a": "ref a", "b": "ref b"})
+    answers = write_jsonl(tmp_path / "answers.jsonl", [{"image_id": "a", "caption": "cap-hang"},
+                                                       {"image_id": "b", "caption": "cap-b"}])
+    args = clair_args(judge, tmp_path, annotations, answers)
+    first = subprocess.Popen([sys.executable, "-m", "eval.clair", *args], cwd=PROJECT_ROOT,
+                             env={**os.environ, KEY_ENV: SENTINEL}, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    try:
+        _wait_for(lambda: judge.count("cap-hang") > 0, first, "the first scorer did not start")
+        before = len(judge.requests)
+        other = write_jsonl(tmp_path / "other.jsonl", [{"image_id": "b", "caption": "cap-other"}])
+        start = time.monotonic()
+        assert clair.main(clair_args(judge, tmp_path, annotations, other)) == 2  # same cache folder
+        assert time.monotonic() - start < 2.0 and len(judge.requests) == before
+        err = capsys.readouterr().err
+        cache_file = tmp_path / "out" / "clair_cache" / "clair_cache.jsonl"
+        assert err.count("\n") == 1
+        assert err.startswith(f"error: the CLAIR cache {cache_file} is in use by pid {first.pid} on ")
+        assert "eval.clair" in err or "clair.py" in err
+    finally:
+        first.kill()
+        first.wait()
+    judge.plans = {}  # killed: its lock never blocks
+    assert clair.main(args) == 0
+    metrics, _ = outputs(tmp_path)
+    assert metrics["metrics"]["judged"] == 2
+
+
+def test_an_unusable_cache_folder_is_one_line(judge: FakeJudge, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    annotations = iiw_annotations(tmp_path, {"a": "ref a"})
+    answers = write_jsonl(tmp_path / "answers.jsonl", [{"image_id": "a", "caption": "x"}])
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    assert clair.main(clair_args(judge, tmp_path, annotations, answers, "--cache", str(blocker / "cache"))) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: output error writing ") and err.count("\n") == 1 and not judge.requests

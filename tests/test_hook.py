@@ -16,9 +16,24 @@ from transformers import DynamicCache, LlamaConfig, LlamaModel
 from helpers import sharpened, synthetic
 from llava.attention import HOOKED_EAGER, HOOKED_SDPA, AttentionHook, query_attention
 from llava.inputs import positions_from_mask
-from llava.model.builder import prepare_model
+from llava.model.prepare import prepare_model
 
 NUM_LAYERS = 4
+
+ROW_ERROR = 2e-3
+"""How far one float32 attention weight of these sharp models may move between our hooked path and transformers' eager
+attention (different kernels, thread counts): usually about 1e-5, up to 1.1e-3 where a layer's top keys nearly tie
+(SDPA, one thread, an AMD EPYC: its inputs already differ by float noise, and the sharp softmax amplifies it). A wrong
+head reduction, mask or row moves weights by 0.75 to 1.0 on these models."""
+
+OUTPUT_ERROR = 1e-4
+"""How far a float32 hidden state may move between the two paths, relative to the largest one: up to 2.8e-5 seen
+(SDPA with a score edit, AMD EPYC)."""
+
+
+def assert_outputs_close(ours: torch.Tensor, theirs: torch.Tensor) -> None:
+    """Hidden states within :data:`OUTPUT_ERROR` of the largest reference value."""
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=OUTPUT_ERROR * float(theirs.abs().max()))
 
 
 class RecordRows(AttentionHook):
@@ -102,12 +117,12 @@ def test_last_query_row_equals_eager_output_attentions(implementation, padded):
         assert sorted(hook.rows) == list(range(NUM_LAYERS))
         for layer in range(NUM_LAYERS):
             assert hook.rows[layer].shape == (embeds.shape[0], embeds.shape[1])
-            torch.testing.assert_close(hook.rows[layer], expected[layer], rtol=0, atol=1e-5)
+            torch.testing.assert_close(hook.rows[layer], expected[layer], rtol=0, atol=ROW_ERROR)
             torch.testing.assert_close(hook.rows[layer].sum(-1), torch.ones(embeds.shape[0]), rtol=0, atol=1e-5)
             if (mask == 0).any():
                 assert hook.rows[layer][mask == 0].abs().max() < 1e-12  # no mass on left padding
         real = mask.bool()  # outputs at pad positions are meaningless (fully masked rows)
-        torch.testing.assert_close(out.last_hidden_state[real], ref.last_hidden_state[real], rtol=0, atol=1e-5)
+        assert_outputs_close(out.last_hidden_state[real], ref.last_hidden_state[real])
 
         # two decode steps
         for step in range(2):
@@ -122,8 +137,8 @@ def test_last_query_row_equals_eager_output_attentions(implementation, padded):
             expected = _reference_rows(ref.attentions)
             for layer in range(NUM_LAYERS):
                 assert hook.rows[layer].shape == mask.shape
-                torch.testing.assert_close(hook.rows[layer], expected[layer], rtol=0, atol=1e-5)
-            torch.testing.assert_close(out.last_hidden_state, ref.last_hidden_state, rtol=0, atol=1e-5)
+                torch.testing.assert_close(hook.rows[layer], expected[layer], rtol=0, atol=ROW_ERROR)
+            assert_outputs_close(out.last_hidden_state, ref.last_hidden_state)
 
 
 class RecordAllRows(RecordRows):
@@ -152,7 +167,7 @@ def test_all_query_rows_equal_eager_output_attentions(implementation, padded):
         real = mask.bool()
         for layer, attention in enumerate(ref.attentions):
             assert hook.rows[layer].shape == (embeds.shape[0], embeds.shape[1], embeds.shape[1])
-            torch.testing.assert_close(hook.rows[layer][real], attention.amax(dim=1)[real], rtol=0, atol=1e-5)
+            torch.testing.assert_close(hook.rows[layer][real], attention.amax(dim=1)[real], rtol=0, atol=ROW_ERROR)
         # three new queries at once, after the prompt
         new = torch.randn(embeds.shape[0], 3, hidden, generator=torch.Generator().manual_seed(9))
         mask = torch.cat([mask, torch.ones(mask.shape[0], 3, dtype=mask.dtype)], dim=1)
@@ -164,7 +179,7 @@ def test_all_query_rows_equal_eager_output_attentions(implementation, padded):
                         use_cache=True, output_attentions=True)
         for layer, attention in enumerate(ref.attentions):
             assert hook.rows[layer].shape == (embeds.shape[0], 3, mask.shape[1])
-            torch.testing.assert_close(hook.rows[layer], attention.amax(dim=1), rtol=0, atol=1e-5)
+            torch.testing.assert_close(hook.rows[layer], attention.amax(dim=1), rtol=0, atol=ROW_ERROR)
 
 
 def test_hook_rows_only_for_layers_asked_and_no_effect_on_outputs():
@@ -196,7 +211,7 @@ def test_grouped_query_attention_rows(implementation):
         hooked(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, attn_hook=hook)
         ref = reference(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, output_attentions=True)
     for layer, row in _reference_rows(ref.attentions).items():
-        torch.testing.assert_close(hook.rows[layer], row, rtol=0, atol=1e-5)
+        torch.testing.assert_close(hook.rows[layer], row, rtol=0, atol=ROW_ERROR)
 
 
 def test_last_query_attention_hand_example():
@@ -366,7 +381,7 @@ def test_score_edit_equals_reference(implementation, padded):
         expected = run(reference, None)
         plain = run(decoder, None)
     for ours, theirs, unedited in zip(edited, expected, plain):
-        torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-5)
+        assert_outputs_close(ours, theirs)
         assert (ours - unedited).abs().max() > 1e-3
     # the hook sees (B, H, S) rows of the layers it asked for, once per forward, S including the current step
     heads = decoder.config.num_attention_heads

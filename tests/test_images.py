@@ -281,7 +281,8 @@ def _clip() -> Any:
 def _pixels(family: str, aspect: str | None) -> Callable[[Image.Image], torch.Tensor]:
     def run(image: Image.Image) -> torch.Tensor:
         _, model, processor = synthetic(family)
-        return family_of(model).pixel_values(model, processor, [image], aspect).pixel_values[0]
+        family_ = family_of(model)
+        return family_.pixel_values(model, processor, [image], family_.preprocessing(model, processor, aspect)).pixel_values[0]
 
     return run
 
@@ -292,7 +293,7 @@ def _array(image: Image.Image) -> torch.Tensor:
 
 def _plot_canvas(mode: str) -> Callable[[Image.Image], torch.Tensor]:
     def run(image: Image.Image) -> torch.Tensor:
-        from eval.figures.common import crop_geometry, pad_geometry
+        from llava.geometry import crop_geometry, pad_geometry
 
         geometry = pad_geometry(image.size, background=MEAN_RGB) if mode == "pad" else crop_geometry(image.size)
         return _array(geometry.canvas(image)[0])

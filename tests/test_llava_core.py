@@ -32,7 +32,8 @@ from helpers import (
 )
 from llava.constants import IMAGE_TOKEN_INDEX
 from llava.conversation import conv_templates, get_conv_template
-from llava.inputs import Images, Prefill, PromptBatch, SequenceInputs, positions_from_mask
+from llava.batch import PromptBatch
+from llava.inputs import Images, Prefill, SequenceInputs, positions_from_mask
 from llava.mm_utils import (
     ImageLoadError,
     aspect_mode_of,
@@ -47,7 +48,7 @@ from llava.mm_utils import (
     unpad_image,
 )
 from llava.model.builder import CheckpointError, load_pretrained_model
-from llava.model.families import FAMILIES, family_of
+from llava.model.families import family_of, get_family
 
 SYSTEM_VICUNA = (
     "A chat between a curious user and an artificial intelligence assistant. "
@@ -104,12 +105,12 @@ def test_unknown_conv_mode_is_a_clear_error():
 
 def test_prompt_with_im_start_end_tokens_and_default_template():
     model = SimpleNamespace(config=SimpleNamespace(mm_use_im_start_end=True))
-    prompt = FAMILIES["llava"].format_prompt(model, "Q?", None)  # default template: vicuna_v1 (SPARC's)
+    prompt = get_family("llava").create().format_prompt(model, "Q?", None)  # default template: vicuna_v1 (SPARC's)
     assert prompt == f"{SYSTEM_VICUNA} USER: <im_start><image><im_end>\nQ? ASSISTANT:"
 
 
 def test_instructblip_prompt_is_the_raw_question():
-    assert FAMILIES["instructblip"].format_prompt(None, "Is there a dog?", "llava_v1") == "Is there a dog?"
+    assert get_family("instructblip").create().format_prompt(None, "Is there a dog?", "llava_v1") == "Is there a dog?"
 
 
 # ================================================================================================================
@@ -254,6 +255,26 @@ def test_instructblip_span_is_the_32_queries_first():
     assert not torch.allclose(sequences[0].embeds[:32], sequences[1].embeds[:32])
     text_only = family.embed(model, tokenizer, questions[:1], None, processor)[0]
     assert text_only.image_len == 0 and text_only.embeds.shape[0] == sequences[0].embeds.shape[0] - 32
+
+
+@pytest.mark.parametrize("words", [5, 126, 127, 208, 670])
+def test_the_qformer_reads_the_last_128_bert_tokens_of_the_question(words):
+    """LAVIS builds the Q-Former's BERT tokenizer with ``truncation_side="left"`` and calls it with ``truncation=True,
+    max_length=128``: a long question keeps its last 126 word pieces between [CLS] and [SEP] there, while the language
+    model reads it whole. The expected Q-Former ids are written by hand from the toy vocabulary."""
+    tokenizer, model, processor = synthetic("instructblip", 2)
+    family = family_of(model)
+    vocabulary = ["dog", "cat", "man", "woman", "table", "car", "tree", "sky"]
+    question = " ".join(vocabulary[i % len(vocabulary)] for i in range(words))
+    ids = processor.qformer_tokenizer.convert_tokens_to_ids(question.split())
+    kept = ids[-126:]  # the last 126 words: 128 with [CLS] (2) and [SEP] (3)
+    images = family.pixel_values(model, processor, [random_image(300, 200, 1)])
+    (sequence,) = family.embed(model, tokenizer, [question], images, processor)
+    expected = model.get_image_features(
+        torch.stack(images.pixel_values), qformer_input_ids=torch.tensor([[2, *kept, 3]]),
+        qformer_attention_mask=torch.ones(1, len(kept) + 2, dtype=torch.long), return_dict=True).pooler_output[0]
+    torch.testing.assert_close(sequence.embeds[:32], expected, rtol=0, atol=0)
+    assert sequence.embeds.shape[0] == 32 + len(tokenizer(question).input_ids)  # the language model: all of it
 
 
 # ================================================================================================================
@@ -438,7 +459,7 @@ def test_llava_family_default_modes():
     family = family_of(model)
     assert torch.equal(family.pixel_values(model, processor, [image]).pixel_values[0],
                        process_images([image], processor, "pad")[0])
-    assert torch.equal(family.pixel_values(model, processor, [image], "crop").pixel_values[0],
+    assert torch.equal(family.pixel_values(model, processor, [image], family.preprocessing(model, processor, "crop")).pixel_values[0],
                        process_images([image], processor, "crop")[0])
     _, next_model, next_processor = golden_model(LLAVA16)
     images = family_of(next_model).pixel_values(next_model, next_processor, [image])
@@ -620,8 +641,8 @@ def test_instructblip_round_trip_keeps_the_qformer_tokenisation(tmp_path):
 def test_extra_vocabulary_rows_are_never_generated():
     """llava-hf checkpoints append rows to the vocabulary (``<image>``, padding to a multiple of 64) that the original
     model never had; their logits are dropped, so greedy decoding is that of the original 32000-row model."""
-    from llava.model.builder import prepare_model
-    from llava.model.synthetic import toy_tokenizer
+    from llava.model.prepare import prepare_model
+    from llava.model.toy_tokenizers import toy_tokenizer
 
     tokenizer, model, processor = synthetic("llava", 2)
     questions, images = ["is there a dog ?"], [random_image(300, 200, 3)]

@@ -298,8 +298,120 @@ def test_unreadable_or_missing_run_configs_are_not_compared(tmp_path: Path, conf
 
 
 def test_the_same_answers_file_twice_is_not_two_seeds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Given twice, a file is one run: scored once (no std of a run with itself), named in a warning and in
+    ``"repeated_runs"``."""
     write_release_gt(tmp_path / "gt", TINY_GT, nested=False)
-    answers = str(tiny_answers(tmp_path / "run1.jsonl", correct=True))
+    answers = str(tiny_answers(tmp_path / "run1.jsonl", correct=False))
     result = run_mme(tmp_path, "--answers", answers, answers, "--gt_dir", str(tmp_path / "gt"))
-    assert result["mixed_settings"] == [f"the same answers file more than once: {answers}"]
-    assert "not a spread over seeds" in capsys.readouterr().err
+    assert result["counts"]["runs"] == 1 and len(result["runs"]) == 1 and result["answers_file"] == answers
+    assert result["metrics"]["hallucination"] == 500 and result["std"]["hallucination"] is None
+    assert result["repeated_runs"] == [f"{answers}: the same answers as {answers}; counted once"]
+    assert result["mixed_settings"] == []
+    assert f"warning: a repeated run: {answers}: the same answers as" in capsys.readouterr().err
+
+
+def test_a_copied_run_counts_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The same answers copied to another path (another seed's name) are the same run, not a second seed."""
+    write_release_gt(tmp_path / "gt", TINY_GT, nested=False)
+    first = tiny_answers(tmp_path / "avisc_seed42.jsonl", correct=False)
+    copy = tmp_path / "copy" / "avisc_seed43.jsonl"
+    copy.parent.mkdir()
+    copy.write_bytes(first.read_bytes())
+    other = tiny_answers(tmp_path / "avisc_seed44.jsonl", correct=True)
+    result = run_mme(tmp_path, "--answers", str(first), str(copy), str(other), "--gt_dir", str(tmp_path / "gt"))
+    assert result["counts"]["runs"] == 2 and [run["source"] for run in result["runs"]] == [str(first), str(other)]
+    assert result["metrics"]["hallucination"] == 650  # (500 + 800) / 2, not (500 + 500 + 800) / 3
+    assert result["repeated_runs"] == [f"{copy}: the same answers as {first}; counted once"]
+    folder = write_perturbed(tmp_path / "results")
+    again = tmp_path / "results_copy"
+    again.mkdir()
+    for task_file in folder.iterdir():
+        (again / task_file.name).write_bytes(task_file.read_bytes())
+    (folder / "mme_metrics.json").write_text("{}")  # a file of the scorer's own is not part of the run
+    result = run_mme(tmp_path, "--results_dir", str(folder), str(again))
+    assert result["counts"]["runs"] == 1 and result["repeated_runs"] == [
+        f"{again}: the same answers as {folder}; counted once"]
+
+
+@pytest.mark.parametrize("seed, runs", [(42, 1), (43, 2)])
+def test_the_same_seed_twice_counts_once(tmp_path: Path, seed: int, runs: int) -> None:
+    """Two answers files of one run (the runner's _config.json: same settings and the same seed), e.g. run again
+    into another folder, whose answers differ (GPU nondeterminism): one run; another seed is another run."""
+    write_release_gt(tmp_path / "gt", TINY_GT, nested=False)
+    config = {"method": "avisc", "method_params": {"lamb": 1.0}, "protocol": {"seed": 42, "decoding": "sample"}}
+    for name, correct, run_seed in (("run1", False, 42), ("run2", True, seed)):
+        tiny_answers(tmp_path / f"{name}.jsonl", correct=correct)
+        (tmp_path / f"{name}_config.json").write_text(json.dumps({**config, "protocol": {"seed": run_seed}}))
+    result = run_mme(tmp_path, "--answers", str(tmp_path / "run1.jsonl"), str(tmp_path / "run2.jsonl"),
+                     "--gt_dir", str(tmp_path / "gt"))
+    assert result["counts"]["runs"] == runs
+    assert result["metrics"]["hallucination"] == (500 if runs == 1 else 650)
+    expected = [f"{tmp_path / 'run2.jsonl'}: the same run as {tmp_path / 'run1.jsonl'} (same seed and settings); "
+                "counted once"]
+    assert result["repeated_runs"] == (expected if runs == 1 else [])
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# acc+ and image pairs. The official calculation.py reads a task file two lines at a time, each two lines one
+# image's pair; acc+ = right pairs / pairs. MME defines acc+ by image: both questions of an image right.
+
+
+def calculation_py(lines: list[tuple[str, str, str, str]]) -> float:
+    """The official arithmetic on exact Yes/No predictions: 100 * acc + 100 * acc+, lines taken two at a time."""
+    right = [gt.lower() == prediction.lower() for _, _, gt, prediction in lines]
+    pairs = [right[i:i + 2] for i in range(0, len(right), 2)]
+    return 100 * sum(right) / len(right) + 100 * sum(all(pair) for pair in pairs) / len(pairs)
+
+
+def existence_file(folder: Path, lines: list[tuple[str, str, str, str]]) -> Path:
+    """An eval-tool folder with one task file, ``existence.txt``: image, question, gt, prediction per line."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "existence.txt").write_text("".join(f"{image}\t{q}{Q}\t{gt}\t{p}\n" for image, q, gt, p in lines))
+    return folder
+
+
+def test_a_file_in_image_pairs_is_scored_as_calculation_py(tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """a: both right; b: one right; c: none. acc = 3/6 = 50, acc+ = 1/3 = 33.33: score 83.33, as calculation.py."""
+    lines = [("a.jpg", "Is there a dog?", "Yes", "Yes"), ("a.jpg", "Is there a cat?", "No", "No"),
+             ("b.jpg", "Is there a dog?", "Yes", "Yes"), ("b.jpg", "Is there a cat?", "No", "Yes"),
+             ("c.jpg", "Is there a car?", "Yes", "No"), ("c.jpg", "Is there a bus?", "No", "Yes")]
+    result = run_mme(tmp_path, "--results_dir", str(existence_file(tmp_path / "results", lines)))
+    task = result["runs"][0]["tasks"]["existence"]
+    assert (task["acc"], task["acc_plus"]) == (50, pytest.approx(100 / 3))
+    assert task["score"] == pytest.approx(50 + 100 / 3) == pytest.approx(calculation_py(lines))
+    assert round(task["score"], 2) == 83.33
+    assert task["out_of_pairs"] is None and task["single"] == 0 and not result["problems"]
+    assert "not in image pairs" not in capsys.readouterr().err
+
+
+def test_an_image_with_one_question_is_never_a_right_pair(tmp_path: Path) -> None:
+    """a: both right; b: its one question right. acc = 3/3 = 100; acc+ = 1/2 = 50 (b has no pair): score 150,
+    not 200; b is reported (and the file's last line is out of pairs)."""
+    lines = [("a.jpg", "Is there a dog?", "Yes", "Yes"), ("a.jpg", "Is there a cat?", "No", "No"),
+             ("b.jpg", "Is there a dog?", "Yes", "Yes")]
+    folder = existence_file(tmp_path / "results", lines)
+    result = run_mme(tmp_path, "--results_dir", str(folder))
+    task = result["runs"][0]["tasks"]["existence"]
+    assert (task["acc"], task["acc_plus"], task["score"], task["single"]) == (100, 50, 150, 1)
+    problems = {(p["id"], p["line"], p["reason"].split(":")[0]) for p in result["problems"]}
+    assert ("b.jpg", None, "one question for this image (MME has 2)") in problems
+    assert task["out_of_pairs"] == {"file": str(folder / "existence.txt"), "line": 3}
+
+
+def test_a_file_out_of_image_pairs_is_scored_by_image_with_a_warning(tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """The lines of a and b interleaved; each image has one right and one wrong answer. By image: acc = 2/4 = 50,
+    acc+ = 0/2 = 0: score 50. calculation.py would pair (a dog, b dog), both right, and (a cat, b cat): acc+ 50,
+    score 100. The file and its first line out of pairs are named."""
+    lines = [("a.jpg", "Is there a dog?", "Yes", "Yes"), ("b.jpg", "Is there a dog?", "Yes", "Yes"),
+             ("a.jpg", "Is there a cat?", "No", "Yes"), ("b.jpg", "Is there a cat?", "No", "Yes")]
+    folder = existence_file(tmp_path / "results", lines)
+    result = run_mme(tmp_path, "--results_dir", str(folder))
+    task = result["runs"][0]["tasks"]["existence"]
+    assert (task["acc"], task["acc_plus"], task["score"]) == (50, 0, 50)
+    assert calculation_py(lines) == 100
+    assert task["out_of_pairs"] == {"file": str(folder / "existence.txt"), "line": 1}
+    assert any(p["file"] == str(folder / "existence.txt") and p["line"] == 1 and "not in image pairs" in p["reason"]
+               for p in result["problems"])
+    assert f"warning: {folder / 'existence.txt'}:1: the lines are not in image pairs" in capsys.readouterr().err

@@ -26,7 +26,7 @@ from helpers import (
 from llava.generation import GenerationConfig, generate
 from llava.methods import get_method
 from llava.mm_utils import tokenizer_image_token
-from llava.model.builder import prepare_model
+from llava.model.prepare import prepare_model
 from llava.model.families import family_of
 from sparc.pai.config import CAPTION_QUERY, PaiConfig
 from sparc.pai.method import LOG_CUTOFF, Pai, PaiHook

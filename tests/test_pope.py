@@ -203,3 +203,16 @@ def test_a_fractional_id_is_reported_not_matched(tmp_path: Path) -> None:
                        + json.dumps({"question_id": 1, "text": "yes"}) + "\n")
     result = scored(answers, questions)
     assert result["counts"]["extra"] == 1 and any("1.5" in p["reason"] for p in result["problems"])
+
+
+@pytest.mark.parametrize("name", ["coco_pope_random.jsonl", "answers.jsonl", "folder"])
+def test_a_mistyped_path_says_it_does_not_exist_and_creates_nothing(tmp_path, capsys, name):
+    """Whatever the name says (a setting or none), a path that does not exist is said so, before its name is read
+    for a dataset and setting and before any output folder is made."""
+    from eval import pope
+
+    missing = tmp_path / "typo" / name
+    flag = "--answers_dir" if name == "folder" else "--answers"
+    assert pope.main([flag, str(missing)]) == 2
+    assert capsys.readouterr().err.strip() in (f"error: {missing}: no such file", f"error: {missing}: no such folder")
+    assert not (tmp_path / "typo").exists()

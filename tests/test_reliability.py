@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from eval import caption, vqa
-from eval.datasets import Sample
+from eval.benchmarks.samples import Sample
 from eval.files import InputError
 from eval.runner import AppendLog, Runner, RunPaths
 

@@ -4,6 +4,7 @@ explained; one row per method whatever its name."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 
 from conftest import EVAL_DATA, MME_GT
 from eval import report
+from eval.scoring import Column, ScoredRun, Scorer, register_scorer, unregister_scorer
 
 POPE_QUESTIONS = EVAL_DATA / "pope" / "rucaibox" / "coco_pope_random.json"
 """POPE's own COCO random questions (3000)."""
@@ -296,3 +298,148 @@ def test_the_same_answers_scored_twice_count_once(tmp_path: Path,
     row = next(line for line in out.splitlines() if "| coco | random |" in line)
     assert "| 1 |" in row, out
     assert "scores the same answers as" in out and "counted once" in out
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Tables by benchmark, through the scorers' interface (eval.scoring)
+
+
+def test_a_chair_run_of_another_benchmark_lands_under_its_own_columns(tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """CHAIR scores any captions: a run whose _results.json names the benchmark ``folder`` is in folder's columns
+    of the captioning table, not COCO's, and COCO's published F1 is not put beside it."""
+    model = "liuhaotian/llava-v1.5-7b"
+    coco = runner_run(tmp_path, "coco_run", {"model_path": model, "method": "baseline", "benchmark": "coco",
+                                             "seed": 42})
+    folder = runner_run(tmp_path, "folder_run", {"model_path": model, "method": "sparc", "benchmark": "folder",
+                                                 "seed": 42})
+    chair_file(tmp_path, "coco_run", coco, 0.5)
+    chair_file(tmp_path, "folder_run", folder, 0.4)
+    assert report.main([str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.startswith("### SPARC: captioning (COCO, folder CHAIR x100") for line in lines), lines
+    assert ("| Model | Method | Source | Runs | COCO CHAIRs ↓ | COCO CHAIRi ↓ | COCO Recall ↑ | COCO F1 ↑ "
+            "| COCO Len (words) | folder CHAIRs ↓ | folder CHAIRi ↓ | folder Recall ↑ | folder F1 ↑ "
+            "| folder Len (words) |") in lines
+    assert ("| LLaVA-1.5 | baseline | ours | 1 (seed 42) | 50.00 | 14.00 | 78.00 | 82.00 | 95.12 "
+            "| - | - | - | - | - |") in lines
+    assert "| LLaVA-1.5 | baseline | paper | - | - | - | - | 81.99 | - | - | - | - | - | - |" in lines
+    assert ("| LLaVA-1.5 | SPARC | ours | 1 (seed 42) | - | - | - | - | - "
+            "| 40.00 | 14.00 | 78.00 | 82.00 | 95.12 |") in lines
+    assert not any(line.startswith("| LLaVA-1.5 | SPARC | paper |") for line in lines)  # 83.67 is COCO's
+
+
+class SplitHits(Scorer):
+    """A scorer the report has never heard of: one run per split, its own columns, a published number."""
+
+    name = "split_hits"
+    default_benchmark = "hitbench"
+    columns = (Column("hits", "Hits ↑", 100), Column("misses", "Misses ↓"))
+    description = "hits x100, misses as counted"
+    key_headers = ("Split",)
+    paper_runs = "3 seeds"
+
+    def runs(self, data: dict[str, Any]) -> list[ScoredRun]:
+        return [ScoredRun(split, data["answers_file"], values, values.get("unanswered"), 10, "items")
+                for split, values in data["splits"].items()]
+
+    def key_order(self, key: str) -> tuple[Any, ...]:
+        return (key != "hard", key)  # the hard split first
+
+    def paper(self, benchmark: str, key: str, model: str, method: str) -> dict[str, Any] | None:
+        return {"hits": (90.0, 1.5)} if (benchmark, key, method) == ("hitbench", "easy", "SPARC") else None
+
+
+def test_a_new_scorer_gets_its_own_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A scorer registered anywhere (here, in a test) gets a table of its benchmark from its interface alone:
+    title, key columns, its columns and scales, its order, coverage notes and published numbers."""
+    register_scorer(SplitHits())
+    try:
+        write(tmp_path / "llava-1.5_sparc_hits.json", {
+            "scorer": "split_hits", "answers_file": "hits.jsonl", "problems": [],
+            "splits": {"easy": {"hits": 0.5, "misses": 3}, "hard": {"hits": 0.25, "misses": 7, "unanswered": 2}}})
+        assert report.main([str(tmp_path)]) == 0
+    finally:
+        unregister_scorer("split_hits")
+    lines = capsys.readouterr().out.splitlines()
+    table = lines[lines.index("### hitbench: hits x100, misses as counted"):]
+    assert table[2:7] == ["| Model | Split | Method | Source | Runs | Hits ↑ | Misses ↓ |",
+                          "|---|---|---|---|---|---|---|",
+                          "| LLaVA-1.5 | hard | SPARC | ours | 1 [1] | 25.00 | 7.00 |",
+                          "| LLaVA-1.5 | easy | SPARC | ours | 1 | 50.00 | 3.00 |",
+                          "| LLaVA-1.5 | easy | SPARC | paper | 3 seeds | 90.00 ± 1.50 | - |"]
+    assert "[1] incomplete: 2 of 10 items have no answer: not the benchmark's result" in lines
+    assert "split_hits" not in Path(report.__file__).read_text()
+
+
+def test_the_report_has_no_branch_on_a_scorer_name() -> None:
+    source = Path(report.__file__).read_text()
+    for name in ("chair", "clair", "pope", "mme", "amber", "llava_bench"):
+        assert not re.search(rf"[\"']{name}[\"']", source), name
+
+
+@pytest.mark.parametrize("name, how", [("docci", "python -m eval.clair --help"),
+                                            ("llava_bench", "python -m eval.llava_bench --help"),
+                                            ("folder", "the benchmark folder names no scorer")])
+def test_unscored_runs_name_the_scorer_of_their_benchmark(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                          name: str, how: str) -> None:
+    write(tmp_path / "run_results.json", {"config": {"method": "sparc", "benchmark": name},
+                                          "counts": {"answered": 3}, "files": {"answers": "run.jsonl"}})
+    assert report.main([str(tmp_path)]) == 0
+    assert f"{tmp_path / 'run.jsonl'}: SPARC on {name}, 3 answers, not scored yet ({how})" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("seed, runs", [(42, "1 (seed 42)"), (43, "2 (seeds 42, 43)")])
+def test_the_same_seed_run_twice_counts_once(tmp_path: Path, capsys: pytest.CaptureFixture[str], seed: int,
+                                             runs: str) -> None:
+    """A run done again (same settings and seed in the runner's _config.json, same samples) into another folder,
+    with answers a few bytes apart (GPU nondeterminism), is one run, not two seeds; another seed is another run."""
+    config = {"model_path": "liuhaotian/llava-v1.5-7b", "method": "sparc", "benchmark": "coco"}
+    for folder, run_seed, chair_s in (("again", seed, 0.42), ("first", 42, 0.40)):
+        answers = runner_run(tmp_path / folder, "sparc", {**config, "seed": run_seed})
+        Path(answers).write_text(json.dumps({"image_id": 1, "caption": f"a caption ({folder})"}) + "\n")
+        write(tmp_path / folder / "sparc_config.json", {**config, "protocol": {"seed": run_seed}})
+        write(tmp_path / folder / "sparc_manifest.json", {"ids": ["1"], "sha256": "f00"})
+        chair_file(tmp_path / folder, "sparc", answers, chair_s)
+    assert report.main([str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert f"| LLaVA-1.5 | SPARC | ours | {runs} |" in out, out
+    note = (f"{tmp_path / 'first' / 'sparc_chair.json'} scores the same run as "
+            f"{tmp_path / 'again' / 'sparc_chair.json'} (same seed and settings)")
+    assert (note in out and "counted once" in out) == (seed == 42), out
+
+
+def test_a_copied_run_counts_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The same answers under another path and seed name (a copy), scored as a second seed by an earlier MME
+    scorer: one run."""
+    first = tmp_path / "avisc_mme_seed42.jsonl"
+    first.write_text(json.dumps({"question_id": "existence/1.jpg", "text": "Yes"}) + "\n")
+    copy = tmp_path / "copy" / "avisc_mme_seed43.jsonl"
+    copy.parent.mkdir()
+    copy.write_bytes(first.read_bytes())
+    task = {"tasks": {t: {"score": 150.0} for t in ("existence", "count", "position", "color")},
+            "totals": {"hallucination": 600.0}}
+    runs = [{**task, "source": str(first)}, {**task, "source": str(copy)}]
+    write(tmp_path / "llava-1.5_avisc_mme.json", {"scorer": "mme", "answers_file": [str(first), str(copy)],
+                                                  "metrics": {}, "problems": [], "runs": runs})
+    assert report.main([str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "| LLaVA-1.5 | AvisC | ours | 1 (seed 42) | 150.00 | 150.00 | 150.00 | 150.00 | 600.00 |" in out, out
+    assert f"scores the same answers as {tmp_path / 'llava-1.5_avisc_mme.json'} ({copy}): counted once" in out
+
+
+def test_a_scorer_that_cannot_be_loaded_skips_its_files_with_a_note(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from eval import scoring
+
+    def missing(name: str) -> None:
+        raise ModuleNotFoundError(f"No module named 'numpy' (importing {name})")
+
+    monkeypatch.setattr(scoring, "_REGISTRY", {k: v for k, v in scoring._REGISTRY.items() if k != "llava_bench"})
+    monkeypatch.setattr(scoring.importlib, "import_module", missing)
+    write(tmp_path / "run_llava_bench.json", {"scorer": "llava_bench", "answers_file": "run.jsonl", "metrics": {}})
+    chair_file(tmp_path, "llava-1.5_sparc", "x.jsonl", 0.4)
+    assert report.main([str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "| LLaVA-1.5 | SPARC | ours | 1 | 40.00 |" in out
+    assert f"{tmp_path / 'run_llava_bench.json'}: the scorer llava_bench cannot be loaded (No module named" in out

@@ -19,7 +19,8 @@ from eval import caption, vqa
 from eval.benchmarks import BENCHMARKS, resolve_run
 from eval.files import InputError
 from eval.methods import get_method, list_methods
-from helpers import golden_json
+from helpers import golden_json, signal_when_running
+from llava.model.families import list_families
 
 PYTHON = sys.executable
 
@@ -256,14 +257,25 @@ def test_an_interrupted_run_is_one_line(golden_dir, tmp_path):
                                 "--save-path", str(tmp_path), "--experiment-name", "run"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                env={**os.environ, "PROGRESS_EVERY": "0"})
-    deadline = time.time() + 120
-    while time.time() < deadline and not (tmp_path / "run_config.json").is_file():
-        time.sleep(0.1)
-    time.sleep(1.0)
-    process.send_signal(signal.SIGINT)
-    _, err = process.communicate(timeout=120)
+    err = signal_when_running(process, tmp_path / "run_config.json", signal.SIGINT)
     assert process.returncode == 130, err[-2000:]
     assert "interrupted: the answers written so far are kept; rerun the same command to resume" in err
+    assert "Traceback" not in err
+
+
+def test_a_terminated_run_is_one_line(golden_dir, tmp_path):
+    """SIGTERM (what schedulers send) in the middle of a run: one line with the resume hint, exit 143, no traceback
+    (as Ctrl-C above)."""
+    import signal
+
+    command = [PYTHON, "-m", "eval.caption", "--dataset-type", "folder", "--model-path", "tiny", "--image-folder",
+               str(golden_dir / "images"), "--max-new-tokens", "400", "--save-path", str(tmp_path),
+               "--experiment-name", "run"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "PROGRESS_EVERY": "0"})
+    err = signal_when_running(process, tmp_path / "run_config.json", signal.SIGTERM)
+    assert process.returncode == 143, err[-2000:]
+    assert "terminated (SIGTERM): the answers written so far are kept; rerun the same command to resume" in err
     assert "Traceback" not in err
 
 
@@ -314,9 +326,10 @@ def test_every_method_has_the_standard_presets_and_valid_defaults():
         spec = get_method(name)
         assert {"paper", "scripts", "official"} <= set(spec.presets), name
         for preset in spec.presets:
-            for family in ("llava", "llava_next", "instructblip"):
-                for benchmark in BENCHMARKS:
-                    resolve_run(benchmark, family, name, preset)  # every combination resolves and validates
+            for family in list_families():
+                depth = family.synthetic_num_layers("tiny")
+                for benchmark in BENCHMARKS:  # every combination resolves and validates
+                    resolve_run(benchmark, family.name, name, preset, num_layers=depth)
 
 
 @pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
@@ -334,35 +347,24 @@ def test_no_method_takes_a_non_finite_number(value):
 
 def test_a_beam_search_method_records_its_width():
     run = resolve_run("pope", "llava", "opera", "official", method_overrides={"beam": 3})
-    assert run.protocol["num_beams"] == 3 and run.sources["num_beams"] == "method:opera"
-    assert resolve_run("coco", "llava", "baseline").protocol["num_beams"] == 1
+    assert run.protocol.num_beams == 3 and run.sources["num_beams"] == "method:opera"
+    assert resolve_run("coco", "llava", "baseline").protocol.num_beams == 1
 
 
-def _script_comments() -> list[tuple[Path, str, str, dict[str, str]]]:
-    """``# <method> (<preset> preset): VAR=value ...`` comment lines of every script."""
-    found = []
-    for script in sorted((PROJECT_ROOT / "scripts").glob("*/*.sh")):
-        for line in script.read_text().splitlines():
-            match = re.match(r"# (\w+) \((\w+) preset\): (.*)", line)
-            if match:
-                values = dict(pair.split("=") for pair in match.group(3).split())
-                found.append((script, match.group(1), match.group(2), values))
-    return found
-
-
-def test_script_comments_state_the_preset_values():
-    """The preset values the scripts show in comments are the registry's (they are documentation, not a second
-    home: this test keeps them true)."""
+def test_the_scripts_restate_no_preset_value_and_their_variables_name_real_parameters():
+    """Preset values have one home, the method registry (``python -m eval.methods --resolve PRESET --benchmark B``
+    prints them): no script restates one in a comment or a variable block. The parameter variables the shared library
+    reads (``METHOD_VARIABLES`` in scripts/lib/run.sh) name real parameters of their methods."""
     mapping_text = (PROJECT_ROOT / "scripts/lib/run.sh").read_text()
     variables = {m: dict(pair.split("=") for pair in pairs.split())
                  for m, pairs in re.findall(r'\[(\w+)\]="([^"]+)"', mapping_text)}
-    families = {"llava": "llava", "llava_next": "llava_next", "instructblip": "instructblip"}
-    comments = _script_comments()
-    assert len(comments) >= 12
-    for script, method, preset, values in comments:
-        family = families[script.parent.name]
-        benchmark = {"pope": "pope", "mme": "mme", "amber": "amber"}.get(script.stem, "coco")
-        params = get_method(method).resolve(preset, family=family, benchmark=benchmark).params
-        for variable, value in values.items():
-            param = variables[method][variable]
-            assert str(params[param]) == value, f"{script.name}: {variable}={value} but {method} {preset} has {params[param]}"
+    assert set(variables) == {"sparc", "avisc", "vcd", "m3id"}
+    for method, pairs in variables.items():
+        assert set(pairs.values()) <= {field.name for field in get_method(method).param_fields()}, method
+    names = {variable for pairs in variables.values() for variable in pairs}
+    for script in sorted((PROJECT_ROOT / "scripts").glob("**/*.sh")):
+        text = script.read_text()
+        assert not re.search(r"\((paper|scripts|official) preset\)", text), script
+        assert not re.search(r"MAX_NEW_TOKENS \(\d+\)|SEED=\S* *# *\d", text), script
+        if script.parent.name != "lib":
+            assert not [name for name in names if re.search(rf"^{name}=|[ ;]{name}=\$", text, re.M)], script

@@ -17,7 +17,9 @@ from PIL import Image
 
 from conftest import MME_GT
 from eval import caption, vqa
-from eval.datasets import Sample
+from eval.benchmarks import DataSettings, get_benchmark
+from eval.benchmarks.samples import Sample
+from llava.settings import Protocol
 from eval.runner import ConfigMismatch, Runner, RunPaths
 
 PYTHON = sys.executable
@@ -101,7 +103,8 @@ def test_changed_settings_are_refused_unless_overwrite(golden_dir, tmp_path):
     noise_images(images, 2)
     model = tiny_llava(golden_dir)
     assert caption.main(caption_args(model, images, tmp_path, "run")) == 0
-    with pytest.raises(ConfigMismatch, match=r"method_params\.tau: 1\.5 -> 2\.0"):
+    with pytest.raises(ConfigMismatch, match=r"method_params\.tau: 1\.5 -> 2\.0.*--overwrite \(scripts: OVERWRITE=1\) "
+                                             r"or another --save-path \(scripts: SAVE_PATH\)"):
         caption.main(caption_args(model, images, tmp_path, "run", "--tau", "2.0"))
     assert caption.main(caption_args(model, images, tmp_path, "run", "--tau", "2.0", "--overwrite")) == 0
     assert json.loads((tmp_path / "run_config.json").read_text())["method_params"]["tau"] == 2.0
@@ -224,23 +227,51 @@ def test_coco_subset_manifest_round_trip(golden_dir, tmp_path):
     assert [r["image_id"] for r in lines(tmp_path / "again.jsonl")] == [r["image_id"] for r in lines(tmp_path / "first.jsonl")]
 
 
-def test_iiw_and_docci_readers(tmp_path):
-    from eval.datasets import caption_samples
+def read(benchmark: str, problems: list | None = None, protocol: Protocol = Protocol(prompt="q"), **data):
+    """The samples a benchmark's reader gives for these data settings."""
+    return get_benchmark(benchmark).read(DataSettings(**data), protocol, [] if problems is None else problems)
 
+
+def test_iiw_and_docci_readers(tmp_path):
     (tmp_path / "data.jsonl").write_text("".join(json.dumps({"image/key": f"aar_{i}", "IIW": "x"}) + "\n" for i in range(4))
                                          + "{broken\n" + json.dumps({"other": 1}) + "\n")
     problems = []
-    iiw = caption_samples("iiw", tmp_path, tmp_path / "data.jsonl", None, 42, problems, "q").samples
+    iiw_set = read("iiw", problems, image_folder=tmp_path, annotation_file=tmp_path / "data.jsonl")
+    assert (iiw_set.requested, iiw_set.available, iiw_set.short) == (400, 4, True)  # IIW-400 is 400 images
+    iiw = iiw_set.samples
     assert [s.key for s in iiw] == [f"aar_{i}" for i in range(4)] and iiw[0].image_path == tmp_path / "aar_0.jpg"
     assert [p.line for p in problems] == [5, 6]
     assert [s.origin for s in iiw] == [f"{tmp_path / 'data.jsonl'}:{n}" for n in range(1, 5)]
     docci_lines = [{"image_file": f"test_{i:05d}.jpg", "description": "d"} for i in range(30)]
     (tmp_path / "docci.jsonl").write_text("".join(json.dumps(r) + "\n" for r in docci_lines))
-    docci = caption_samples("docci", tmp_path, tmp_path / "docci.jsonl", 5, 42, [], "q")
+    docci = read("docci", image_folder=tmp_path, annotation_file=tmp_path / "docci.jsonl", num_samples=5)
     import random
     assert [s.key for s in docci.samples] == [r["image_file"] for r in random.Random(42).sample(docci_lines, 5)]
     assert (docci.requested, docci.available, docci.short) == (5, 30, False)
-    assert caption_samples("docci", tmp_path, tmp_path / "docci.jsonl", 500, 42, [], "q").short
+    assert read("docci", image_folder=tmp_path, annotation_file=tmp_path / "docci.jsonl", num_samples=500).short
+
+
+def test_a_coco_folder_without_coco_names_names_the_pattern_the_alternatives_and_a_subfolder(tmp_path):
+    """Photos of one's own, or the folder above val2014: one error naming the folder, the COCO file-name pattern and
+    what to do (--dataset-type folder; the val2014 subfolder), not "no samples"."""
+    from eval.files import InputError
+
+    noise_images(tmp_path / "photos", 2)
+    with pytest.raises(InputError) as error:
+        read("coco", image_folder=tmp_path / "photos")
+    assert str(error.value) == (f"{tmp_path / 'photos'}: none of its 2 images has a COCO file name (like "
+                                "COCO_val2014_000000000139.jpg); for images of your own use --dataset-type folder "
+                                "(the scripts: scripts/sparc_demo.sh)")
+    (tmp_path / "coco" / "val2014").mkdir(parents=True)
+    (tmp_path / "photos" / "img00.jpg").rename(tmp_path / "coco" / "val2014" / "COCO_val2014_000000000139.jpg")
+    with pytest.raises(InputError, match=f"^{tmp_path / 'coco'}: no COCO images .* in this folder; its subfolder "
+                                         f"val2014 holds them: use {tmp_path / 'coco' / 'val2014'}$"):
+        read("coco", image_folder=tmp_path / "coco")
+    (tmp_path / "photos" / "img01.jpg").rename(tmp_path / "coco" / "val2014" / "COCO_val2014_000000000285.jpg")
+    (tmp_path / "coco" / "val2014" / "notes.png").write_bytes(b"")
+    problems = []  # some COCO names: the others are recorded problems, as before
+    found = read("coco", problems, image_folder=tmp_path / "coco" / "val2014")
+    assert [s.key for s in found.samples] == ["139", "285"] and len(problems) == 1
 
 
 def test_vqa_pope_with_llava_and_instructblip_feeds_the_pope_scorer(golden_dir, tiny_instructblip, tmp_path):
@@ -271,8 +302,6 @@ def test_vqa_pope_with_llava_and_instructblip_feeds_the_pope_scorer(golden_dir, 
 
 
 def test_vqa_mme_and_amber_readers(tmp_path):
-    from eval.datasets import amber_samples, mme_samples
-
     (tmp_path / "existence").mkdir()
     (tmp_path / "artwork" / "images").mkdir(parents=True)
     (tmp_path / "artwork" / "images" / "10.jpg").write_bytes(b"x")
@@ -280,7 +309,7 @@ def test_vqa_mme_and_amber_readers(tmp_path):
           {"question_id": "existence/1.jpg", "image": "existence/1.jpg", "text": "Is there a cat?", "category": "existence"},
           {"question_id": "artwork/10.jpg", "image": "artwork/10.jpg", "text": "Is it a painting?"}]
     (tmp_path / "mme.jsonl").write_text("".join(json.dumps(q) + "\n" for q in qs))
-    samples = mme_samples(tmp_path / "mme.jsonl", tmp_path, [])
+    samples = read("mme", image_folder=tmp_path, question_file=tmp_path / "mme.jsonl").samples
     assert [s.key for s in samples] == ["existence/1.jpg#0", "existence/1.jpg#1", "artwork/10.jpg#0"]
     assert samples[0].question == "Is there a dog?" and samples[0].fields["category"] == "existence"
     assert samples[2].image_path == tmp_path / "artwork" / "images" / "10.jpg"
@@ -288,7 +317,7 @@ def test_vqa_mme_and_amber_readers(tmp_path):
     (tmp_path / "q.json").write_text(json.dumps([{"id": 1, "image": "AMBER_1.jpg", "query": "Describe this image."},
                                                  {"id": 2, "image": "AMBER_2.jpg"}]))
     problems = []
-    amber = amber_samples(tmp_path / "q.json", tmp_path, problems)
+    amber = read("amber", problems, image_folder=tmp_path, question_file=tmp_path / "q.json").samples
     assert [s.key for s in amber] == ["1"] and len(problems) == 1
 
 
@@ -296,10 +325,9 @@ def test_mme_questions_from_the_ground_truth_folder_score_back(tmp_path):
     """Every MME ground-truth question becomes a sample (without "Please answer yes or no.", as LLaVA's MME
     questions), and answers written with the runner's fields are matched back to all of them by the MME scorer."""
     from eval import mme
-    from eval.datasets import mme_samples
 
     problems = []
-    samples = mme_samples(MME_GT, tmp_path, problems)
+    samples = read("mme", problems, image_folder=tmp_path, question_file=MME_GT).samples
     assert len(samples) == 2374 and not problems
     assert not any("Please answer" in s.question for s in samples)
     answers = tmp_path / "answers.jsonl"
@@ -330,3 +358,30 @@ def test_pope_ids_written_in_any_form_are_answered_kept_and_scored(golden_dir, t
     assert json.loads((tmp_path / "run_results.json").read_text())["counts"]["answered_this_run"] == 0
     assert pope.main(["--answers", str(tmp_path / "run.jsonl"), "--question_file", str(questions)]) == 0
     assert json.loads((tmp_path / "run_pope.json").read_text())["counts"]["scored"] == len(ids)
+
+
+@pytest.mark.parametrize("decoding", [["--decoding", "greedy"], ["--decoding", "sample"], ["--num-beams", "2"]])
+def test_a_sample_whose_logits_overflow_fails_with_its_step_and_the_run_goes_on(golden_dir, tmp_path, monkeypatch,
+                                                                                   decoding):
+    """The float16-overflow reports (VCD, Qwen): one image's features become NaN, so its logits are NaN from the first
+    step. Greedy, sampling and beam search alike: that sample is a failed sample (id, step), the others are answered."""
+    from llava.model.families.llava.model import LlavaFamily
+
+    features = LlavaFamily.image_features
+
+    def overflowing(self, model, images):
+        blocks = features(self, model, images)
+        return [torch.full_like(b, float("nan")) if float(p.mean()) > 1.5 else b  # the white image
+                for b, p in zip(blocks, images.pixel_values)]
+
+    monkeypatch.setattr(LlavaFamily, "image_features", overflowing)
+    images = tmp_path / "images"
+    noise_images(images, 2)
+    Image.new("RGB", (64, 48), (255, 255, 255)).save(images / "img99.jpg")
+    code = caption.main(caption_args(tiny_llava(golden_dir), images, tmp_path / "out", "run", "--method", "baseline",
+                                     "--batch-size", "3", *decoding))
+    assert code == 0
+    answered = [r["image_id"] for r in lines(tmp_path / "out" / "run.jsonl")]
+    assert answered == ["img00", "img01"]
+    (failed,) = lines(tmp_path / "out" / "run_errors.jsonl")
+    assert failed["key"] == "img99" and "NonFiniteLogits" in failed["reason"] and "decode step 1" in failed["reason"]

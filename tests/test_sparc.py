@@ -318,3 +318,28 @@ def test_sparse_and_dense_amplification_scale_exactly_the_selected_values(count,
     assert (hook.factor is not None) == (count > 88 // 16)
     hook.edit_values(0, value)
     assert torch.equal(value, expected)
+
+
+def test_the_ablation_presets_mean_what_the_paper_ablates():
+    """``no_selection``: every image token is selected at every step (tau -1); ``no_ema``: each step is compared with
+    the previous step's attention only (beta 0); everything else stays the paper's, on every family."""
+    from eval.methods import get_method
+    from sparc.method import SparcHook
+
+    spec = get_method("sparc")
+    for family, tau in (("llava", 1.5), ("llava_next", 4.0)):
+        paper = spec.resolve("paper", family=family).params
+        assert spec.resolve("no_selection", family=family).params == {**paper, "tau": -1.0}
+        assert spec.resolve("no_ema", family=family).params == {**paper, "beta": 0.0} and paper["tau"] == tau
+    # the arithmetic, by hand on one sequence of four image tokens
+    image_start, image_len = torch.tensor([0]), torch.tensor([4])
+    rows = [torch.tensor([[0.1, 0.2, 0.3, 0.4]]), torch.tensor([[0.4, 0.0, 0.3, 0.1]]), torch.tensor([[0.2, 0.1, 0.6, 0.1]])]
+    every = SparcHook(SparcConfig(tau=-1.0, selected_layer=0, end_layer=0), image_start, image_len, record=True)
+    last = SparcHook(SparcConfig(beta=0.0, tau=0.5, selected_layer=0, end_layer=0), image_start, image_len, record=True)
+    for hook in (every, last):
+        for step, row in enumerate(rows):
+            hook.begin_forward(step)
+            hook.on_attention(0, row)
+    assert every.selections[0] == [[0, 1, 2, 3], [0, 1, 2, 3]]  # even token 1, whose change is exactly -1
+    # no EMA: step 2 compares with step 1 only: (0.2 - 0.4) / 0.4, (0.1 - 0.0) / 0.0 = inf, (0.6 - 0.3) / 0.3 = 1
+    assert last.selections[0] == [[0], [1, 2]]

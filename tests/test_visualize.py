@@ -11,15 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from eval.figures.common import (
-    FIGURE_WIDTH,
-    anyres_geometry,
-    crop_geometry,
-    geometry_for,
-    pad_geometry,
-    sequence_geometry,
-    token_pieces,
-)
+from eval.figures.common import FIGURE_WIDTH, geometry_for, token_pieces
+from llava.geometry import crop_geometry, pad_geometry, sequence_geometry
+from llava.model.families.llava.model import anyres_geometry
 from llava.mm_utils import get_anyres_image_grid_shape, select_best_resolution
 
 PINPOINTS = [[336, 672], [672, 336], [672, 672], [1008, 336], [336, 1008]]
@@ -106,9 +100,10 @@ def test_geometry_matches_the_models_image_span(golden_dir):
         for image_name in ("img_wide.jpg", "img_tall.jpg", "img_square.jpg"):
             image = Image.open(golden_dir / "images" / image_name).convert("RGB")
             for aspect in aspects:
-                images = family.pixel_values(model, processor, [image], aspect)
+                preprocessing = family.preprocessing(model, processor, aspect)
+                images = family.pixel_values(model, processor, [image], preprocessing)
                 sequence = family.embed(model, tokenizer, ["<image>\nhi"], images)[0]
-                geometry = geometry_for(model, processor, image.size, aspect)
+                geometry = geometry_for(model, processor, image.size, preprocessing)
                 assert geometry.num_tokens == sequence.image_len, (name, image_name, aspect)
                 if geometry.mode == "pad":
                     assert geometry.background == tuple(int(x * 255) for x in processor.image_mean)
@@ -161,9 +156,9 @@ def test_layout_is_what_merge_tiles_builds_token_by_token(size, merge):
     span holds the feature the layout (and so the figure) says, the newline embedding where it says newline."""
     import torch
 
-    from llava.model.families import FAMILIES
+    from llava.model.families import get_family
 
-    family, model = FAMILIES["llava_next"], _FakeModel(merge)
+    family, model = get_family("llava_next").create(), _FakeModel(merge)
     layout = family.image_layout(model, size, tiled=True)
     ids = torch.arange((1 + layout.num_tiles) * 576, dtype=torch.float32).view(-1, 576, 1).expand(-1, -1, 3)
     merged = family.merge_tiles(model, ids, size)[:, 0]
@@ -195,8 +190,9 @@ def test_geometry_is_the_span_the_tiny_next_model_produces(size):
         big = Preprocessing.of(processor, aspect, PINPOINTS) if aspect else None
         if big is not None and np.prod(big.largest_image(size)) > 4_000_000:
             continue  # pad / crop of a thin strip builds a huge image (3000x2 crop: 504000x336); one tile all the same
-        sequence = family.embed(model, tokenizer, ["<image>\nhi"], family.pixel_values(model, processor, [image], aspect))[0]
-        geometry = geometry_for(model, processor, size, aspect)
+        preprocessing = family.preprocessing(model, processor, aspect)
+        sequence = family.embed(model, tokenizer, ["<image>\nhi"], family.pixel_values(model, processor, [image], preprocessing))[0]
+        geometry = geometry_for(model, processor, size, preprocessing)
         assert geometry.num_tokens == sequence.image_len, aspect
         tokens = np.concatenate([v.tokens.ravel() for v in geometry.views] + [np.array(geometry.newline, dtype=int)])
         assert sorted(tokens.tolist()) == list(range(geometry.num_tokens))  # every token exactly once
@@ -333,7 +329,7 @@ def test_render_avisc_grid_and_strip(golden_dir, tmp_path):
 
 
 def test_token_pieces_keep_spaces():
-    from llava.model.synthetic import toy_tokenizer
+    from llava.model.toy_tokenizers import toy_tokenizer
 
     tokenizer = toy_tokenizer()
     ids = tokenizer("the dog is on the table").input_ids[1:]

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 from transformers import Cache
@@ -39,12 +39,13 @@ from llava.generation import (
     DecodingMethod,
     GenerationConfig,
     GenerationOutput,
-    _forward,
-    _prefill,
-    generate,
+    forward_logits,
+    run_prefill,
+    check_finite_logits,
     new_cache,
 )
-from llava.inputs import Prefill, PromptBatch, SequenceInputs
+from llava.batch import PromptBatch
+from llava.inputs import Prefill
 from llava.model.families import family_of
 
 INITIAL_BEAM_SCORE = -1e9
@@ -228,6 +229,7 @@ class BeamSearch:
         self.mask: torch.Tensor | None = None  # (R, T): 1 = token, 0 = left padding
         self.padded = False  # whether any row has left padding (else attention runs without a mask)
         self.positions: torch.Tensor | None = None  # (R,) next position id
+        self.lengths: torch.Tensor | None = None  # (R,) tokens of each row's sequence (prompt + generated)
 
     # -- the loop --------------------------------------------------------------------------------------------
 
@@ -237,7 +239,9 @@ class BeamSearch:
         logits = self.start()
         while True:
             self.step += 1
-            _, tokens = self.advance(self.next_token_logits(logits).log_softmax(dim=-1))
+            logits = self.next_token_logits(logits)
+            check_finite_logits(logits[self.running_rows()], self.step)
+            _, tokens = self.advance(logits.log_softmax(dim=-1))
             if all(self.stopped):
                 break
             logits = self.forward(tokens)
@@ -248,11 +252,12 @@ class BeamSearch:
         if self.hook is not None:
             self.hook.begin_forward(0)
         room = self.config.max_new_tokens + 1
-        cache, logits = _prefill(self.model, self.family, self.prefill, self.hook, 0)
+        cache, logits = run_prefill(self.model, self.family, self.prefill, self.hook, 0)
         self.cache = repeat_rows(cache, self.num_beams, self.prefill.inputs_embeds.shape[1] + room)
         self.mask = self.prefill.attention_mask.repeat_interleave(self.num_beams, 0)
         self.padded = self.prefill.padded
-        self.positions = self.prefill.lengths.repeat_interleave(self.num_beams, 0)
+        self.positions = self.prefill.next_positions.repeat_interleave(self.num_beams, 0)
+        self.lengths = self.prefill.lengths.repeat_interleave(self.num_beams, 0)
         return logits.repeat_interleave(self.num_beams, 0)
 
     def next_token_logits(self, logits: torch.Tensor) -> torch.Tensor:
@@ -265,9 +270,10 @@ class BeamSearch:
             self.hook.begin_forward(self.step)
         self.mask = torch.cat([self.mask, self.mask.new_ones(self.rows, 1)], dim=1)
         embeds = self.family.embed_tokens(self.model, tokens[:, None])
-        logits = _forward(self.model, self.family, embeds, self.attention_mask(), self.positions[:, None], self.cache,
+        logits = forward_logits(self.model, self.family, embeds, self.attention_mask(), self.positions[:, None], self.cache,
                           self.hook)
         self.positions = self.positions + 1
+        self.lengths = self.lengths + 1
         self.on_forward()
         return logits
 
@@ -358,6 +364,11 @@ class BeamSearch:
 
     # -- going back (OPERA's retrospection) ------------------------------------------------------------------
 
+    def running_rows(self) -> list[int]:
+        """The rows of the prompts still searching (a stopped prompt's rows are fed padding)."""
+        return [row for g in range(self.groups) if not self.stopped[g] for row in range(g * self.num_beams,
+                                                                                        (g + 1) * self.num_beams)]
+
     def group_rows(self, g: int) -> slice:
         return slice(g * self.num_beams, (g + 1) * self.num_beams)
 
@@ -391,18 +402,18 @@ class BeamSearch:
                 raise ValueError(f"prompt {g}: nothing generated to re-prefill")
             prompt = prompts[g]
             kept = self.family.embed_tokens(self.model, self.tokens[rows, : n - 1])
-            sequences = [SequenceInputs(torch.cat([prompt.embeds, kept[k]]), prompt.image_start, prompt.image_len)
-                         for k in range(K)]
-            cache, _ = _prefill(self.model, self.family, Prefill.from_sequences(sequences), None, 1)
+            sequences = [prompt.extended(kept[k]) for k in range(K)]
+            cache, _ = run_prefill(self.model, self.family, Prefill.from_sequences(sequences), None, 1)
             last = self.family.embed_tokens(self.model, self.tokens[rows, n - 1 : n])
-            position = prompt.embeds.shape[0] + n - 1
+            position = prompt.next_position + n - 1
             positions = torch.full((K, 1), position, device=last.device)
-            logits.append(_forward(self.model, self.family, last, None, positions, cache, None))
-            length = position + 1
+            logits.append(forward_logits(self.model, self.family, last, None, positions, cache, None))
+            length = prompt.embeds.shape[0] + n
             write_rows(self.cache, torch.arange(rows.start, rows.stop, device=last.device), cache)
             self.mask[rows] = 0
             self.mask[rows, end - length :] = 1
-            self.positions[rows] = length
+            self.positions[rows] = position + 1
+            self.lengths[rows] = length
         padding = int(self.mask.argmax(dim=1).min())  # leading columns no row uses any more
         trim_left(self.cache, padding)
         self.mask = self.mask[:, padding:]
@@ -425,7 +436,7 @@ class BeamMethod(DecodingMethod):
 
     def begin(self, context: DecodingContext) -> None:
         """The greedy / sampling loop would silently ignore the method: refuse it."""
-        raise ValueError(f"{type(self).__name__} is a beam search: decode it with llava.beam_search.decode or "
+        raise ValueError(f"{type(self).__name__} is a beam search: decode it with llava.decoding.decode or "
                          "beam_search, not generate")
 
 
@@ -443,23 +454,3 @@ def beam_search(
     if num_beams != method.num_beams:
         raise ValueError(f"{type(method).__name__} searches with {method.num_beams} beams, not {num_beams}")
     return method.search(batch, config, on_step).run()
-
-
-def decode(
-    batch: PromptBatch,
-    config: GenerationConfig,
-    method: DecodingMethod | None = None,
-    num_beams: int = 1,
-    generators: Any = None,
-) -> GenerationOutput:
-    """One decode call for every method: a :class:`BeamMethod` runs its own beam search (``num_beams`` 1 means its
-    own width); ``num_beams > 1`` runs plain beam search (only without a method: the loop's methods keep per-row
-    state that beams would have to reorder); otherwise the greedy / sampling loop of :func:`llava.generation.generate`.
-    """
-    if isinstance(method, BeamMethod):
-        return beam_search(batch, config, method.num_beams if num_beams == 1 else num_beams, method)
-    if num_beams > 1:
-        if method is not None and type(method) is not DecodingMethod:
-            raise ValueError(f"{type(method).__name__} runs in the greedy / sampling loop; it has no beam search")
-        return beam_search(batch, config, num_beams)
-    return generate(batch, config, method, generators)

@@ -32,21 +32,11 @@ from transformers import Cache
 from transformers.cache_utils import CacheLayerMixin, DynamicLayer
 
 from llava.attention import AttentionHook, KVGroups
-from llava.inputs import Prefill, PromptBatch
-from llava.model.families import ModelFamily, family_of
-
-
-@dataclass
-class GenerationConfig:
-    """Decoding settings (transformers' names and semantics)."""
-
-    max_new_tokens: int = 512
-    do_sample: bool = False
-    temperature: float = 1.0
-    top_k: int | None = None
-    top_p: float | None = None
-    eos_token_ids: tuple[int, ...] = (2,)
-    pad_token_id: int = 0
+from llava.batch import PromptBatch
+from llava.inputs import Prefill
+from llava.model.families import family_of
+from llava.model.families.base import ModelFamily
+from llava.settings import GenerationConfig
 
 
 @dataclass
@@ -105,6 +95,25 @@ def warp_logits(logits: torch.Tensor, config: GenerationConfig) -> torch.Tensor:
         remove[..., -1] = False  # keep at least the most likely token
         logits = logits.masked_fill(remove.scatter(-1, order, remove), float("-inf"))
     return logits
+
+
+class NonFiniteLogits(ValueError):
+    """A decode step whose final logits hold NaN or +inf, or only -inf, in some rows (a float16 overflow, a branch
+    gone wrong): greedy decoding would silently pick token 0 and sampling would fail inside ``multinomial``. The rows
+    fail; a runner records each failing sample with the step and goes on with the others."""
+
+    def __init__(self, step: int, rows: list[int]):
+        self.step, self.rows = step, rows
+        super().__init__(f"non-finite logits (NaN or inf) at decode step {step} in batch row(s) {rows}: the model's "
+                         "numbers overflowed (float16?) or a method produced no usable logits")
+
+
+def check_finite_logits(logits: torch.Tensor, step: int) -> None:
+    """Raise :class:`NonFiniteLogits` for the rows of ``logits`` ``(R, V)`` that hold NaN or +inf or no finite value
+    at all (``-inf`` alone is a token ruled out: top-k, top-p and the contrastive cutoffs write it)."""
+    bad = logits.isnan().any(dim=-1) | logits.isposinf().any(dim=-1) | logits.isneginf().all(dim=-1)
+    if bool(bad.any()):
+        raise NonFiniteLogits(step, bad.nonzero().flatten().tolist())
 
 
 def choose_tokens(logits: torch.Tensor, config: GenerationConfig, generators: Sequence[torch.Generator] | None) -> torch.Tensor:
@@ -267,7 +276,7 @@ def _stack(prefills: list[Prefill]) -> Prefill:
     return Prefill.from_sequences([s for p in prefills for s in p.to_sequences()])
 
 
-def _forward(model: Any, family: ModelFamily, embeds, mask, positions, cache, hook) -> torch.Tensor:
+def forward_logits(model: Any, family: ModelFamily, embeds, mask, positions, cache, hook) -> torch.Tensor:
     """One language-model forward; float32 logits of the last position only. ``mask`` is None when nothing is
     padded (causal attention needs no mask then, and transformers skips a host sync per forward)."""
     out = family.decoder(model)(
@@ -277,13 +286,13 @@ def _forward(model: Any, family: ModelFamily, embeds, mask, positions, cache, ho
     return family.logits(model, out.last_hidden_state[:, -1])
 
 
-def _prefill(
+def run_prefill(
     model: Any, family: ModelFamily, prefill: Prefill, hook: AttentionHook | None, room: int
 ) -> tuple[Cache, torch.Tensor]:
     """Run the prompt through the model into a new cache with ``room`` positions to spare; last-position logits."""
     cache = new_cache(family.num_layers(model), prefill.inputs_embeds.shape[1] + room)
     mask = prefill.attention_mask if prefill.padded else None
-    logits = _forward(model, family, prefill.inputs_embeds, mask, prefill.position_ids, cache, hook)
+    logits = forward_logits(model, family, prefill.inputs_embeds, mask, prefill.position_ids, cache, hook)
     return cache, logits
 
 
@@ -310,29 +319,29 @@ def _prefill_groups(context: DecodingContext, method: DecodingMethod, hook: Atte
     its own length and becomes a row group of its own."""
     model, family, prefill = context.model, context.family, context.prefill
     rows = prefill.batch_size
-    cache, logits = _prefill(model, family, prefill, hook, room)
+    cache, logits = run_prefill(model, family, prefill, hook, room)
     branch_inputs = method.branches(context)
     for branch in branch_inputs:
         if branch.batch_size != rows:
             raise ValueError(f"{type(method).__name__}: a branch of {branch.batch_size} rows for a batch of {rows}")
     same = [i for i, branch in enumerate(branch_inputs) if _same_layout(branch, prefill)]
     other = [i for i in range(len(branch_inputs)) if i not in same]
-    mask, positions, first_logits = prefill.attention_mask, [prefill.lengths], [logits]
+    mask, positions, first_logits = prefill.attention_mask, [prefill.next_positions], [logits]
     if same:
         stacked = _stack([branch_inputs[i] for i in same])
-        branch_cache, branch_logits = _prefill(model, family, stacked, None, 0)
+        branch_cache, branch_logits = run_prefill(model, family, stacked, None, 0)
         cache, mask = merge_caches([cache, branch_cache], [mask, stacked.attention_mask], room)
-        positions.append(stacked.lengths)
+        positions.append(stacked.next_positions)
         first_logits.append(branch_logits)
     groups = [RowGroup(slice(0, rows * (1 + len(same))), cache, PaddingMask(mask, room))]
     branch_rows = {i: slice(rows * (1 + k), rows * (2 + k)) for k, i in enumerate(same)}
     for i in other:
         branch = branch_inputs[i]
-        branch_cache, branch_logits = _prefill(model, family, branch, None, room)
+        branch_cache, branch_logits = run_prefill(model, family, branch, None, room)
         start = groups[-1].rows.stop
         groups.append(RowGroup(slice(start, start + rows), branch_cache, PaddingMask(branch.attention_mask, room)))
         branch_rows[i] = groups[-1].rows
-        positions.append(branch.lengths)
+        positions.append(branch.next_positions)
         first_logits.append(branch_logits)
     device = first_logits[0].device
     return PrefillState(groups, torch.cat([p.to(device) for p in positions]), torch.cat(first_logits),
@@ -377,6 +386,7 @@ def generate(
     step = 0
     for step in range(1, config.max_new_tokens + 1):
         final = warp_logits(method.combine(step, logits[:rows], [logits[r] for r in state.branch_rows]), config)
+        check_finite_logits(final.masked_fill(finished[:, None], 0.0), step)  # a finished row's logits are unused
         chosen = choose_tokens(final, config, generators)
         if step_callback is not None:
             step_callback(step, final, chosen)
@@ -391,7 +401,7 @@ def generate(
             group.mask.grow()
         mask = groups[0].mask.current if len(groups) == 1 else None  # grouped: each group's own, in attention
         embeds = family.embed_tokens(model, chosen.repeat(copies)[:, None])
-        logits = _forward(model, family, embeds, mask, positions[:, None], cache, hook)
+        logits = forward_logits(model, family, embeds, mask, positions[:, None], cache, hook)
         positions += 1
 
     tokens = torch.stack(chosen_steps, dim=1) if chosen_steps else torch.empty(rows, 0, dtype=torch.long)

@@ -26,11 +26,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-PROTOCOL_FIELDS = (
-    "conv_mode", "prompt", "image_aspect", "decoding", "temperature", "top_k", "top_p", "max_new_tokens", "seed",
-    "num_beams", "text_cut",
-)
-"""Benchmark-protocol settings a preset may override (see ``eval.benchmarks``)."""
+from llava.settings import PROTOCOL_FIELDS, check_finite
 
 STANDARD_PRESETS = ("paper", "scripts", "official")
 """Preset names every method of this project defines (aliases where the official code makes no difference)."""
@@ -40,12 +36,43 @@ SEARCHES = ("loop", "loop+beam", "beam")
 plain decoding); or as its own beam search (``beam``: its config's ``num_beams`` is its width, decoding is greedy)."""
 
 
-def check_finite(values: Mapping[str, Any]) -> None:
-    """``ValueError`` naming the first float of ``values`` that is NaN or infinite: no method parameter or protocol
-    value means anything there, and NaN would never compare equal when a run is resumed."""
-    for name, value in values.items():
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ValueError(f"{name} must be a finite number, got {value}")
+@dataclass(frozen=True)
+class ByDepth:
+    """A layer index that depends on the model's depth ``n``: ``floor(n * fraction) + offset``, resolved when the
+    depth is known (from the checkpoint's ``config.json``, before loading). ``text`` says what it means.
+
+    >>> LAST_LAYER.resolve(28), ALL_LAYERS_END.resolve(8), ByDepth(0.625, 0, "20 of 32, scaled").resolve(28)
+    (27, 8, 17)
+    """
+
+    fraction: float
+    offset: int
+    text: str
+
+    def resolve(self, num_layers: int) -> int:
+        value = math.floor(num_layers * self.fraction) + self.offset
+        if not 0 <= value <= num_layers:
+            raise ValueError(f"{self.text} is layer {value}, outside a model of {num_layers} layers")
+        return value
+
+
+LAST_LAYER = ByDepth(1.0, -1, "the last layer")
+"""An inclusive end layer that means "every layer" (SPARC's 31 on a 32-layer model)."""
+ALL_LAYERS_END = ByDepth(1.0, 0, "the model's depth")
+"""An exclusive end layer that means "every layer" (PAI's ``range(start, 32)`` on a 32-layer model)."""
+
+
+@dataclass(frozen=True)
+class FamilyDefault:
+    """A method's settings on model families that no paper gives values for (Qwen2-VL: neither SPARC's nor AvisC's
+    nor PAI's authors published any). ``values`` replace what is family-specific in every preset (layer indices,
+    relative to the depth with :class:`ByDepth`), applied after the preset's own values and rules; every setting of
+    such a run that is not a flag records ``note`` in its source, so a result never passes for a published
+    configuration."""
+
+    families: tuple[str, ...]
+    values: Mapping[str, Any] = field(default_factory=dict)
+    note: str = "family default, not from a paper"
 
 
 @dataclass(frozen=True)
@@ -112,6 +139,7 @@ class MethodSpec:
     source: str = ""
     default_preset: str = "paper"
     search: str = "loop"
+    family_defaults: tuple[FamilyDefault, ...] = ()
 
     def __post_init__(self) -> None:
         if self.search not in SEARCHES:
@@ -126,6 +154,15 @@ class MethodSpec:
                 unknown = set(values) - params - set(PROTOCOL_FIELDS)
                 if unknown:
                     raise ValueError(f"method {self.name}, preset {preset_name}: unknown settings {sorted(unknown)}")
+        for default in self.family_defaults:
+            unknown = set(default.values) - params
+            if unknown:
+                raise ValueError(f"method {self.name}, default of {'|'.join(default.families)}: unknown parameters "
+                                 f"{sorted(unknown)}")
+
+    def family_default(self, family: str | None) -> FamilyDefault | None:
+        """The default this method has for ``family`` when no paper gives values for it, else None."""
+        return next((d for d in self.family_defaults if family in d.families), None)
 
     def param_names(self) -> tuple[str, ...]:
         return tuple(f.name for f in dataclasses.fields(self.config))
@@ -151,10 +188,12 @@ class MethodSpec:
         benchmark: str | None = None,
         task: str | None = None,
         overrides: Mapping[str, Any] | None = None,
+        num_layers: int | None = None,
     ) -> Resolution:
         """The parameters (and protocol overrides) of this method under ``preset`` for a run; ``overrides`` are
-        explicit parameter values (recorded as ``flag``). Raises ``ValueError`` for an unknown parameter or preset and
-        for values the config rejects."""
+        explicit parameter values (recorded as ``flag``); ``num_layers``, the model's depth, resolves depth-relative
+        values (:class:`ByDepth`; without it they stay unresolved and the parameters are not validated). Raises
+        ``ValueError`` for an unknown parameter or preset and for values the config rejects."""
         preset_name, chosen = self.preset(preset)
         values: dict[str, Any] = {}
         sources: dict[str, str] = {}
@@ -163,15 +202,25 @@ class MethodSpec:
         layers = [(f"preset:{preset_name}", chosen.values)]
         layers += [(f"preset:{preset_name}[{rule.label()}]", rule.values) for rule in chosen.rules
                    if rule.matches(family, benchmark, task)]
+        unpublished = self.family_default(family)
+        if unpublished is not None:
+            layers.append((f"family-default[{'|'.join(unpublished.families)}]", unpublished.values))
         for source, layer in layers:
             for name, value in layer.items():
                 values[name], sources[name] = value, source
+        if unpublished is not None:
+            sources = {name: f"{source} ({unpublished.note})" for name, source in sources.items()}
         for name, value in (overrides or {}).items():
             if name not in self.param_names():
                 raise ValueError(self.unknown_param_message(name))
             values[name], sources[name] = value, "flag"
+        for name, value in values.items():
+            if isinstance(value, ByDepth) and num_layers is not None:
+                values[name] = value.resolve(num_layers)
+                sources[name] += f" [{value.text} of {num_layers}]"
         params = {k: v for k, v in values.items() if k in self.param_names()}
-        self.build_config(params)  # validation
+        if not any(isinstance(v, ByDepth) for v in params.values()):
+            self.build_config(params)  # validation
         protocol = {k: v for k, v in values.items() if k in PROTOCOL_FIELDS}
         return Resolution(self.name, preset_name, params, protocol, sources)
 
@@ -193,9 +242,13 @@ class MethodSpec:
         return f"method {self.name} has no parameter {name!r} (its parameters: {known})"
 
     def build_config(self, params: Mapping[str, Any]) -> Any:
-        """The config for ``params``; ``ValueError`` for a value it rejects and for any non-finite number
-        (:func:`check_finite`)."""
+        """The config for ``params``; ``ValueError`` for a value it rejects, for any non-finite number
+        (:func:`check_finite`) and for a depth-relative value not yet resolved."""
         check_finite(params)
+        unresolved = [f"{k} ({v.text})" for k, v in params.items() if isinstance(v, ByDepth)]
+        if unresolved:
+            raise ValueError(f"method {self.name}: {', '.join(unresolved)} depend(s) on the model's depth: resolve "
+                             "with num_layers")
         return self.config(**params)
 
     def create(self, params: Mapping[str, Any] | Any) -> Any:
@@ -227,10 +280,11 @@ def list_methods() -> list[str]:
 
 
 def create_method(name: str, preset: str | None = None, *, family: str | None = None, benchmark: str | None = None,
-                  task: str | None = None, **params: Any) -> Any:
+                  task: str | None = None, num_layers: int | None = None, **params: Any) -> Any:
     """Build method ``name`` with ``preset`` resolved for the given run and ``params`` overriding it."""
     spec = get_method(name)
-    resolution = spec.resolve(preset, family=family, benchmark=benchmark, task=task, overrides=params)
+    resolution = spec.resolve(preset, family=family, benchmark=benchmark, task=task, overrides=params,
+                              num_layers=num_layers)
     return spec.create(resolution.params)
 
 

@@ -37,6 +37,8 @@ from llava.constants import ASPECT_MODES, IMAGE_TOKEN_INDEX
 MAX_PREPROCESS_PIXELS = 89_478_485
 SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")  # unsigned 16-bit samples: the range 0..65535 is declared
 CONVERT_VIA = {"La": "LA"}  # modes Pillow cannot convert to RGB directly, and the mode it can go through
+PREPROCESSING_MODES = (*ASPECT_MODES, "resize", "dynamic")
+"""LLaVA's aspect modes, BLIP's fixed resize, Qwen2-VL's dynamic resolution (:class:`Preprocessing`)."""
 
 
 class ImageLoadError(ValueError):
@@ -109,20 +111,30 @@ def clip_resize_size(image_size: tuple[int, int], shortest_edge: int) -> tuple[i
 class Preprocessing:
     """How images will be preprocessed, as far as the size of what it builds goes (see :meth:`largest_image`).
 
-    ``mode``: ``pad`` / ``crop`` / ``anyres`` (LLaVA, :data:`ASPECT_MODES`) or ``resize`` (straight to a fixed
-    square: InstructBLIP's BLIP processor); ``size``: the processor's CLIP shortest edge, or the side of the
-    ``resize`` square; ``grid_pinpoints``: the ``anyres`` resolutions.
+    ``mode``: ``pad`` / ``crop`` / ``anyres`` (LLaVA, :data:`ASPECT_MODES`), ``resize`` (straight to a fixed square:
+    InstructBLIP's BLIP processor) or ``dynamic`` (Qwen2-VL: each image resized to sides that are multiples of
+    ``size`` with ``min_pixels`` to ``max_pixels`` pixels); ``size``: the processor's CLIP shortest edge, the side of
+    the ``resize`` square, or the ``dynamic`` factor (patch x merge, 28); ``grid_pinpoints``: the ``anyres``
+    resolutions.
     """
 
     mode: str
     size: int = 336
     grid_pinpoints: tuple[tuple[int, int], ...] = ()
+    min_pixels: int | None = None
+    max_pixels: int | None = None
 
     def __post_init__(self) -> None:
-        if self.mode not in (*ASPECT_MODES, "resize"):
-            raise ValueError(f"unknown preprocessing mode {self.mode!r}; expected one of {', '.join(ASPECT_MODES)}, resize")
+        if self.mode not in PREPROCESSING_MODES:
+            raise ValueError(f"unknown preprocessing mode {self.mode!r}; expected one of {', '.join(PREPROCESSING_MODES)}")
         if self.mode == "anyres" and not self.grid_pinpoints:
             raise ValueError("anyres preprocessing needs image_grid_pinpoints")
+        if self.mode == "dynamic":
+            if not (self.min_pixels and self.max_pixels and 0 < self.min_pixels <= self.max_pixels):
+                raise ValueError(f"dynamic preprocessing needs 0 < min_pixels <= max_pixels, got {self.min_pixels} "
+                                 f"and {self.max_pixels}")
+            if self.max_pixels < self.size * self.size:
+                raise ValueError(f"max_pixels {self.max_pixels} is below one {self.size}x{self.size} token")
 
     @classmethod
     def of(cls, image_processor: Any, mode: str, grid_pinpoints: Sequence[Sequence[int]] | str | None = None) -> Preprocessing:
@@ -132,12 +144,26 @@ class Preprocessing:
         pinpoints = tuple(parse_grid_pinpoints(grid_pinpoints)) if mode == "anyres" and grid_pinpoints else ()
         return cls(mode, int(side), pinpoints)
 
+    def resized_size(self, image_size: tuple[int, int]) -> tuple[int, int]:
+        """``(width, height)`` of an image of ``image_size`` after ``dynamic`` resizing (transformers'
+        ``smart_resize``: sides rounded to multiples of ``size``, scaled into the pixel bounds); ``ValueError`` for
+        an aspect ratio above 200, which the processor refuses."""
+        from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
+
+        width, height = image_size
+        new_height, new_width = smart_resize(height, width, self.size, self.min_pixels, self.max_pixels)
+        return new_width, new_height
+
     def largest_image(self, image_size: tuple[int, int]) -> tuple[int, int]:
         """``(width, height)`` of the largest image that loading and preprocessing an image of ``image_size``
         builds: the decoded image; pad's square (of side ``max(W, H)``); crop's shortest-side resize; anyres's
-        best-resolution canvas; the processor's ``size x size`` outputs."""
+        best-resolution canvas; the processor's ``size x size`` outputs; dynamic's resized image."""
         width, height = image_size
-        candidates = [(width, height), (self.size, self.size)]
+        candidates = [(width, height)]
+        if self.mode == "dynamic":
+            candidates.append(self.resized_size(image_size))
+            return max(candidates, key=lambda wh: wh[0] * wh[1])
+        candidates.append((self.size, self.size))
         if self.mode == "pad":
             candidates.append((max(width, height),) * 2)
         elif self.mode == "crop":
@@ -159,7 +185,10 @@ def check_image_size(
     width, height = image_size
     if min(width, height) < min_side:
         raise ImageLoadError(f"{path}: image too small ({width}x{height}; the shorter side must be at least {min_side})")
-    big_w, big_h = preprocessing.largest_image(image_size) if preprocessing is not None else image_size
+    try:
+        big_w, big_h = preprocessing.largest_image(image_size) if preprocessing is not None else image_size
+    except ValueError as e:  # an image the preprocessing refuses (Qwen2-VL: aspect ratio over 200)
+        raise ImageLoadError(f"{path}: {width}x{height} image: {e}") from None
     if big_w * big_h > max_pixels:
         built = f", which {preprocessing.mode} preprocessing turns into a {big_w}x{big_h} image" if preprocessing else ""
         raise ImageLoadError(
@@ -178,7 +207,11 @@ def load_image(
     files. The size is checked from the header, before the pixels are decoded (:func:`check_image_size`): pass the
     run's ``preprocessing`` (``family.preprocessing(model, processor, aspect)``) to bound what it will build."""
     path = Path(path)
-    if not path.is_file():
+    try:
+        exists = path.is_file()
+    except OSError as e:  # a name the file system refuses (too long, ...): the sample's problem, not the run's
+        raise ImageLoadError(f"{path}: cannot be opened ({e.strerror or e})") from None
+    if not exists:
         raise ImageLoadError(f"{path}: no such image file")
     try:
         with warnings.catch_warnings():  # the size is checked here; Pillow's bomb warning would only be noise

@@ -8,35 +8,10 @@ import math
 import sys
 from typing import Callable, Sequence
 
+from eval.bench.names import BASELINE, BEAM, BEAMS, CLOCK_NAMES, BenchError, model_name
 from eval.methods import list_methods
 from llava.constants import DTYPE_NAMES
-from llava.model.names import parse_synthetic_name
-
-BASELINE = "baseline"
-BEAM = "beam"
-"""Plain beam search (``--beams`` wide): the reference of the beam-search methods."""
-BEAMS = 5  # OPERA's official width
-BEAM_METHODS = ("beam", "opera")
-FAMILY_NAMES = ("llava", "llava_next", "instructblip")
-CLOCK_NAMES = ("wall", "process")
-"""``wall``: elapsed time; ``process``: CPU time of this process (:data:`eval.bench.timing.CLOCKS`)."""
-
-
-class BenchError(ValueError):
-    """A benchmark that cannot run as asked; the message says why."""
-
-
-def model_name(model_path: str, family: str | None) -> str:
-    """``--model-path`` with ``--family`` folded into a synthetic name (``tiny`` + ``llava_next`` -> ``tiny-llava_next``);
-    a checkpoint path is returned as is (its family is read from its config)."""
-    parsed = parse_synthetic_name(model_path)
-    if parsed is None:
-        return model_path
-    shape, named = parsed
-    if named and family and named != family:
-        raise BenchError(f"--model-path {model_path!r} names family {named!r} but --family is {family!r}")
-    return f"{shape}-{named or family or 'llava'}"
-
+from llava.model.families import family_names
 
 def _package_doc() -> str:
     import eval.bench
@@ -94,7 +69,7 @@ def _positive(minimum: int) -> Callable[[str], int]:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m eval.bench", description=_package_doc().split("\n\n")[0],
-        epilog="Synthetic models: tiny, 7b, or <shape>-<family> (tiny-llava_next, 7b-instructblip, ...). "
+        epilog="Synthetic models: tiny, 7b, or <shape>-<family> (tiny-llava_next, 7b-instructblip, 7b-qwen2-vl, ...). "
                "Timing: one generate(N) per repeat with a timestamp per token; prefill = time to the first token, "
                "ms/token = (total - prefill) / (N - 1); medians over --repeats; ratio = ms/token over the baseline's at "
                "the same batch size, same run.",
@@ -119,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="default: float16 on cuda, float32 on cpu")
     parser.add_argument("--attn", choices=("sdpa", "eager"), default="sdpa",
                         help="language-model attention behind the hook point (default sdpa)")
-    parser.add_argument("--family", choices=FAMILY_NAMES, default=None,
+    parser.add_argument("--family", choices=family_names(), default=None,
                         help="family of a synthetic model (default llava); checked against a loaded checkpoint")
     parser.add_argument("--threads", type=_positive(1), default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--clock", choices=CLOCK_NAMES, default="wall",
@@ -145,7 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from eval.bench.timing import (
         MemoryMeter, benchmark, describe_model, device_description, format_table, load_model,
     )
-    from eval.cli import git_commit
+    from eval.provenance import git_commit
     from eval.files import write_json_atomic
     from llava.model.builder import resolve_dtype
 

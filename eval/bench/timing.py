@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from eval.bench.cli import BASELINE, BEAM, BEAM_METHODS, BEAMS, CLOCK_NAMES, BenchError, model_name
+from eval.bench.names import BASELINE, BEAM, BEAM_METHODS, BEAMS, CLOCK_NAMES, BenchError, model_name
 from eval.methods import create_method
 from llava.model.builder import LoadedModel
 
@@ -36,12 +36,12 @@ def synthetic_images(count: int, seed: int = 0) -> list[Image.Image]:
     return images
 
 
-def build_method(name: str, family: str, sparc_tau: float | None = None) -> Any:
-    """The decoding method benchmarked as ``name``, with its ``paper`` preset for the family (the registry,
-    :mod:`eval.methods`). ``sparc_tau`` overrides SPARC's threshold (a stress setting: random weights give
+def build_method(name: str, family: str, num_layers: int, sparc_tau: float | None = None) -> Any:
+    """The decoding method benchmarked as ``name``, with its ``paper`` preset for the family and depth (the
+    registry, :mod:`eval.methods`). ``sparc_tau`` overrides SPARC's threshold (a stress setting: random weights give
     near-uniform attention, so the paper's tau selects nothing and the amplification path would never run)."""
     overrides = {"tau": sparc_tau} if name == "sparc" and sparc_tau is not None else {}
-    return create_method(name, "paper", family=family, **overrides)
+    return create_method(name, "paper", family=family, num_layers=num_layers, **overrides)
 
 
 def load_model(args: argparse.Namespace, device: torch.device, dtype: torch.dtype) -> LoadedModel:
@@ -65,9 +65,9 @@ def describe_model(loaded: LoadedModel) -> str:
 
 
 def make_batch(loaded: LoadedModel, batch_size: int) -> Any:
-    from llava.inputs import PromptBatch
+    from llava.batch import PromptBatch
 
-    prompt = loaded.family.format_prompt(loaded.model, PROMPT, None)
+    prompt = loaded.family.format_prompt(loaded.model, PROMPT, None, loaded.tokenizer)
     images = loaded.family.pixel_values(loaded.model, loaded.image_processor, synthetic_images(batch_size))
     return PromptBatch(loaded.model, loaded.tokenizer, loaded.image_processor, [prompt] * batch_size, images)
 
@@ -164,7 +164,10 @@ def run_once(batch: Any, method_name: str, family: str, new_tokens: int, device:
     from llava.generation import GenerationConfig, generate
 
     config = GenerationConfig(max_new_tokens=new_tokens, do_sample=sample, eos_token_ids=())
-    method = None if method_name == BEAM else build_method(method_name, family, sparc_tau)
+    from llava.model.families import family_of
+
+    num_layers = family_of(batch.model).num_layers(batch.model)
+    method = None if method_name == BEAM else build_method(method_name, family, num_layers, sparc_tau)
     rows = len(batch.prompts)
     # sampling: one seeded generator per row on the model's device, as the evaluation runners do
     generators = [torch.Generator(device=device).manual_seed(seed + row) for row in range(rows)] if sample else None

@@ -318,24 +318,19 @@ def trace(prepared: fig.Prepared, query: str, answer: bool = False) -> dict[str,
     the answers with and without AvisC, decoded as the prepared run's protocol says."""
     import torch
     from llava.generation import generate
-    from llava.inputs import PromptBatch
 
     from avisc.methods import Avisc
-    from eval.generation_setup import generation_config, sample_seed
+    from eval.generation_setup import sample_seed
 
-    loaded, run, image = prepared.loaded, prepared.run, prepared.image
+    loaded, run = prepared.loaded, prepared.run
     family, model, tokenizer = loaded.family, loaded.model, loaded.tokenizer
     config = get_method("avisc").build_config(run.params)
-    aspect = run.protocol["image_aspect"]
-    prompt = family.format_prompt(model, query, run.protocol["conv_mode"])
-    batch = PromptBatch(model, tokenizer, loaded.image_processor, [prompt],
-                        family.pixel_values(model, loaded.image_processor, [image], aspect))
-    geometry = fig.geometry_for(model, loaded.image_processor, image.size, aspect)
-    settings = generation_config({**run.protocol, "max_new_tokens": run.protocol["max_new_tokens"] if answer else 1},
-                                 tokenizer)
+    prompt, batch, geometry = prepared.batch(query)
+    protocol = run.protocol if answer else run.protocol.replace(max_new_tokens=1)
+    settings = protocol.generation_config(family.eos_token_ids(model, tokenizer))
 
     def generators() -> list["torch.Generator"]:  # the same draw for both answers (a runner's per-sample seed)
-        return [torch.Generator(device=loaded.device).manual_seed(sample_seed(run.protocol["seed"], query))]
+        return [torch.Generator(device=loaded.device).manual_seed(sample_seed(run.protocol.seed, query))]
 
     method = Avisc(config)
     output = generate(batch, settings, method, generators())
@@ -366,15 +361,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> Path:
     args = build_parser().parse_args(argv)
-    if args.max_new_tokens < 1:
-        raise fig.CliError("--max-new-tokens must be at least 1")
     out = Path(args.out or f"avisc_{Path(args.image_file).stem}.png")
     check_output_folder(out.parent)  # before the model runs
-    prepared = fig.prepare(args, args.benchmark, ("llava", "llava_next", "instructblip"))
+    prepared = fig.prepare(args, args.benchmark)
     result = trace(prepared, args.query, args.answer)
     config, run = result["config"], prepared.run
     geometry: fig.TokenGeometry = result["geometry"]
-    decoding = "greedy" if run.protocol["decoding"] == "greedy" else f"sampling, seed {run.protocol['seed']}"
+    decoding = "greedy" if run.protocol.decoding == "greedy" else f"sampling, seed {run.protocol.seed}"
     subtitle = (f"{Path(args.model_path).name or args.model_path} ({result['family']}) \u00b7 preset {run.preset}: "
                 f"\u03b3 {config.layer_gamma:g} \u00b7 \u03bb {config.lamb:g} \u00b7 \u03b1 {config.cd_alpha:g} \u00b7 "
                 f"\u03b2 {config.cd_beta:g} \u00b7 {geometry.mode} {geometry.image_size[0]}x{geometry.image_size[1]}"

@@ -1,24 +1,7 @@
 """Shared pieces of the method figures (:mod:`eval.figures.sparc`, :mod:`eval.figures.avisc`).
 
-1. **Token geometry**: which region of the image each token of the image span covers, following the preprocessing
-   that produced it.
-
-   - ``pad`` (LLaVA-1.5, SPARC): the image is centred on a square of side ``max(W, H)`` filled with the processor's
-     mean colour; the 24x24 patch grid covers that square (tokens in the padding have no image content).
-   - ``crop`` (AvisC's LLaVA scripts): shortest side resized to 336 and a centred 336x336 crop; the grid covers the
-     crop only.
-   - ``anyres`` (LLaVA-NeXT, ``spatial_unpad``): the first 576 tokens are the base image squashed to 336x336 (a
-     24x24 grid of rectangular cells over the whole image); then the feature map of the best grid resolution, with
-     the rows / columns that only hold padding removed, row by row, each row closed by one ``image_newline`` token
-     (which has no region). ``576 + rows * (cols + 1)`` tokens; an extreme strip can keep no row (576 tokens, the
-     base grid only). LLaVA-NeXT in ``pad`` / ``crop`` mode adds one newline token after the 576.
-   - ``sequence`` (InstructBLIP): 32 Q-Former queries, no spatial layout.
-
-   The token layout itself comes from the model family (``LlavaFamily.image_layout``), the one place that
-   ``merge_tiles`` follows too; this module only maps it onto the image.
-
-   All boxes are in the **original image's pixel coordinates** (``x`` right, ``y`` down); padding lies outside
-   ``[0, W] x [0, H]``.
+1. **Token geometry**: which region of the image each token of the image span covers (:mod:`llava.geometry`),
+   built by the model family that laid the span out (``ModelFamily.geometry``); this module only draws it.
 
 2. Drawing primitives on ``matplotlib`` (``Figure`` + Agg canvas, no ``pyplot`` global state): the canvas a grid is
    drawn over, cell values as a heat overlay, outlines of a set of cells, and text made of coloured tokens.
@@ -26,19 +9,13 @@
 3. CLI plumbing: the arguments and settings the figures share with the runners (model factory, presets, protocol),
    token pieces, one-line errors.
 
->>> g = pad_geometry((480, 320))
->>> g.token_box(0, canvas=True), g.token_box(0)        # top-left cell of the padded square, 80 px above the image
-((0.0, 0.0, 20.0, 20.0), (0.0, -80.0, 20.0, -60.0))
->>> a = anyres_geometry((480, 320), [[336, 672], [672, 336], [672, 672], [1008, 336], [336, 1008]])
->>> a.views[1].rows, a.views[1].cols, len(a.newline), a.num_tokens
-(24, 36, 24, 1464)
 """
 from __future__ import annotations
 
 import argparse
 import sys
 import warnings
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
@@ -46,222 +23,25 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 from PIL import Image
 
-from llava.mm_utils import clip_resize_size, expand2square, fit_size, to_rgb
+from llava.geometry import Box, GridView, TokenGeometry
+from llava.mm_utils import Preprocessing, to_rgb
 
 if TYPE_CHECKING:
     from eval.benchmarks import ResolvedRun
+    from llava.batch import PromptBatch
     from llava.model.builder import LoadedModel
-    from llava.model.families import ImageLayout
-
-GRID_SIDE = 24  # CLIP-L/14 at 336 px: 24x24 patches
-TILE_SIZE = 336
-Box = tuple[float, float, float, float]  # (x0, y0, x1, y1)
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # Geometry
 # ----------------------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class GridView:
-    """A rectangular grid of image tokens: ``tokens[r, c]`` is the index (in the image span) of the token covering
-    cell ``(r, c)``; the grid spans ``box`` (original-image coordinates) in equal cells."""
-
-    name: str
-    tokens: np.ndarray
-    box: Box
-
-    @property
-    def rows(self) -> int:
-        return int(self.tokens.shape[0])
-
-    @property
-    def cols(self) -> int:
-        return int(self.tokens.shape[1])
-
-    @property
-    def cell(self) -> tuple[float, float]:
-        x0, y0, x1, y1 = self.box
-        return (x1 - x0) / self.cols, (y1 - y0) / self.rows
-
-    def cell_box(self, row: int, col: int) -> Box:
-        width, height = self.cell
-        x0, y0 = self.box[0] + col * width, self.box[1] + row * height
-        return (x0, y0, x0 + width, y0 + height)
-
-    def values(self, per_token: np.ndarray) -> np.ndarray:
-        """``per_token`` ``(N,)`` laid out on the grid ``(rows, cols)``."""
-        return np.asarray(per_token)[self.tokens]
-
-    @property
-    def imshow_extent(self) -> tuple[float, float, float, float]:
-        x0, y0, x1, y1 = self.box
-        return (x0, x1, y1, y0)
-
-
-@dataclass(frozen=True)
-class TokenGeometry:
-    """Where each token of an image span lies.
-
-    ``bounds`` is the region worth drawing (original-image coordinates); ``canvas_origin`` is where the canvas the
-    model saw (the padded square in ``pad`` mode, the image itself otherwise) starts; ``newline`` lists the tokens that
-    have no region (LLaVA-NeXT's row separators).
-    """
-
-    mode: str
-    image_size: tuple[int, int]
-    num_tokens: int
-    views: tuple[GridView, ...]
-    bounds: Box
-    newline: tuple[int, ...] = ()
-    canvas_origin: tuple[float, float] = (0.0, 0.0)
-    background: tuple[int, int, int] = (0, 0, 0)
-    notes: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def spatial(self) -> bool:
-        return bool(self.views)
-
-    def locate(self, token: int) -> tuple[int, int, int] | None:
-        """``(view, row, col)`` of ``token``, ``None`` for tokens without a region (newlines, sequence mode)."""
-        for index, view in enumerate(self.views):
-            hits = np.argwhere(view.tokens == token)
-            if len(hits):
-                return index, int(hits[0][0]), int(hits[0][1])
-        return None
-
-    def token_box(self, token: int, canvas: bool = False) -> Box | None:
-        """The region of ``token`` in original-image coordinates (``canvas=True``: in the coordinates of the canvas
-        the grid was laid on, e.g. the padded square), ``None`` when it has none."""
-        where = self.locate(token)
-        if where is None:
-            return None
-        x0, y0, x1, y1 = self.views[where[0]].cell_box(where[1], where[2])
-        if canvas:
-            ox, oy = self.canvas_origin
-            return (x0 - ox, y0 - oy, x1 - ox, y1 - oy)
-        return (x0, y0, x1, y1)
-
-    def canvas(self, image: Image.Image) -> tuple[Image.Image, tuple[float, float, float, float]]:
-        """The picture to draw under the grid (``image`` through ``llava.mm_utils.to_rgb``, as the model sees it)
-        and its ``imshow`` extent (padding shown in ``pad`` mode)."""
-        if self.mode == "pad":
-            square = expand2square(image, self.background)
-            ox, oy = self.canvas_origin
-            return square, (ox, ox + square.width, oy + square.height, oy)
-        return to_rgb(image), (0.0, float(image.width), float(image.height), 0.0)
-
-    def check(self, image_len: int) -> None:
-        if image_len != self.num_tokens:
-            raise ValueError(
-                f"the model spliced {image_len} image tokens but the {self.mode} geometry of a "
-                f"{self.image_size[0]}x{self.image_size[1]} image predicts {self.num_tokens}"
-            )
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "mode": self.mode,
-            "image_size": list(self.image_size),
-            "num_tokens": self.num_tokens,
-            "bounds": [round(v, 3) for v in self.bounds],
-            "newline_tokens": list(self.newline),
-            "views": [
-                {"name": v.name, "rows": v.rows, "cols": v.cols, "first_token": int(v.tokens[0, 0]),
-                 "box": [round(x, 3) for x in v.box]}
-                for v in self.views
-            ],
-            **self.notes,
-        }
-
-
-def pad_geometry(image_size: tuple[int, int], side: int = GRID_SIDE, background: Sequence[int] = (122, 116, 104)) -> TokenGeometry:
-    """LLaVA-1.5 ``pad``: ``side x side`` cells over the square of side ``max(W, H)`` the image is centred on."""
-    width, height = image_size
-    square = max(width, height)
-    ox, oy = -((square - width) // 2), -((square - height) // 2)  # where the square starts, as expand2square pastes
-    view = GridView("padded square", np.arange(side * side).reshape(side, side), (ox, oy, ox + square, oy + square))
-    return TokenGeometry("pad", (width, height), side * side, (view,), view.box, canvas_origin=(float(ox), float(oy)),
-                         background=tuple(int(c) for c in background))
-
-
-def crop_geometry(image_size: tuple[int, int], side: int = GRID_SIDE, size: int = TILE_SIZE) -> TokenGeometry:
-    """CLIP ``crop``: shortest side resized to ``size`` (``int`` rounding of the long side), centred square crop."""
-    width, height = image_size
-    new_w, new_h = clip_resize_size(image_size, size)
-    left, top = (new_w - size) // 2, (new_h - size) // 2
-    sx, sy = width / new_w, height / new_h
-    box = (left * sx, top * sy, (left + size) * sx, (top + size) * sy)
-    view = GridView("center crop", np.arange(side * side).reshape(side, side), box)
-    return TokenGeometry("crop", (width, height), side * side, (view,), box)
-
-
-def anyres_geometry(
-    image_size: tuple[int, int],
-    grid_pinpoints: Sequence[Sequence[int]] | str,
-    tile_size: int = TILE_SIZE,
-    side: int = GRID_SIDE,
-    merge: str = "spatial_unpad",
-) -> TokenGeometry:
-    """LLaVA-NeXT ``anyres``: base image tokens, then the tile grid (unpadded, one newline per row for
-    ``spatial_unpad``; all tiles' full grids, tile by tile, for ``flat``), as ``llava.model.families.image_layout``
-    lays out the image span."""
-    from llava.model.families import image_layout
-
-    return layout_geometry(image_size, image_layout(image_size, side, tile_size, merge, grid_pinpoints), tile_size)
-
-
-def layout_geometry(image_size: tuple[int, int], layout: ImageLayout, tile_size: int = TILE_SIZE) -> TokenGeometry:
-    """The ``anyres`` geometry of a ``llava.model.families.ImageLayout`` with tiles: the base grid over the whole
-    (squashed) image, then the kept cells of the tiles' feature map mapped back through ``resize_and_pad_image``
-    (omitted when an extreme strip keeps no row or column of it)."""
-    width, height = image_size
-    side = layout.side
-    whole = (0.0, 0.0, float(width), float(height))
-    base = GridView(f"base image ({side}x{side}, squashed)", np.arange(side * side).reshape(side, side), whole)
-    best_w, best_h = layout.best_resolution
-    new_w, new_h = fit_size(image_size, layout.best_resolution)
-    px, py = (best_w - new_w) // 2, (best_h - new_h) // 2  # where resize_and_pad_image pastes the image
-    cell = tile_size / side
-    row0, rows, col0, cols = layout.window
-    box = ((col0 * cell - px) * width / new_w, (row0 * cell - py) * height / new_h,
-           ((col0 + cols) * cell - px) * width / new_w, ((row0 + rows) * cell - py) * height / new_h)
-    views = [base]
-    if rows and cols:
-        name = f"high-res grid ({rows}x{cols}, unpadded)" if layout.merge == "spatial_unpad" else f"tiles ({rows}x{cols})"
-        views.append(GridView(name, layout.grid_tokens(), box))
-    notes = {"best_resolution": [best_w, best_h], "tiles": list(layout.tiles),
-             "feature_map": [layout.tiles[1] * side, layout.tiles[0] * side], "merge": layout.merge}
-    if layout.merge == "spatial_unpad":
-        notes.update(unpadded=[rows, cols], window=[row0, col0])
-    return TokenGeometry("anyres", (width, height), layout.num_tokens, tuple(views), whole,
-                         newline=layout.newline_tokens, notes=notes)
-
-
-def sequence_geometry(image_size: tuple[int, int], num_tokens: int) -> TokenGeometry:
-    """Tokens without a spatial layout (InstructBLIP's Q-Former queries)."""
-    width, height = image_size
-    return TokenGeometry("sequence", (width, height), num_tokens, (), (0.0, 0.0, float(width), float(height)))
-
-
-def geometry_for(model: Any, image_processor: Any, image_size: tuple[int, int], aspect: str | None = None) -> TokenGeometry:
-    """The geometry of the image span that ``family_of(model).pixel_values(..., aspect)`` + ``embed`` produce, from
-    the family's own layout of that span (``LlavaFamily.image_layout``, which ``merge_tiles`` follows)."""
+def geometry_for(model: Any, image_processor: Any, image_size: tuple[int, int],
+                 preprocessing: Preprocessing | None = None) -> TokenGeometry:
+    """The geometry of the image span that ``family_of(model).pixel_values(..., preprocessing)`` + ``embed``
+    produce: the family's own (``ModelFamily.geometry``)."""
     from llava.model.families import family_of
 
-    family = family_of(model)
-    if family.name == "instructblip":
-        return sequence_geometry(image_size, int(model.config.num_query_tokens))
-    size = int(model.config.vision_config.image_size)
-    mode = family.aspect_mode(model, aspect)
-    layout = family.image_layout(model, image_size, tiled=mode == "anyres")
-    if mode == "anyres":
-        return layout_geometry(image_size, layout, size)
-    if mode == "pad":
-        mean = getattr(image_processor, "image_mean", None) or (0.0, 0.0, 0.0)
-        geometry = pad_geometry(image_size, layout.side, tuple(int(x * 255) for x in mean))
-    else:
-        geometry = crop_geometry(image_size, layout.side, size)
-    # one tile: LLaVA-NeXT's spatial_unpad still closes the base features with a newline token
-    return replace(geometry, num_tokens=layout.num_tokens, newline=layout.newline_tokens)
+    return family_of(model).geometry(model, image_processor, image_size, preprocessing)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -525,6 +305,20 @@ class Prepared:
     loaded: LoadedModel
     run: ResolvedRun
 
+    def batch(self, query: str) -> tuple[str, PromptBatch, TokenGeometry]:
+        """The prompt of ``query`` about the image, its one-row batch and the geometry of its image span, built as
+        the runners build theirs (the family's prompt and the run's preprocessing)."""
+        from eval.generation_setup import preprocessing_of
+        from llava.batch import PromptBatch
+
+        loaded, protocol = self.loaded, self.run.protocol
+        family, model, processor = loaded.family, loaded.model, loaded.image_processor
+        preprocessing = preprocessing_of(loaded, protocol)
+        prompt = family.format_prompt(model, query, protocol.conv_mode, loaded.tokenizer)
+        batch = PromptBatch(model, loaded.tokenizer, processor, [prompt],
+                            family.pixel_values(model, processor, [self.image], preprocessing))
+        return prompt, batch, geometry_for(model, processor, self.image.size, preprocessing)
+
 
 def add_figure_arguments(parser: argparse.ArgumentParser, method: str, max_new_tokens: int) -> None:
     """The arguments every figure command shares with the runners: the model, the method's preset and parameters,
@@ -538,7 +332,9 @@ def add_figure_arguments(parser: argparse.ArgumentParser, method: str, max_new_t
     protocol = parser.add_argument_group("protocol (default: the benchmark's)")
     add(protocol, "--conv-mode", default=None, help="conversation template")
     add(protocol, "--image-aspect", "--aspect", choices=ASPECT_MODES, default=None,
-        help="image preprocessing")
+        help="image preprocessing (LLaVA)")
+    add(protocol, "--min-pixels", type=int, default=None, help="Qwen2-VL: fewest pixels of a resized image")
+    add(protocol, "--max-pixels", type=int, default=None, help="Qwen2-VL: most pixels of a resized image")
     add(protocol, "--max-new-tokens", type=int, default=max_new_tokens)
     add(protocol, "--seed", type=int, default=None)
     add(protocol, "--decoding", choices=("greedy", "sample"), default=None)
@@ -547,7 +343,7 @@ def add_figure_arguments(parser: argparse.ArgumentParser, method: str, max_new_t
     add(parser, "--dpi", type=int, default=100)
 
 
-def prepare(args: argparse.Namespace, benchmark: str, families: Sequence[str]) -> Prepared:
+def prepare(args: argparse.Namespace, benchmark: str) -> Prepared:
     """Resolve the settings as the runners do (the benchmark's protocol, the method's preset, the flags) and check
     them and the image before loading the model; then load it (:func:`llava.model.builder.load_model`)."""
     from eval.benchmarks import resolve_run
@@ -555,17 +351,17 @@ def prepare(args: argparse.Namespace, benchmark: str, families: Sequence[str]) -
     from eval.files import InputError
     from eval.methods import get_method
     from llava.conversation import get_conv_template
+    from eval.generation_setup import preprocessing_of
     from llava.mm_utils import check_image_size, load_image
     from llava.model.builder import inspect_checkpoint, load_model
 
     try:
         info = inspect_checkpoint(args.model_path)
-        if info.family not in families:
-            raise CliError(f"{args.model_path}: a {info.family} model; this figure needs {' or '.join(families)}")
+        info.check_settings(args.image_aspect, args.conv_mode, min_pixels=args.min_pixels, max_pixels=args.max_pixels)
         run = resolve_run(benchmark, info.family, args.method, args.preset, method_overrides(args),
-                          protocol_overrides(args))
-        if run.protocol["conv_mode"] is not None:
-            get_conv_template(run.protocol["conv_mode"])
+                          protocol_overrides(args), info.settings, info.num_layers)
+        if run.protocol.conv_mode is not None:
+            get_conv_template(run.protocol.conv_mode)
         config = get_method(run.method).build_config(run.params)
         if hasattr(config, "validate"):
             config.validate(info.num_layers)
@@ -574,8 +370,7 @@ def prepare(args: argparse.Namespace, benchmark: str, families: Sequence[str]) -
     image = load_image(args.image_file)  # fail fast, before loading a model
     quiet_transformers()
     loaded = load_model(args.model_path, args.device, args.dtype, args.attn, args.vision_tower)
-    preprocessing = loaded.family.preprocessing(loaded.model, loaded.image_processor, run.protocol["image_aspect"])
-    check_image_size(args.image_file, image.size, preprocessing)
+    check_image_size(args.image_file, image.size, preprocessing_of(loaded, run.protocol))
     return Prepared(image, loaded, run)
 
 

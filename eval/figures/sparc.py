@@ -252,6 +252,10 @@ def _caption_pieces(tokens: Sequence[str], per_step: Sequence[int], shown: Seque
     return pieces
 
 
+TICK_LABEL_WIDTH = 0.42
+"""Inches one colour-bar label (a count over its factor, "×1.33" at 7.5 pt) needs beside the next."""
+
+
 def _count_colorbar(figure: Any, cax: Any, artist: Any, max_count: int, alpha: float) -> None:
     if artist is None or max_count == 0:
         cax.set_axis_off()
@@ -260,8 +264,9 @@ def _count_colorbar(figure: Any, cax: Any, artist: Any, max_count: int, alpha: f
         return
     bar = figure.colorbar(artist, cax=cax, orientation="horizontal")
     ticks = list(range(1, max_count + 1))
-    if len(ticks) > 12:
-        ticks = sorted(set(np.linspace(1, max_count, 10).round().astype(int).tolist()))
+    room = int(cax.get_position().width * figure.get_figwidth() / TICK_LABEL_WIDTH)  # labels that fit side by side
+    if len(ticks) > room:
+        ticks = sorted(set(np.linspace(1, max_count, max(room, 2)).round().astype(int).tolist()))
     bar.set_ticks(ticks)
     bar.set_ticklabels([f"{t}\n\u00d7{alpha ** t:.3g}" for t in ticks])
     bar.ax.tick_params(labelsize=7.5, colors=fig.MUTED, length=2)
@@ -322,23 +327,20 @@ def trace(prepared: fig.Prepared) -> dict[str, Any]:
     """Generate a caption with SPARC (the prepared run's settings) and return what the figure needs: the method's
     :class:`~sparc.method.SparcTrace`, the tokens and the geometry."""
     from llava.generation import generate
-    from llava.inputs import PromptBatch
 
-    from eval.generation_setup import generation_config
     from sparc.method import Sparc
 
-    loaded, run, image = prepared.loaded, prepared.run, prepared.image
+    loaded, run = prepared.loaded, prepared.run
     config = get_method("sparc").build_config(run.params)
     if not config.enabled:
         raise fig.CliError("alpha = 1.0 is plain decoding (SPARC off): nothing to show")
     family, model, tokenizer = loaded.family, loaded.model, loaded.tokenizer
-    aspect = run.protocol["image_aspect"]
-    prompt = family.format_prompt(model, run.protocol["prompt"], run.protocol["conv_mode"])
-    batch = PromptBatch(model, tokenizer, loaded.image_processor, [prompt],
-                        family.pixel_values(model, loaded.image_processor, [image], aspect))
-    geometry = fig.geometry_for(model, loaded.image_processor, image.size, aspect)
+    prompt, batch, geometry = prepared.batch(run.protocol.prompt)
+    if not geometry.spatial:
+        raise fig.CliError(f"{family.spec.display}'s image tokens have no place on the image ({geometry.mode}): the "
+                           "SPARC figure draws selections on the image")
     method = Sparc(config, record=True)
-    output = generate(batch, generation_config(run.protocol, tokenizer), method)
+    output = generate(batch, run.protocol.generation_config(family.eos_token_ids(model, tokenizer)), method)
     sparc_trace = method.traces()[0]
     geometry.check(sparc_trace.image_len)
     ids = output.sequences[0]
@@ -367,7 +369,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
         raise fig.CliError("--max-new-tokens must be at least 2 (the first selection is made reading token 1)")
     out = Path(args.out or f"sparc_{Path(args.image_file).stem}.png")
     check_output_folder(out.parent)  # before the model runs
-    prepared = fig.prepare(args, "folder", ("llava", "llava_next"))
+    prepared = fig.prepare(args, "folder")
     result = trace(prepared)
     config, run = result["config"], prepared.run
     geometry: fig.TokenGeometry = result["geometry"]
@@ -375,7 +377,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
                 f"\u03b2 {config.beta} \u00b7 \u03c4 {config.tau} \u00b7 layer {config.selected_layer} \u00b7 layers "
                 f"{config.start_layer}-{config.end_layer} \u00b7 {geometry.mode} "
                 f"{geometry.image_size[0]}x{geometry.image_size[1]}, {geometry.num_tokens} image tokens  \u00b7  "
-                f"\u201c{fig.shorten(run.protocol['prompt'], 70)}\u201d")
+                f"\u201c{fig.shorten(run.protocol.prompt, 70)}\u201d")
     render_sparc(prepared.image, result["selections"], result["counts"], result["tokens"], geometry, out,
                  alpha=config.alpha, steps=args.steps, subtitle=subtitle, dpi=args.dpi)
     print(f"figure: {out}")
@@ -383,7 +385,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
     if args.json:
         newline = set(geometry.newline)
         dump = {
-            "model_path": args.model_path, "image_file": str(args.image_file), "query": run.protocol["prompt"],
+            "model_path": args.model_path, "image_file": str(args.image_file), "query": run.protocol.prompt,
             "prompt": result["prompt"], "settings": run.to_dict(), "family": result["family"],
             "geometry": geometry.to_dict(), "token_ids": result["token_ids"], "tokens": result["tokens"],
             "caption": result["caption"],

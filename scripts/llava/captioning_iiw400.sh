@@ -1,33 +1,10 @@
 #!/usr/bin/env bash
-# IIW-400 captioning, LLaVA-1.5: each method of METHODS (default: the baseline and SPARC), scored with CLAIR (when the
-# judge's key is set), then the paper-style table. Every variable can be set from the environment, e.g.
-#   IMAGE_FOLDER=... ANNOTATION_FILE=... bash scripts/llava/captioning_iiw400.sh
-# Try it in two minutes (random tiny model, 2 images, 16 tokens, no judge key needed):
-#   MODEL_PATH=tiny LIMIT=2 MAX_NEW_TOKENS=16 IMAGE_FOLDER=... ANNOTATION_FILE=... SAVE_PATH=/tmp/try bash scripts/llava/captioning_iiw400.sh
-set -euo pipefail
-
-MODEL_PATH=${MODEL_PATH:-liuhaotian/llava-v1.5-7b}
-IMAGE_FOLDER=${IMAGE_FOLDER:-data/DOCCI/images_aar}   # IIW-400 images are DOCCI-AAR images
-ANNOTATION_FILE=${ANNOTATION_FILE:-data/IIW-400/data.jsonl}
-SAVE_PATH=${SAVE_PATH:-results/llava-v1.5-7b/iiw400}
-METHODS=${METHODS:-"baseline sparc"}   # any registered methods (python -m eval.methods), e.g. "baseline sparc vcd pai opera"
-PRESET=${PRESET:-paper}                # paper | scripts | official
-BATCH_SIZE=${BATCH_SIZE:-8}             # outputs do not depend on it; lower it if GPU memory is short
-# Empty = the benchmark's or the preset's value (each run's _results.json records the resolved value and its source).
-NUM_SAMPLES=${NUM_SAMPLES:-}            # all 400
-SEED=${SEED:-}                          # 42
-# sparc (paper preset): ALPHA=1.1 BETA=0.1 TAU=1.5 SELECTED_LAYER=20 START_LAYER=0 END_LAYER=31
-ALPHA=${ALPHA:-}; BETA=${BETA:-}; TAU=${TAU:-}; SELECTED_LAYER=${SELECTED_LAYER:-}; START_LAYER=${START_LAYER:-}; END_LAYER=${END_LAYER:-}
-# any method's parameters: <METHOD>_ARGS="name=value,..." (e.g. VCD_ARGS="cd_alpha=1.0", OPERA_ARGS="beam=5")
-# trial knobs: LIMIT (first N images), MAX_NEW_TOKENS (512), DEVICE (cuda when available, else cpu), DTYPE
-LIMIT=${LIMIT:-}; MAX_NEW_TOKENS=${MAX_NEW_TOKENS:-}; DEVICE=${DEVICE:-}; DTYPE=${DTYPE:-}
-LAUNCH=${LAUNCH:-python -m}            # several GPUs: LAUNCH="torchrun --nproc_per_node 8 -m" (or "accelerate launch -m")
-# CLAIR judge (the key is read from the environment variable named here, never from the command line)
-JUDGE_MODEL=${JUDGE_MODEL:-gpt-4o}
-JUDGE_URL=${JUDGE_URL:-}                # e.g. http://localhost:8000/v1 for a local OpenAI-compatible judge
-API_KEY_ENV=${API_KEY_ENV:-OPENAI_API_KEY}
-
+# IIW-400 captioning, LLaVA-1.5: each method of METHODS (default: the baseline and SPARC) with PRESET, scored with
+# CLAIR (when the judge's key is set), then the paper-style table.
+# Its variables, the shared knobs and their defaults: bash scripts/llava/captioning_iiw400.sh --help (README, section Scripts).
+# Trial: a random tiny model, 2 images, 16 tokens, no judge key needed
+#   MODEL_PATH=tiny LIMIT=2 MAX_NEW_TOKENS=16 IMAGE_FOLDER=/data/DOCCI/images_aar ANNOTATION_FILE=/data/IIW-400/data.jsonl SAVE_PATH=/tmp/try/llava_iiw400 bash scripts/llava/captioning_iiw400.sh
 source "$(dirname "$0")/../lib/caption.sh"
-score() { score_clair "$1" iiw; }
-caption_all --dataset-type iiw --image-folder "$IMAGE_FOLDER" --annotation-file "$ANNOTATION_FILE"
-report
+defaults MODEL_PATH=liuhaotian/llava-v1.5-7b SAVE_PATH=results/llava-v1.5-7b/iiw400
+defaults IMAGE_FOLDER=data/DOCCI/images_aar ANNOTATION_FILE=data/IIW-400/data.jsonl
+caption_all iiw --image-folder "$IMAGE_FOLDER" --annotation-file "$ANNOTATION_FILE"

@@ -1,29 +1,10 @@
 #!/usr/bin/env bash
-# COCO val2014 captioning, LLaVA-NeXT: each method of METHODS (default: the baseline and SPARC), scored with CHAIR, then
-# the paper-style table. Every variable can be set from the environment, e.g.
-#   COCO_IMAGES=/data/coco/val2014 bash scripts/llava_next/captioning_coco.sh
-# Try it in two minutes (random tiny model, 2 images, 16 tokens):
-#   MODEL_PATH=tiny-next LIMIT=2 MAX_NEW_TOKENS=16 COCO_IMAGES=/data/coco/val2014 SAVE_PATH=/tmp/try bash scripts/llava_next/captioning_coco.sh
-set -euo pipefail
-
-MODEL_PATH=${MODEL_PATH:-liuhaotian/llava-v1.6-vicuna-7b}
-COCO_IMAGES=${COCO_IMAGES:-data/coco/val2014}
-COCO_ANNOTATIONS=${COCO_ANNOTATIONS:-}   # optional: instances_/captions_{train,val}2014.json to rebuild the CHAIR ground truth
-SAVE_PATH=${SAVE_PATH:-results/llava-v1.6-vicuna-7b/coco}
-METHODS=${METHODS:-"baseline sparc"}   # any registered methods (python -m eval.methods), e.g. "baseline sparc vcd pai opera"
-PRESET=${PRESET:-paper}                # paper | scripts | official
-BATCH_SIZE=${BATCH_SIZE:-8}             # outputs do not depend on it; lower it if GPU memory is short
-# Empty = the benchmark's or the preset's value (each run's _results.json records the resolved value and its source).
-NUM_SAMPLES=${NUM_SAMPLES:-}            # 500, drawn from the sorted folder with SEED
-SEED=${SEED:-}                          # 42
-# sparc (paper preset): ALPHA=1.1 BETA=0.1 TAU=4.0 SELECTED_LAYER=20 START_LAYER=0 END_LAYER=31
-ALPHA=${ALPHA:-}; BETA=${BETA:-}; TAU=${TAU:-}; SELECTED_LAYER=${SELECTED_LAYER:-}; START_LAYER=${START_LAYER:-}; END_LAYER=${END_LAYER:-}
-# any method's parameters: <METHOD>_ARGS="name=value,..." (e.g. VCD_ARGS="cd_alpha=1.0", OPERA_ARGS="beam=5")
-# trial knobs: LIMIT (first N images), MAX_NEW_TOKENS (512), DEVICE (cuda when available, else cpu), DTYPE
-LIMIT=${LIMIT:-}; MAX_NEW_TOKENS=${MAX_NEW_TOKENS:-}; DEVICE=${DEVICE:-}; DTYPE=${DTYPE:-}
-LAUNCH=${LAUNCH:-python -m}            # several GPUs: LAUNCH="torchrun --nproc_per_node 8 -m" (or "accelerate launch -m")
-
+# COCO val2014 captioning, LLaVA-NeXT: each method of METHODS (default: the baseline and SPARC) with PRESET, scored
+# with CHAIR, then the paper-style table.
+# Its variables, the shared knobs and their defaults: bash scripts/llava_next/captioning_coco.sh --help (README, section Scripts).
+# Trial: a random tiny model, 2 images, 16 tokens
+#   MODEL_PATH=tiny-next LIMIT=2 MAX_NEW_TOKENS=16 COCO_IMAGES=/data/coco/val2014 SAVE_PATH=/tmp/try/llava_next_coco bash scripts/llava_next/captioning_coco.sh
 source "$(dirname "$0")/../lib/caption.sh"
-score() { score_chair "$1"; }
-caption_all --dataset-type coco --image-folder "$COCO_IMAGES"
-report
+defaults MODEL_PATH=liuhaotian/llava-v1.6-vicuna-7b SAVE_PATH=results/llava-v1.6-vicuna-7b/coco
+defaults COCO_IMAGES=data/coco/val2014 COCO_ANNOTATIONS=
+caption_all coco --image-folder "$COCO_IMAGES"

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from llava.methods import MethodSpec, Preset, Rule, register_method
+from llava.methods import FamilyDefault, MethodSpec, Preset, Rule, register_method
+from llava.model.families.qwen2_vl import QWEN_FAMILIES
 
 WINDOW = 512
 """``window_size`` of ``opera_beam_search``: the length of its history, rollback budget and rejection tables."""
@@ -93,4 +94,5 @@ OPERA = register_method(MethodSpec(
     description="OPERA: beam search with an over-trust penalty and retrospection-allocation rollback",
     source=SOURCE,
     search="beam",
+    family_defaults=(FamilyDefault(QWEN_FAMILIES, note="Qwen2-VL family default, not from a paper"),),
 ))

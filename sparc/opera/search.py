@@ -39,8 +39,8 @@ import torch
 
 from llava.attention import AttentionHook
 from llava.beam_search import BeamMethod, BeamSearch, GroupSnapshot, StepObserver, crop
-from llava.generation import GenerationConfig, _forward
-from llava.inputs import PromptBatch
+from llava.generation import GenerationConfig, forward_logits
+from llava.batch import PromptBatch
 from llava.model.families import family_of
 from sparc.opera.config import WINDOW, OperaConfig
 
@@ -233,7 +233,7 @@ class OperaSearch(BeamSearch):
         embeds = self.family.embed_tokens(self.model, tokens)
         positions = self.positions[:, None].expand(-1, candidates)
         self.hook.begin_forward(self.step)
-        _forward(self.model, self.family, embeds, mask[:, None], positions, self.cache, self.hook)
+        forward_logits(self.model, self.family, embeds, mask[:, None], positions, self.cache, self.hook)
         crop(self.cache, length)
         rows = self.hook.rows
         own_column = torch.diagonal(rows[:, :, length:], dim1=1, dim2=2)  # (R, C)
@@ -255,7 +255,7 @@ class OperaSearch(BeamSearch):
         mass = rows.new_zeros(rows.shape[:2])
         for g in range(self.groups):
             group = self.group_rows(g)
-            start = length - int(self.positions[group.start]) + self.image_offset[g]  # sequences end at the cache end
+            start = length - int(self.lengths[group.start]) + self.image_offset[g]  # sequences end at the cache end
             mass[group] = rows[group, :, start : start + self.image_len[g]].sum(dim=-1)
         return mass
 

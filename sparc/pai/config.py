@@ -25,7 +25,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from llava.methods import MethodSpec, Preset, Rule, register_method
+from llava.methods import ALL_LAYERS_END, FamilyDefault, MethodSpec, Preset, Rule, register_method
+from llava.model.families.qwen2_vl import QWEN_FAMILIES
 
 SOURCE = "LALBJ/PAI @ 9bbd8bd (attention.py, CFG.py, model_loader.py, chair_eval.py, pope_eval.py), spec/pai-official.md"
 CAPTION_QUERY = "Please help me describe the image in detail."
@@ -98,9 +99,13 @@ _official = Preset("the README commands (attn 0.2 + CFG 1.1, layers 2..31) with 
 _paper = Preset("the README's parameters (attn 0.2 + CFG 1.1, layers 2..31) under the benchmark's protocol", README_COMMANDS)
 _argparse = Preset("the scripts' argparse defaults (nothing on) with PAI's protocol", _PROTOCOL, _PROTOCOL_RULES)
 
+QWEN_DEFAULT = FamilyDefault(QWEN_FAMILIES, {"end_layer": ALL_LAYERS_END}, "Qwen2-VL family default, not from a paper")
+"""No paper gives PAI values for Qwen2-VL: the README's values, re-weighting "all layers but the first two" as on
+LLaVA (``range(2, depth)``), the text-only branch without the vision block."""
 PAI = register_method(MethodSpec(
     name="pai", config=PaiConfig, factory="sparc.pai.method:Pai",
     presets={"paper": _paper, "scripts": _official, "official": _official, "argparse": _argparse},
     description="PAI: attention to the image amplified (A + alpha|A|), CFG against the text-only prompt",
     source=SOURCE,
+    family_defaults=(QWEN_DEFAULT,),
 ))

@@ -1,12 +1,13 @@
-"""Model loading and the per-family registry (imported on first use, so that light submodules such as
-:mod:`llava.model.names` can be imported without torch)."""
+"""Model loading and the family registry (imported on first use, so that the light registry
+:mod:`llava.model.families` can be imported without torch)."""
 from __future__ import annotations
 
 import importlib
 from typing import Any
 
 _EXPORTS = {"load_pretrained_model": "llava.model.builder", "load_model": "llava.model.builder",
-            "FAMILIES": "llava.model.families", "ModelFamily": "llava.model.families", "family_of": "llava.model.families"}
+            "family_of": "llava.model.families", "get_family": "llava.model.families",
+            "list_families": "llava.model.families", "ModelFamily": "llava.model.families.base"}
 
 __all__ = sorted(_EXPORTS)
 

@@ -1,76 +1,30 @@
-"""``load_pretrained_model``: original LLaVA checkpoints, ``llava-hf/*`` checkpoints and InstructBLIP on
-transformers' native classes.
+"""The one model factory: checkpoints of every registered family (``load_pretrained_model``, upstream LLaVA's API)
+and the random ``tiny-*`` / ``7b-*`` models (:func:`load_model` takes both), plus what can be known of a checkpoint
+from its ``config.json`` alone (:func:`inspect_checkpoint`), so that settings are checked before a long load.
 
-Original checkpoints (``liuhaotian/llava-v1.5-7b``, ``liuhaotian/llava-v1.6-vicuna-7b`` or a local folder in that
-layout) are converted on load: their config becomes a ``LlavaConfig`` / ``LlavaNextConfig``, their keys are renamed
-(``model.mm_projector.0/2`` -> projector ``linear_1/2``, ``model.*`` -> language model), and the CLIP tower named by
-``mm_vision_tower`` is loaded from its own folder or hub id. The 32000-row ``lm_head`` is kept as it is: prompts are
-embedded by the family (``llava.model.families``), never through an ``<image>`` vocabulary id.
+Which family loads a checkpoint is decided by its ``config.json`` (:func:`llava.model.families.family_for_config`);
+the family does the loading (``ModelFamily.load``): original LLaVA releases converted on load, ``llava-hf/*``,
+InstructBLIP, Qwen2-VL and Qwen2.5-VL on transformers' native classes.
 """
 from __future__ import annotations
 
 import json
 import os
-import warnings
-from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
-import transformers
-from transformers import (
-    AutoTokenizer,
-    CLIPVisionConfig,
-    CLIPVisionModel,
-    InstructBlipForConditionalGeneration,
-    InstructBlipProcessor,
-    LlamaConfig,
-    LlavaConfig,
-    LlavaForConditionalGeneration,
-    LlavaNextConfig,
-    LlavaNextForConditionalGeneration,
-)
-from transformers.models.blip.image_processing_pil_blip import BlipImageProcessorPil
-from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 from transformers.utils import cached_file
 
-from llava.attention import hooked_name
 from llava.constants import DTYPE_NAMES
-from llava.model.families import family_of
+from llava.model.families import FamilySpec, family_for_config, family_of, get_family, list_families, parse_synthetic_name
+from llava.model.loading import CheckpointError
+from llava.model.prepare import prepare_model
+from llava.model.synthetic import CONTEXT_LENGTH, synthetic_model
 
-ORIGINAL_KEY_MAPPING = {
-    r"^model\.vision_tower\.vision_tower\.vision_model\.": "model.vision_tower.",
-    r"^model\.mm_projector\.0\.": "model.multi_modal_projector.linear_1.",
-    r"^model\.mm_projector\.2\.": "model.multi_modal_projector.linear_2.",
-    r"^model\.(embed_tokens|layers|norm)\.": r"model.language_model.\1.",
-}
-LLAMA_KEYS = (
-    "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
-    "num_key_value_heads", "head_dim", "hidden_act", "max_position_embeddings", "rms_norm_eps", "rope_theta",
-    "rope_scaling", "attention_bias", "attention_dropout", "mlp_bias", "pretraining_tp", "bos_token_id",
-    "eos_token_id", "pad_token_id", "tie_word_embeddings", "initializer_range",
-)
-ORIGINAL_SETTINGS = ("image_aspect_ratio", "mm_patch_merge_type", "mm_use_im_start_end", "image_grid_pinpoints")
-
-
-class CheckpointError(ValueError):
-    """A model path that is not a loadable checkpoint; the message says why."""
-
-
-@contextmanager
-def quiet_transformers() -> Iterator[None]:
-    """Silence transformers' warnings about original configs (``llava_llama`` type, null ``rope_scaling``) and the
-    vision tower keys that original checkpoints keep elsewhere; loading errors are checked explicitly instead."""
-    verbosity = transformers.logging.get_verbosity()
-    transformers.logging.set_verbosity_error()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
-            yield
-    finally:
-        transformers.logging.set_verbosity(verbosity)
-
+__all__ = ["CheckpointError", "CheckpointInfo", "LoadedModel", "inspect_checkpoint", "load_model",
+           "load_pretrained_model", "read_config", "resolve_device", "resolve_dtype"]
 
 DTYPES = {name: getattr(torch, name) for name in DTYPE_NAMES}
 
@@ -119,162 +73,63 @@ def read_config(model_path: str) -> dict[str, Any]:
         raise CheckpointError(f"{model_path}: unreadable config.json ({e})") from None
 
 
-FAMILY_ASPECTS = {"llava": ("pad", "crop"), "llava_next": ("pad", "crop", "anyres"), "instructblip": ()}
-"""The image preprocessing modes each family can run (anyres needs LLaVA-NeXT's grid; InstructBLIP has one fixed
-224 resize)."""
+def family_spec_of(model_path: str, raw: dict[str, Any]) -> FamilySpec:
+    """The registered family of a checkpoint's raw config; :class:`CheckpointError` names the supported ones."""
+    spec = family_for_config(raw)
+    if spec is None:
+        supported = ", ".join(s.display for s in list_families())
+        raise CheckpointError(f"{model_path}: unsupported model (model_type {raw.get('model_type')!r}; supported: "
+                              f"{supported})")
+    return spec
 
 
 @dataclass(frozen=True)
 class CheckpointInfo:
-    """What a checkpoint is, read from its ``config.json`` alone (no weights): the family and the decoder depth."""
+    """What a checkpoint is, read from its files alone (no weights): the family, the decoder depth, and the
+    checkpoint's values of the family's own image settings (``settings``, e.g. Qwen2-VL's ``min_pixels``)."""
 
     family: str
     num_layers: int
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def spec(self) -> FamilySpec:
+        return get_family(self.family)
 
     @property
     def image_aspects(self) -> tuple[str, ...]:
-        return FAMILY_ASPECTS[self.family]
+        return self.spec.image_aspects
 
-    def check_settings(self, image_aspect: str | None = None, conv_mode: str | None = None) -> None:
-        """``ValueError`` for what this family cannot apply: a preprocessing it does not have, a conversation
-        template for InstructBLIP (which takes the raw question)."""
-        if image_aspect is not None and image_aspect not in self.image_aspects:
-            has = ", ".join(self.image_aspects) or "only its own fixed 224 resize"
-            article = "an" if self.family[0] in "aeiou" else "a"
-            raise ValueError(f"--image-aspect {image_aspect}: {article} {self.family} model has {has}")
-        if conv_mode is not None and self.family == "instructblip":
-            raise ValueError("--conv-mode: InstructBLIP takes the raw question, it has no conversation template")
+    def check_settings(self, image_aspect: str | None = None, conv_mode: str | None = None, **image_settings: Any) -> None:
+        """``ValueError`` for what this family cannot apply: a preprocessing mode it does not have, a conversation
+        template where it takes the raw question or its own chat template, an image setting of another family."""
+        spec = self.spec
+        article = "an" if spec.name[0] in "aeiou" else "a"
+        if image_aspect is not None and image_aspect not in spec.image_aspects:
+            has = ", ".join(spec.image_aspects) or f"only {spec.own_preprocessing}"
+            raise ValueError(f"--image-aspect {image_aspect}: {article} {spec.name} model has {has}")
+        if conv_mode is not None and spec.prompt_style != "template":
+            how = "the raw question" if spec.prompt_style == "raw" else "its checkpoint's chat template"
+            raise ValueError(f"--conv-mode: {spec.display} takes {how}, it has no conversation template")
+        for name, value in image_settings.items():
+            if value is not None and name not in spec.image_settings:
+                owners = ", ".join(s.display for s in list_families() if name in s.image_settings)
+                raise ValueError(f"--{name.replace('_', '-')}: {article} {spec.name} model does not read it (a setting "
+                                 f"of {owners})")
 
 
 def inspect_checkpoint(model_path: str) -> CheckpointInfo:
-    """The family and number of decoder layers of a checkpoint or synthetic model name, without loading weights, so
-    that settings can be checked before a long model load. Raises :class:`CheckpointError`."""
-    from llava.model.names import parse_synthetic_name
-    from llava.model.synthetic import synthetic_num_layers
-
+    """The family, decoder depth and image settings of a checkpoint or synthetic model name, without loading
+    weights, so that settings can be checked before a long model load. Raises :class:`CheckpointError`."""
     synthetic = parse_synthetic_name(model_path)
     if synthetic is not None:
         shape, family = synthetic
-        return CheckpointInfo(family or "llava", synthetic_num_layers(shape))
+        spec = get_family(family)
+        return CheckpointInfo(family, spec.synthetic_num_layers(shape), spec.synthetic_settings(shape))
     raw = read_config(model_path)
-    if "mm_vision_tower" in raw:
-        anyres = raw.get("image_aspect_ratio") == "anyres" or str(raw.get("mm_patch_merge_type", "flat")).startswith("spatial")
-        return CheckpointInfo("llava_next" if anyres else "llava", int(raw.get("num_hidden_layers", 32)))
-    model_type = raw.get("model_type")
-    if model_type not in ("llava", "llava_next", "instructblip"):
-        raise CheckpointError(f"{model_path}: unsupported model (model_type {model_type!r})")
-    text = raw.get("text_config") or {}
-    return CheckpointInfo(model_type, int(text.get("num_hidden_layers", 32)))
-
-
-def keep_leading_space(tokenizer: Any) -> Any:
-    """Make a Llama tokenizer tokenise a text that starts with a space as transformers 4.x did (what the official code
-    ran): "▁" prepended to every text, so " Please" is ``▁``, ``▁Please`` (29871, 3529), not ``▁Please``.
-
-    transformers 5 rebuilds Llama tokenizers with ``Metaspace(prepend_scheme="always"|"first", split=False)``, which
-    skips the prefix when the text already starts with a space; the checkpoints' own ``tokenizer.json`` is
-    ``Prepend("▁") + Replace(" ", "▁")`` with no pre-tokenizer. Prompts whose image is followed by a space (PAI's and
-    OPERA's templates) need it; the other templates tokenise the same either way. Other tokenizers are returned as
-    they are.
-    """
-    from tokenizers import normalizers, pre_tokenizers
-
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    pre = getattr(backend, "pre_tokenizer", None)
-    if (isinstance(pre, pre_tokenizers.Metaspace) and pre.prepend_scheme in ("always", "first") and not pre.split
-            and backend.normalizer is None):
-        backend.normalizer = normalizers.Sequence([normalizers.Prepend(pre.replacement),
-                                                   normalizers.Replace(" ", pre.replacement)])
-        backend.pre_tokenizer = None
-    return tokenizer
-
-
-def resolve_vision_tower(model_path: str, name: str) -> str:
-    """``mm_vision_tower`` as a folder relative to the checkpoint, then to the working directory, else a hub id."""
-    for base in (Path(model_path), Path.cwd()):
-        candidate = base / name
-        if base.exists() and (candidate / "config.json").is_file():
-            return str(candidate)
-    if Path(name).is_dir():
-        return name
-    return name
-
-
-def original_llava_config(raw: dict[str, Any], tower_config: CLIPVisionConfig) -> LlavaConfig | LlavaNextConfig:
-    """Convert an original LLaVA config to transformers' LLaVA / LLaVA-NeXT config."""
-    projector = raw.get("mm_projector_type", "linear")
-    if projector != "mlp2x_gelu":
-        raise CheckpointError(f"unsupported mm_projector_type {projector!r} (only mlp2x_gelu, as LLaVA-1.5 and 1.6)")
-    text = LlamaConfig(**{k: raw[k] for k in LLAMA_KEYS if raw.get(k) is not None})
-    common = dict(
-        vision_config=tower_config.to_dict(),
-        text_config=text.to_dict(),
-        projector_hidden_act="gelu",
-        vision_feature_layer=raw.get("mm_vision_select_layer", -2),
-        vision_feature_select_strategy="default" if raw.get("mm_vision_select_feature", "patch") == "patch" else "full",
-        multimodal_projector_bias=True,
-        tie_word_embeddings=raw.get("tie_word_embeddings", False),
-        image_token_index=raw.get("vocab_size", 32000),
-    )
-    if raw.get("image_aspect_ratio") == "anyres" or str(raw.get("mm_patch_merge_type", "flat")).startswith("spatial"):
-        config = LlavaNextConfig(image_grid_pinpoints=raw.get("image_grid_pinpoints"), **common)
-    else:
-        config = LlavaConfig(**common)
-    for key in ORIGINAL_SETTINGS:
-        if raw.get(key) is not None:
-            setattr(config, key, raw[key])
-    return config
-
-
-def _check_loading(info: dict[str, list[str]], model_path: str, allowed_missing: str) -> bool:
-    """Fail on keys that did not load (except ``allowed_missing``); return whether those were missing."""
-    missing = info.get("missing_keys", [])
-    unexpected = [k for k in info.get("unexpected_keys", []) if "rotary_emb.inv_freq" not in k]
-    bad = [k for k in missing if not k.startswith(allowed_missing)]
-    if bad or unexpected:
-        raise CheckpointError(f"{model_path}: checkpoint keys do not match (missing {bad[:5]}, unexpected {unexpected[:5]})")
-    return any(k.startswith(allowed_missing) for k in missing)
-
-
-def load_original_llava(model_path: str, raw: dict[str, Any], dtype: torch.dtype, device_map: Any, vision_tower: str | None):
-    tower_path = resolve_vision_tower(model_path, vision_tower or raw["mm_vision_tower"])
-    config = original_llava_config(raw, CLIPVisionConfig.from_pretrained(tower_path))
-    model_class = LlavaNextForConditionalGeneration if isinstance(config, LlavaNextConfig) else LlavaForConditionalGeneration
-    with quiet_transformers():  # the tower lives outside the checkpoint: its keys are reported "missing"
-        model, info = model_class.from_pretrained(
-            model_path, config=config, key_mapping=ORIGINAL_KEY_MAPPING, dtype=dtype, device_map=device_map,
-            output_loading_info=True,
-        )
-    if _check_loading(info, model_path, "model.vision_tower."):
-        device = model.model.multi_modal_projector.linear_1.weight.device
-        model.model.vision_tower = CLIPVisionModel.from_pretrained(tower_path, dtype=dtype).to(device)
-        model.config.vision_config = model.model.vision_tower.config
-    return model, CLIPImageProcessorPil.from_pretrained(tower_path)
-
-
-def load_hf_llava(model_path: str, raw: dict[str, Any], dtype: torch.dtype, device_map: Any):
-    model_class = LlavaNextForConditionalGeneration if raw["model_type"] == "llava_next" else LlavaForConditionalGeneration
-    model = model_class.from_pretrained(model_path, dtype=dtype, device_map=device_map)
-    return model, CLIPImageProcessorPil.from_pretrained(model_path)
-
-
-def load_instructblip(model_path: str, dtype: torch.dtype, device_map: Any, tokenizer: Any):
-    model = InstructBlipForConditionalGeneration.from_pretrained(model_path, dtype=dtype, device_map=device_map)
-    processor = InstructBlipProcessor(
-        image_processor=BlipImageProcessorPil.from_pretrained(model_path),
-        tokenizer=tokenizer,
-        qformer_tokenizer=AutoTokenizer.from_pretrained(model_path, subfolder="qformer_tokenizer"),
-        num_query_tokens=model.config.num_query_tokens,
-    )
-    return model, processor
-
-
-def attention_settings(model: Any, attn_implementation: str) -> dict[str, str]:
-    """The hooked attention for the language model; eager for the vision side (CLIP, ViT, Q-Former), whose
-    official versions (transformers 4.31 / 4.37) had no SDPA: it runs once per image, so exactness costs little."""
-    settings = {name: "eager" for name in model.config.sub_configs if name != "text_config"}
-    settings["text_config"] = hooked_name(attn_implementation)
-    return settings
+    spec = family_spec_of(model_path, raw)
+    settings = spec.checkpoint_settings(model_path) if spec.checkpoint_settings else {}
+    return CheckpointInfo(spec.name, spec.num_layers(raw), settings)
 
 
 def load_pretrained_model(
@@ -290,28 +145,29 @@ def load_pretrained_model(
     """Load a checkpoint; return ``(tokenizer, model, image_processor, context_len)`` as upstream LLaVA does.
 
     ``model_name`` is accepted for upstream compatibility; the family is read from the config. ``vision_tower``
-    overrides the config's ``mm_vision_tower`` (folder or hub id) for original checkpoints. ``attn_implementation``
-    is ``"sdpa"`` or ``"eager"``, both through the hook point of ``llava.attention``; by default SDPA on a GPU (fast)
-    and eager on the CPU (the official arithmetic, which the golden tests check token for token). For InstructBLIP the
-    returned ``image_processor`` is an ``InstructBlipProcessor`` (image processor plus Q-Former tokenizer).
+    overrides the config's ``mm_vision_tower`` (folder or hub id) for original LLaVA checkpoints.
+    ``attn_implementation`` is ``"sdpa"`` or ``"eager"``, both through the hook point of ``llava.attention``; by
+    default SDPA on a GPU (fast) and eager on the CPU (the official arithmetic, which the golden tests check token for
+    token). The ``image_processor`` is the family's (InstructBLIP: an ``InstructBlipProcessor`` with the Q-Former
+    tokenizer).
     """
     if model_base is not None:
         raise CheckpointError("model_base (LoRA or projector-only checkpoints) is not supported: merge the weights first")
     model_path = str(model_path)
     dtype = getattr(torch, dtype) if isinstance(dtype, str) else (dtype or default_dtype())
     raw = read_config(model_path)
-    with quiet_transformers():
-        tokenizer = keep_leading_space(AutoTokenizer.from_pretrained(model_path))
-    if "mm_vision_tower" in raw:
-        model, image_processor = load_original_llava(model_path, raw, dtype, device_map, vision_tower)
-    elif raw.get("model_type") in ("llava", "llava_next"):
-        model, image_processor = load_hf_llava(model_path, raw, dtype, device_map)
-    elif raw.get("model_type") == "instructblip":
-        model, image_processor = load_instructblip(model_path, dtype, device_map, tokenizer)
-    else:
-        raise CheckpointError(f"{model_path}: unsupported model (model_type {raw.get('model_type')!r})")
+    family = family_spec_of(model_path, raw).create()
+    try:
+        tokenizer = family.load_tokenizer(model_path)
+        model, image_processor = family.load(model_path, raw, tokenizer, dtype, device_map, vision_tower)
+    except CheckpointError:
+        raise
+    except (OSError, ValueError, RuntimeError) as e:  # transformers' refusals (unsafe weights, missing files, ...)
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{model_path}: cannot be loaded ({first})") from None
     prepare_model(model, tokenizer, attn_implementation)
-    return tokenizer, model, image_processor, raw.get("max_sequence_length", 2048)
+    context = raw.get("max_sequence_length") or (raw.get("text_config") or raw).get("max_position_embeddings")
+    return tokenizer, model, image_processor, int(context or CONTEXT_LENGTH)
 
 
 @dataclass
@@ -351,20 +207,18 @@ def load_model(
     attn_implementation: str | None = None,
     vision_tower: str | None = None,
 ) -> LoadedModel:
-    """The one model factory of the project (runners, benchmark, figures, ``llava.run``): a checkpoint (local folder
-    or hub id: original LLaVA, ``llava-hf``, InstructBLIP) or a random model named like ``tiny``, ``tiny-next``,
-    ``tiny-instructblip``, ``7b-llava`` (:mod:`llava.model.synthetic`), on ``device`` (default: a GPU when there is
-    one) in ``dtype`` (default: float16 on a GPU, float32 on the CPU). Raises :class:`CheckpointError` with one line."""
-    from llava.model.names import parse_synthetic_name
-    from llava.model.synthetic import synthetic_model
-
+    """The one model factory of the project (runners, benchmark, figures, ``llava.run``): a checkpoint of any
+    registered family (local folder or hub id) or a random model named like ``tiny``, ``tiny-next``,
+    ``tiny-qwen2-vl``, ``7b-instructblip`` (:func:`llava.model.families.synthetic_names`), on ``device`` (default:
+    a GPU when there is one) in ``dtype`` (default: float16 on a GPU, float32 on the CPU). Raises
+    :class:`CheckpointError` with one line."""
     device = resolve_device(device)
     torch_dtype = dtype if isinstance(dtype, torch.dtype) else resolve_dtype(dtype, device)
     synthetic = parse_synthetic_name(model_path)
     if synthetic is not None:
         shape, family = synthetic
         tokenizer, model, processor, context_len = synthetic_model(
-            family or "llava", shape, dtype=torch_dtype, device=device, attn_implementation=attn_implementation
+            family, shape, dtype=torch_dtype, device=device, attn_implementation=attn_implementation
         )
     else:
         tokenizer, model, processor, context_len = load_pretrained_model(
@@ -373,17 +227,3 @@ def load_model(
         )
     return LoadedModel(tokenizer, model, processor, family_of(model), device, context_len, str(model_path),
                        synthetic is not None)
-
-
-def prepare_model(model: torch.nn.Module, tokenizer: Any, attn_implementation: str | None = None) -> None:
-    """Route the language model's attention through the hook point, set the real vocabulary size, eval mode.
-
-    ``attn_implementation=None`` picks SDPA when the language model is on a GPU and eager on the CPU.
-    """
-    family = family_of(model)
-    if attn_implementation is None:
-        on_gpu = next(family.decoder(model).parameters()).device.type == "cuda"
-        attn_implementation = "sdpa" if on_gpu else "eager"
-    model.set_attn_implementation(attention_settings(model, attn_implementation))
-    model.config.output_vocab_size = family.output_vocab_size(model, tokenizer)
-    model.eval().requires_grad_(False)

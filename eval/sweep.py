@@ -1,0 +1,324 @@
+"""Sweeps: the product of parameter grids, each point a normal run of a runner, scored, tabled and drawn.
+
+Usage::
+
+    python -m eval.sweep caption --grid alpha=1.05,1.1,1.2 --grid tau=1,1.5,2 \\
+        --dataset-type coco --image-folder data/coco/val2014 --model-path liuhaotian/llava-v1.5-7b --method sparc \\
+        --save-path results/sweeps --experiment-name sparc_coco
+    python -m eval.sweep vqa --grid masking_scheme=zeros,ones,noise --benchmark pope --pope-split coco/random ...
+    python -m eval.sweep caption --grid method=baseline,sparc,vcd --dataset-type coco ...
+
+``--grid NAME=V1,V2,...`` (repeatable) varies a parameter of the method (its official name), a protocol field
+(``max_new_tokens``, ``temperature``, ...), the ``preset`` or the ``method`` itself; every other flag is the runner's
+(``eval.caption`` or ``eval.vqa``) and holds for every point. Each point is a normal, resumable run named
+``<experiment-name>__<name>=<value>_...`` under ``--save-path``, whose ``_results.json`` records the point's values
+with the source ``sweep``; it is scored with its benchmark's scorer (``--score-args "..."`` passes what that scorer
+needs beyond the answers file, e.g. MME's ``--gt_dir``, a judge's ``--base_url``). Then ``<experiment-name>_sweep.json``
+and ``_sweep.md`` (one row per point: the varied values and the benchmark's metrics, the baseline first) and a
+figure ``<experiment-name>_sweep.png`` (CHAIR: precision against recall with the Pareto front; other benchmarks: the
+headline metric against the swept values, a heatmap for two grids).
+
+Every point is resolved and checked (names, types, ranges, layers against the model, files, the output folder)
+before the first run starts. A failed point is reported and the others go on; rerunning the same command resumes:
+a finished point is neither decoded nor scored again. A reference run with plain decoding (``<name>__baseline``) is
+added unless the grid varies the method or ``--no-baseline`` is given.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import itertools
+import json
+import re
+import shlex
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from eval.benchmarks.resolve import SWEEP_SOURCE
+from eval.files import InputError, write_json_atomic, write_text_atomic
+
+RUNNERS = {"caption": "eval.caption", "vqa": "eval.vqa"}
+BASELINE = "baseline"
+VALUE = re.compile(r"[A-Za-z0-9.+\-]+")
+"""What a grid value may hold (it is part of the point's file names)."""
+
+
+@dataclass(frozen=True)
+class Grid:
+    """One ``--grid NAME=V1,V2,...``: a setting and its values (as written)."""
+
+    name: str
+    values: tuple[str, ...]
+
+    @classmethod
+    def parse(cls, text: str) -> "Grid":
+        name, sep, raw = text.partition("=")
+        name = name.strip().replace("-", "_")
+        values = tuple(v.strip() for v in raw.split(",") if v.strip())
+        if not sep or not name or not values:
+            raise InputError(f"--grid {text!r}: expected NAME=V1,V2,...")
+        for value in values:
+            if not VALUE.fullmatch(value):
+                raise InputError(f"--grid {name}: value {value!r} may hold letters, digits, '.', '+' and '-' only "
+                                 "(it is part of the point's file names)")
+        if len(set(values)) != len(values):
+            raise InputError(f"--grid {name}: a value is given twice")
+        return cls(name, values)
+
+
+@dataclass
+class Point:
+    """One point of a sweep: its values, its run, and what became of it."""
+
+    values: dict[str, str]
+    name: str
+    spec: Any = None
+    status: str = "pending"
+    reason: str | None = None
+    metrics_file: str | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    baseline: bool = False
+
+    @property
+    def answers(self) -> Path:
+        from eval.files import RunPaths
+
+        return RunPaths(self.spec.output.save_path, self.spec.output.experiment_name).answers
+
+    def label(self) -> str:
+        return "baseline" if self.baseline else " ".join(f"{k}={v}" for k, v in self.values.items())
+
+
+def point_name(experiment: str, values: dict[str, str]) -> str:
+    return experiment + "__" + "_".join(f"{name}={value}" for name, value in values.items())
+
+
+def flag_of(name: str) -> str:
+    return f"--{name.replace('_', '-')}"
+
+
+def without_flags(argv: list[str], names: set[str]) -> list[str]:
+    """``argv`` without the flags (and their values) of ``names`` (dash or underscore spellings)."""
+    spellings = {f"--{n.replace('_', '-')}" for n in names} | {f"--{n}" for n in names}
+    kept, skip = [], False
+    for item in argv:
+        if skip:
+            skip = False
+            continue
+        flag = item.split("=", 1)[0]
+        if flag in spellings:
+            skip = "=" not in item
+            continue
+        kept.append(item)
+    return kept
+
+
+def plan(runner: str, grids: list[Grid], argv: list[str], baseline: bool) -> list[Point]:
+    """Every point of the grids (and the baseline), each resolved and checked as its run will be; ``InputError``
+    listing every point that cannot run, before anything runs."""
+    from eval.cli import parse_args, run_spec
+    from eval.methods import get_method
+    from llava.settings import PROTOCOL_FIELDS
+
+    module = importlib.import_module(runner)
+    prog, default_method = f"python -m {runner}", {"eval.caption": "sparc", "eval.vqa": "avisc"}[runner]
+    names = [g.name for g in grids]
+    if len(set(names)) != len(names):
+        raise InputError("a --grid name is given twice")
+    given = {item.split("=", 1)[0] for item in argv if item.startswith("--")}
+    for name in names:
+        if flag_of(name) in given or f"--{name}" in given:
+            raise InputError(f"{name} is both a --grid and a flag: give it once")
+    base = parse_args(runner, prog, module.__doc__, default_method, argv)
+    experiment = base.experiment_name
+    base_knobs = {"method", "method_args", "preset", *get_method(base.method).param_names()}
+
+    def point_argv(values: dict[str, str], name: str) -> list[str]:
+        extra = [item for n, v in values.items() for item in (flag_of(n), v)]
+        return [*without_flags(argv, {"experiment_name"}), *extra, "--experiment-name", name]
+
+    points = [Point(dict(zip(names, combo)), "") for combo in itertools.product(*(g.values for g in grids))]
+    for point in points:
+        point.name = point_name(experiment, point.values)
+    if baseline:
+        points.insert(0, Point({}, f"{experiment}__{BASELINE}", baseline=True))
+    problems = []
+    for point in points:
+        point_args = point_argv(point.values, point.name)
+        if point.baseline:
+            point_args = [*without_flags(point_args, base_knobs), "--method", BASELINE]
+        try:
+            method = get_method(point.values.get("method", base.method))
+            for name in point.values:
+                if name not in ("method", "preset") and name not in PROTOCOL_FIELDS and name not in method.param_names():
+                    raise InputError(f"{name} is not a parameter of {method.name} nor a protocol setting (the "
+                                     "grid varies method parameters, protocol fields, the preset or the method)")
+            spec = run_spec(parse_args(runner, prog, module.__doc__, default_method, point_args))
+        except SystemExit:
+            problems.append(f"{point.label()}: the runner refused these flags (see above)")
+            continue
+        except InputError as e:
+            problems.append(f"{point.label()}: {e}")
+            continue
+        sources = {**spec.run.sources, **{n: SWEEP_SOURCE for n in point.values}}
+        point.spec = dataclasses.replace(spec, run=dataclasses.replace(spec.run, sources=sources))
+    if problems:
+        raise InputError("points that cannot run (nothing was started):\n  " + "\n  ".join(problems))
+    return points
+
+
+def check_scoring(points: list[Point], score_args: list[str]) -> None:
+    """``InputError`` before anything runs when the benchmark's scorer refuses its arguments (``--score-args``)."""
+    from eval.scoring import get_scorer
+
+    scorer = get_scorer(points[0].spec.run.benchmark.scorer)
+    if scorer is not None:
+        try:
+            scorer.check_arguments(score_args)
+        except InputError as e:
+            raise InputError(f"{e}; give what it needs with --score-args \"...\" (nothing was started)") from e
+
+
+def run_point(point: Point, models: dict[Any, Any]) -> None:
+    """Decode one point (a normal resumable run; the model loaded once per sweep), recording a failure."""
+    from eval.run import execute
+
+    try:
+        code = execute(point.spec, models)
+        point.status = "answered" if code == 0 else "incomplete"
+    except InputError as e:
+        point.status, point.reason = "failed", str(e)
+    except Exception as e:  # noqa: BLE001 - one point's failure must not stop the others
+        point.status, point.reason = "failed", f"{type(e).__name__}: {e}"
+
+
+def score_point(point: Point, score_args: list[str]) -> None:
+    """Score one point with its benchmark's scorer, unless its metrics file is newer than its answers."""
+    from eval.files import RunPaths
+    from eval.scoring import get_scorer
+
+    scorer_name = point.spec.run.benchmark.scorer
+    if scorer_name is None or point.status == "failed":
+        return
+    scorer = get_scorer(scorer_name)
+    if scorer is None:
+        point.reason = f"no scorer named {scorer_name!r} is registered"
+        return
+    metrics = RunPaths.of_answers(point.answers).metrics(scorer_name)
+    if not (metrics.is_file() and metrics.stat().st_mtime >= point.answers.stat().st_mtime):
+        try:
+            code = scorer.score(point.answers, score_args)
+        except InputError as e:
+            point.status, point.reason = "not scored", str(e)
+            return
+        except SystemExit as e:  # the scorer's command line refused its arguments (its message is above)
+            point.status, point.reason = "not scored", f"the {scorer_name} scorer exited with {e.code}"
+            return
+        if not metrics.is_file():
+            point.status, point.reason = "not scored", f"the {scorer_name} scorer wrote no metrics (exit {code})"
+            return
+    data = json.loads(metrics.read_text(encoding="utf-8"))
+    runs = scorer.runs(data)
+    point.metrics_file = str(metrics)
+    point.metrics = {k: v for run in runs[:1] for k, v in run.values.items() if not isinstance(v, (dict, list))}
+    if point.status == "answered":
+        point.status = "scored"
+
+
+def columns_of(points: list[Point]) -> list[Any]:
+    """The scorer's columns of the sweep's benchmark (those a point has a value for)."""
+    from eval.scoring import get_scorer
+
+    scorer_name = points[0].spec.run.benchmark.scorer
+    if scorer_name is None:
+        return []
+    scorer = get_scorer(scorer_name)
+    return [c for c in scorer.columns if any(p.metrics.get(c.key) is not None for p in points)]
+
+
+def fmt(value: Any, scale: float = 1.0) -> str:
+    return "-" if value is None else f"{scale * float(value):.2f}"
+
+
+def write_tables(points: list[Point], grids: list[Grid], folder: Path, experiment: str) -> tuple[Path, Path]:
+    """``<experiment>_sweep.json`` and ``_sweep.md``: one row per point (the baseline first)."""
+    columns = columns_of(points)
+    header = [g.name for g in grids] + [c.header for c in columns] + ["status"]
+    rows = []
+    for point in points:
+        cells = ["baseline" if point.baseline and i == 0 else ("" if point.baseline else point.values[g.name])
+                 for i, g in enumerate(grids)]
+        cells += [fmt(point.metrics.get(c.key), c.scale) for c in columns]
+        cells.append(point.status if point.reason is None else f"{point.status}: {point.reason.splitlines()[0][:80]}")
+        rows.append(cells)
+    benchmark = points[0].spec.run.benchmark
+    methods = ", ".join(dict.fromkeys(p.spec.run.method for p in points if not p.baseline))
+    title = f"Sweep {experiment}: {benchmark.title}, {methods}"
+    lines = [f"### {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    md = folder / f"{experiment}_sweep.md"
+    write_text_atomic(md, "\n".join(lines) + "\n")
+    data = {
+        "sweep": experiment, "benchmark": benchmark.name, "scorer": benchmark.scorer,
+        "table": {"title": title, "header": header, "rows": rows},
+        "grids": {g.name: list(g.values) for g in grids},
+        "columns": [{"key": c.key, "header": c.header, "scale": c.scale} for c in columns],
+        "points": [{"name": p.name, "values": p.values, "baseline": p.baseline, "status": p.status,
+                    "reason": p.reason, "answers": p.answers.name, "metrics_file": p.metrics_file,
+                    "metrics": p.metrics} for p in points],
+    }
+    out = folder / f"{experiment}_sweep.json"
+    write_json_atomic(out, data)
+    return out, md
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(__doc__)
+        return 0
+    kind, rest = argv[0], argv[1:]
+    if kind not in RUNNERS:
+        raise InputError(f"{kind!r}: the first argument is the runner, caption or vqa")
+    parser = argparse.ArgumentParser(prog=f"python -m eval.sweep {kind}", add_help=False)
+    parser.add_argument("--grid", action="append", default=[])
+    parser.add_argument("--score-args", default="")
+    parser.add_argument("--no-baseline", action="store_true")
+    args, runner_argv = parser.parse_known_args(rest)
+    if not args.grid:
+        raise InputError("no --grid NAME=V1,V2,...: nothing to sweep")
+    grids = [Grid.parse(text) for text in args.grid]
+    baseline = not args.no_baseline and "method" not in {g.name for g in grids}
+    points = plan(RUNNERS[kind], grids, runner_argv, baseline)
+    score_args = shlex.split(args.score_args)
+    check_scoring(points, score_args)
+    folder = points[0].spec.output.save_path
+    experiment = points[-1].name.split("__")[0]
+    print(f"sweep {experiment}: {len(points)} runs ({' x '.join(f'{len(g.values)} {g.name}' for g in grids)}"
+          f"{' + baseline' if baseline else ''}), all checked", file=sys.stderr)
+    models: dict[Any, Any] = {}
+    started = time.time()
+    for index, point in enumerate(points, start=1):
+        print(f"[{index}/{len(points)}] {point.label()}", file=sys.stderr, flush=True)
+        run_point(point, models)
+        score_point(point, score_args)
+        if point.reason:
+            print(f"  {point.status}: {point.reason}", file=sys.stderr)
+    table, md = write_tables(points, grids, folder, experiment)
+    from eval.figures.sweep import draw_sweep
+
+    figure = draw_sweep(json.loads(table.read_text(encoding="utf-8")), folder / f"{experiment}_sweep.png")
+    print(md.read_text(encoding="utf-8"))
+    print(f"sweep written: {table}, {md}, {figure} ({(time.time() - started) / 60:.1f} min)")
+    failed = [p for p in points if p.status not in ("scored", "answered")]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    from eval.cli import run_main
+
+    run_main(main)
