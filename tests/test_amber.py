@@ -36,7 +36,7 @@ def test_shipped_data_are_the_official_files() -> None:
         if name.endswith(".gz"):
             data = gzip.decompress(data)
         assert hashlib.sha256(data).hexdigest() == digest, name
-    assert {A.ANNOTATION_FILE.name, A.QUERY_FILE.name} <= set(OFFICIAL_SHA256)
+    assert {A.ANNOTATION_FILE.name, QUERY_FILE.name} <= set(OFFICIAL_SHA256)
 
 
 # ---------------------------------------------------------------------------------------------------------------
