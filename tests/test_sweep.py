@@ -3,6 +3,11 @@ benchmark's scorer, tabled and drawn; checked before anything runs; resumable; a
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -112,6 +117,31 @@ def test_a_failed_point_does_not_stop_the_others(golden_dir, tmp_path):
     failed = points["sparc_coco__tau=2"]
     assert failed["status"] == "failed" and "--overwrite" in failed["reason"]
     assert "failed" in (out / "sparc_coco_sweep.md").read_text()
+
+
+def test_a_killed_sweep_resumes_without_recomputing_a_finished_point(golden_dir, tmp_path):
+    """A sweep killed (SIGKILL) once its first point is scored, then run again: the finished point's answers and
+    metrics are untouched (neither decoded nor scored again), every point ends scored."""
+    args = caption_sweep(golden_dir, tmp_path, "tau=1,1.5,2", extra=("--method", "sparc", "--no-baseline"))
+    out = tmp_path / "out"
+    first = out / "sparc_coco__tau=1_chair.json"
+    process = subprocess.Popen([sys.executable, "-m", "eval.sweep", *args], cwd=PROJECT_ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.time() + 300
+    while not first.is_file() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=60)
+    assert first.is_file(), process.stderr.read().decode()
+    scored = {path.name.removesuffix("_chair.json") for path in out.glob("*_chair.json")}
+    assert "sparc_coco__tau=1" in scored and len(scored) < 3  # killed after the first point, before the last
+    finished = {name: stamp for name, stamp in stamps(out).items()
+                if name.removesuffix(".jsonl").removesuffix("_chair.json") in scored}
+
+    assert sweep.main(args) == 0
+    after = stamps(out)
+    assert {name: after[name] for name in finished} == finished
+    assert [p["status"] for p in table(tmp_path)["points"]] == ["scored"] * 3
 
 
 def test_the_method_itself_can_be_the_grid(golden_dir, tmp_path):
