@@ -359,3 +359,19 @@ def signal_when_running(process: subprocess.Popen, config: Path, signum: int) ->
     time.sleep(1.0)
     process.send_signal(signum)
     return process.communicate(timeout=120)[1]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# shipped data
+
+
+def assert_files_have_sha256(folder: Path, digests: dict[str, str]) -> None:
+    """Each file of ``digests`` under ``folder`` has that SHA-256 (of its uncompressed content for a ``.gz``)."""
+    import gzip
+    import hashlib
+
+    for name, digest in digests.items():
+        data = (folder / name).read_bytes()
+        if name.endswith(".gz"):
+            data = gzip.decompress(data)
+        assert hashlib.sha256(data).hexdigest() == digest, name

@@ -2,8 +2,6 @@
 the exact-only warning and the command line."""
 from __future__ import annotations
 
-import gzip
-import hashlib
 import json
 import subprocess
 import sys
@@ -13,6 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import PROJECT_ROOT
+from helpers import assert_files_have_sha256
 from eval import amber as A
 from eval.benchmarks.amber import QUERY_FILE
 
@@ -31,11 +30,7 @@ project's reference data (``amber/``); of the uncompressed content for the gzipp
 
 
 def test_shipped_data_are_the_official_files() -> None:
-    for name, digest in OFFICIAL_SHA256.items():
-        data = (A.DATA_DIR / name).read_bytes()
-        if name.endswith(".gz"):
-            data = gzip.decompress(data)
-        assert hashlib.sha256(data).hexdigest() == digest, name
+    assert_files_have_sha256(A.DATA_DIR, OFFICIAL_SHA256)
     assert {A.ANNOTATION_FILE.name, QUERY_FILE.name} <= set(OFFICIAL_SHA256)
 
 

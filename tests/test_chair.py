@@ -1,8 +1,6 @@
 """CHAIR scorer (eval.chair) and NLTK data setup (eval.nltk_setup): hand-worked captions, CLI, COCO GT builder."""
 from __future__ import annotations
 
-import gzip
-import hashlib
 import json
 import subprocess
 import sys
@@ -12,6 +10,7 @@ import nltk
 import pytest
 
 from conftest import PROJECT_ROOT
+from helpers import assert_files_have_sha256
 from eval import chair as C
 from eval import nltk_setup
 
@@ -36,11 +35,7 @@ project's reference data (``chair/``, ``coco_chair_gt.json``); of the uncompress
 
 
 def test_shipped_word_tables_are_the_official_files() -> None:
-    for name, digest in OFFICIAL_SHA256.items():
-        data = (C.DATA_DIR / name).read_bytes()
-        if name.endswith(".gz"):
-            data = gzip.decompress(data)
-        assert hashlib.sha256(data).hexdigest() == digest, name
+    assert_files_have_sha256(C.DATA_DIR, OFFICIAL_SHA256)
     assert C.SHIPPED_GT == C.DATA_DIR / "coco_chair_gt.json.gz"
 
 
