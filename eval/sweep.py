@@ -26,8 +26,11 @@ added unless the grid varies the method or ``--no-baseline`` is given.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import difflib
 import importlib
+import io
 import itertools
 import json
 import re
@@ -43,8 +46,8 @@ from eval.files import InputError, write_json_atomic, write_text_atomic
 
 RUNNERS = {"caption": "eval.caption", "vqa": "eval.vqa"}
 BASELINE = "baseline"
-VALUE = re.compile(r"[A-Za-z0-9.+\-]+")
-"""What a grid value may hold (it is part of the point's file names)."""
+VALUE = re.compile(r"(?!.*__)[A-Za-z0-9._+\-]+")
+"""What a grid value may hold (it is part of the point's file names; ``__`` separates the experiment's name)."""
 
 
 @dataclass(frozen=True)
@@ -63,8 +66,8 @@ class Grid:
             raise InputError(f"--grid {text!r}: expected NAME=V1,V2,...")
         for value in values:
             if not VALUE.fullmatch(value):
-                raise InputError(f"--grid {name}: value {value!r} may hold letters, digits, '.', '+' and '-' only "
-                                 "(it is part of the point's file names)")
+                raise InputError(f"--grid {name}: value {value!r} may hold letters, digits, '.', '_', '+' and '-' "
+                                 "only, and no '__' (it is part of the point's file names)")
         if len(set(values)) != len(values):
             raise InputError(f"--grid {name}: a value is given twice")
         return cls(name, values)
@@ -127,8 +130,9 @@ def plan(runner: str, grids: list[Grid], argv: list[str], baseline: bool) -> lis
     module = importlib.import_module(runner)
     prog, default_method = f"python -m {runner}", {"eval.caption": "sparc", "eval.vqa": "avisc"}[runner]
     names = [g.name for g in grids]
-    if len(set(names)) != len(names):
-        raise InputError("a --grid name is given twice")
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise InputError(f"--grid {', '.join(twice)} is given twice: give each name once, with all its values")
     given = {item.split("=", 1)[0] for item in argv if item.startswith("--")}
     for name in names:
         if flag_of(name) in given or f"--{name}" in given:
@@ -146,28 +150,40 @@ def plan(runner: str, grids: list[Grid], argv: list[str], baseline: bool) -> lis
         point.name = point_name(experiment, point.values)
     if baseline:
         points.insert(0, Point({}, f"{experiment}__{BASELINE}", baseline=True))
-    problems = []
+    problems: dict[str, list[str]] = {}  # message -> the points it concerns (one line per distinct message)
     for point in points:
         point_args = point_argv(point.values, point.name)
         if point.baseline:
             point_args = [*without_flags(point_args, base_knobs), "--method", BASELINE]
+        refused = io.StringIO()
         try:
             method = get_method(point.values.get("method", base.method))
             for name in point.values:
                 if name not in ("method", "preset") and name not in PROTOCOL_FIELDS and name not in method.param_names():
-                    raise InputError(f"{name} is not a parameter of {method.name} nor a protocol setting (the "
-                                     "grid varies method parameters, protocol fields, the preset or the method)")
-            spec = run_spec(parse_args(runner, prog, module.__doc__, default_method, point_args))
+                    close = difflib.get_close_matches(name.lower(), [*method.param_names(), *PROTOCOL_FIELDS], 1)
+                    raise InputError(f"{name} is not a parameter of {method.name} nor a protocol setting"
+                                     + (f" (did you mean {close[0]}?)" if close else " (the grid varies method "
+                                        "parameters, protocol fields, the preset or the method)"))
+            with contextlib.redirect_stderr(refused):  # argparse's usage block, once per point, says nothing more
+                args = parse_args(runner, prog, module.__doc__, default_method, point_args)
+            spec = run_spec(args)
         except SystemExit:
-            problems.append(f"{point.label()}: the runner refused these flags (see above)")
+            errors = [line for line in refused.getvalue().splitlines() if ": error: " in line]
+            message = errors[-1].split(": error: ", 1)[1] if errors else "the runner refused these flags"
+            problems.setdefault(message, []).append(point.label())
             continue
-        except InputError as e:
-            problems.append(f"{point.label()}: {e}")
+        except (InputError, ValueError) as e:  # ValueError: an unknown method name
+            problems.setdefault(str(e), []).append(point.label())
             continue
-        sources = {**spec.run.sources, **{n: SWEEP_SOURCE for n in point.values}}
+        swept = {n: SWEEP_SOURCE for n in point.values}
+        if point.baseline:  # the sweep chose plain decoding for this point: not a result of the papers' settings
+            swept["method"] = SWEEP_SOURCE
+        sources = {**spec.run.sources, **swept}
         point.spec = dataclasses.replace(spec, run=dataclasses.replace(spec.run, sources=sources))
     if problems:
-        raise InputError("points that cannot run (nothing was started):\n  " + "\n  ".join(problems))
+        lines = [f"{', '.join(labels) if len(labels) < len(points) else 'every point'}: {message}"
+                 for message, labels in problems.items()]
+        raise InputError("points that cannot run (nothing was started):\n  " + "\n  ".join(lines))
     return points
 
 
@@ -257,7 +273,8 @@ def write_tables(points: list[Point], grids: list[Grid], folder: Path, experimen
         rows.append(cells)
     benchmark = points[0].spec.run.benchmark
     methods = ", ".join(dict.fromkeys(p.spec.run.method for p in points if not p.baseline))
-    title = f"Sweep {experiment}: {benchmark.title}, {methods}"
+    limit = points[0].spec.data.limit
+    title = f"Sweep {experiment}: {benchmark.title}, {methods}" + (f" (trial run: --limit {limit})" if limit else "")
     lines = [f"### {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     md = folder / f"{experiment}_sweep.md"
@@ -276,6 +293,25 @@ def write_tables(points: list[Point], grids: list[Grid], folder: Path, experimen
     return out, md
 
 
+def build_parser(kind: str) -> argparse.ArgumentParser:
+    """The sweep's own flags; every other flag is the runner's (``python -m eval.<runner> --help``)."""
+    parser = argparse.ArgumentParser(
+        prog=f"python -m eval.sweep {kind}", add_help=False, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=f"The sweep's own flags. Every other flag is {RUNNERS[kind]}'s and holds for every point: "
+                    f"python -m {RUNNERS[kind]} --help lists them.")
+    parser.add_argument("--grid", action="append", default=[], metavar="NAME=V1,V2,...",
+                        help="a method parameter (official name), a protocol field, preset or method, and its "
+                             "values; repeatable (the product of the grids is run)")
+    parser.add_argument("--score-args", default="", metavar="'FLAGS'",
+                        help="what the benchmark's scorer needs beyond the answers file, as one string; write it "
+                             "with '=' when it starts with a dash: --score-args='--gt_dir data/MME'")
+    parser.add_argument("--no-baseline", action="store_true",
+                        help="no reference point with plain decoding (added unless the grid varies the method)")
+    parser.add_argument("--check-only", action="store_true",
+                        help="resolve and check every point (and the scorer's arguments), run nothing")
+    return parser
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
@@ -284,10 +320,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     kind, rest = argv[0], argv[1:]
     if kind not in RUNNERS:
         raise InputError(f"{kind!r}: the first argument is the runner, caption or vqa")
-    parser = argparse.ArgumentParser(prog=f"python -m eval.sweep {kind}", add_help=False)
-    parser.add_argument("--grid", action="append", default=[])
-    parser.add_argument("--score-args", default="")
-    parser.add_argument("--no-baseline", action="store_true")
+    parser = build_parser(kind)
+    if "-h" in rest or "--help" in rest:
+        parser.print_help()
+        return 0
     args, runner_argv = parser.parse_known_args(rest)
     if not args.grid:
         raise InputError("no --grid NAME=V1,V2,...: nothing to sweep")
@@ -300,6 +336,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     experiment = points[-1].name.split("__")[0]
     print(f"sweep {experiment}: {len(points)} runs ({' x '.join(f'{len(g.values)} {g.name}' for g in grids)}"
           f"{' + baseline' if baseline else ''}), all checked", file=sys.stderr)
+    if args.check_only:
+        return 0
     models: dict[Any, Any] = {}
     started = time.time()
     for index, point in enumerate(points, start=1):

@@ -82,15 +82,25 @@ def test_a_grid_of_sparc_parameters_is_run_scored_tabled_and_drawn(golden_dir, t
     assert table(tmp_path)["points"] == data["points"]
 
 
-def test_every_point_is_checked_before_the_first_run(golden_dir, tmp_path):
-    """A bad value, an unknown name or a layer the model does not have: one error listing the points, nothing run."""
+def test_every_point_is_checked_before_the_first_run(golden_dir, tmp_path, capsys):
+    """A bad value, an unknown name, method or a layer the model does not have: one error line per distinct message
+    naming its points (no usage block), nothing run."""
     cases = [("tau=1,nan", "tau=nan"), ("selected_layer=1,99", "selected_layer=99"),
-             ("alpah=1,2", "alpah is not a parameter of sparc")]
+             ("alpah=1,2", "alpah=1, alpah=2: alpah is not a parameter of sparc nor a protocol setting (did you mean alpha?)"),
+             ("tau=1,abc", "tau=abc: argument --tau: invalid"), ("method=baseline,nosuch", "method=nosuch: unknown method")]
     for grid, message in cases:
         with pytest.raises(InputError, match="nothing was started") as error:
-            sweep.main(caption_sweep(golden_dir, tmp_path, grid, extra=("--method", "sparc")))
+            sweep.main(caption_sweep(golden_dir, tmp_path, grid, extra=() if "method" in grid else ("--method", "sparc")))
         assert message in str(error.value)
+        assert len(str(error.value).splitlines()) == 2  # the heading and one line
+        assert "usage:" not in capsys.readouterr().err
         assert not (tmp_path / "out").exists() or not list((tmp_path / "out").glob("*.jsonl"))
+    with pytest.raises(InputError, match="--grid tau is given twice"):
+        sweep.main(caption_sweep(golden_dir, tmp_path, "tau=1", "tau=2", extra=("--method", "sparc")))
+    # a value may hold '_' (the ablation presets); --check-only checks every point and runs none
+    assert sweep.main(caption_sweep(golden_dir, tmp_path, "preset=paper,no_selection,no_ema",
+                                    extra=("--method", "sparc", "--check-only"))) == 0
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").glob("*.jsonl"))
     with pytest.raises(InputError, match="both a --grid and a flag"):
         sweep.main(caption_sweep(golden_dir, tmp_path, "tau=1,2", extra=("--method", "sparc", "--tau", "3")))
     with pytest.raises(InputError, match="NAME=V1,V2"):
@@ -187,12 +197,19 @@ def test_the_report_keeps_sweep_points_out_of_the_paper_tables(golden_dir, tmp_p
     assert report.main([str(tmp_path / "out")]) == 0
     text = capsys.readouterr().out
     assert "Sweep sparc_coco" in text
-    assert "sparc_coco__tau=1" not in text.split("Sweep sparc_coco")[0]
+    before = text.split("Sweep sparc_coco")[0]
+    assert "sparc_coco__tau=1" not in before and "baseline" not in before  # the baseline point is the sweep's too
+    results = json.loads((tmp_path / "out" / "sparc_coco__baseline_results.json").read_text())["config"]
+    assert results["method"] == "baseline" and results["sources"]["method"] == "sweep"
 
 
 def test_help(capsys):
     assert sweep.main(["--help"]) == 0
     assert "--grid NAME=V1,V2" in capsys.readouterr().out
+    assert sweep.main(["caption", "--help"]) == 0
+    text = capsys.readouterr().out
+    assert all(flag in text for flag in ("--grid", "--score-args", "--no-baseline", "--check-only",
+                                         "python -m eval.caption --help"))
     with pytest.raises(InputError, match="caption or vqa"):
         sweep.main(["captions", "--grid", "tau=1"])
 

@@ -85,9 +85,13 @@ def draw_plane(ax: Any, figure: Any, data: dict[str, Any], plane: tuple[Any, Any
                        label="baseline")
             marks.append((bx, by))
             labels.append("baseline")
-    _pad_limits(ax, [m[0] for m in marks], [m[1] for m in marks])
     ax.set_xlabel(x_col.header, fontsize=9)
     ax.set_ylabel(y_col.header, fontsize=9)
+    if not marks:
+        ax.text(0.5, 0.5, f"no point has both {x_col.key} and {y_col.key}\n(see the table: a metric over no sample "
+                "is empty)", ha="center", va="center", transform=ax.transAxes, color=fig.MUTED)
+        return
+    _pad_limits(ax, [m[0] for m in marks], [m[1] for m in marks])
     ax.legend(fontsize=8, frameon=False, loc="best")
     place_labels(ax, figure, marks, labels)
 
@@ -193,7 +197,8 @@ def draw_sweep(data: dict[str, Any], out: Path, dpi: int = 110) -> Path:
     ax = figure.add_axes([0.11, 0.12, 0.84, 0.76] if scorer is None or len(data["grids"]) != 2 or scorer.plane
                          else [0.11, 0.12, 0.80, 0.76])
     fig.style_axes(ax, "both")
-    figure.suptitle(f"sweep {data['sweep']}: {data['benchmark']}", fontsize=11, color=fig.INK, x=0.11, ha="left")
+    title = (data.get("table") or {}).get("title") or f"Sweep {data['sweep']}: {data['benchmark']}"
+    figure.suptitle(title, fontsize=11, color=fig.INK, x=0.11, ha="left")
     if scorer is None:
         ax.text(0.5, 0.5, "no scorer for this benchmark: nothing to draw", ha="center", va="center",
                 transform=ax.transAxes, color=fig.MUTED)

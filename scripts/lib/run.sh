@@ -202,18 +202,27 @@ sweep() {
         if [ "${args[$grid]:-}" = --method ]; then unset "args[$grid]" "args[$((grid + 1))]"; fi
       done
       args=("${args[@]}")
-      child python -m eval.sweep "$runner" "${grids[@]}" --score-args "$score_args" "${args[@]}" "$@" \
+      child python -m eval.sweep "$runner" "${grids[@]}" --score-args="$score_args" "${args[@]}" "$@" \
         --save-path "$SAVE_PATH" --experiment-name "$experiment" || SWEEP_STATUS=$?
       return ;;
   esac
-  for method in $METHODS; do
-    if [ "$method" = baseline ]; then continue; fi
-    args=()
-    if [ $first = 0 ] || [[ " $METHODS " != *" baseline "* ]]; then args=(--no-baseline); fi
-    first=0
-    run_args "$method"
-    child python -m eval.sweep "$runner" "${grids[@]}" "${args[@]}" --score-args "$score_args" "${RUN_ARGS[@]}" "$@" \
-      --save-path "$SAVE_PATH" --experiment-name "${method}_$experiment" || SWEEP_STATUS=$?
+  local check
+  for check in --check-only ""; do  # every method's points checked before the first one runs
+    first=1
+    for method in $METHODS; do
+      if [ "$method" = baseline ]; then continue; fi
+      args=()
+      if [ $first = 0 ] || [[ " $METHODS " != *" baseline "* ]]; then args=(--no-baseline); fi
+      first=0
+      run_args "$method"
+      if [ -n "$check" ]; then
+        python -m eval.sweep "$runner" "${grids[@]}" "${args[@]}" --score-args="$score_args" "${RUN_ARGS[@]}" "$@" \
+          --save-path "$SAVE_PATH" --experiment-name "${method}_$experiment" --check-only || exit 2
+      else
+        child python -m eval.sweep "$runner" "${grids[@]}" "${args[@]}" --score-args="$score_args" "${RUN_ARGS[@]}" \
+          "$@" --save-path "$SAVE_PATH" --experiment-name "${method}_$experiment" || SWEEP_STATUS=$?
+      fi
+    done
   done
 }
 
