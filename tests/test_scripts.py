@@ -164,7 +164,7 @@ def test_sweep_variable_runs_a_sweep_per_method_and_the_report_lists_it(tmp_path
     assert not (out / "baseline.jsonl").exists() and not (out / "sparc.jsonl").exists()  # no plain runs
 
 
-def test_sweep_variable_on_mme_passes_the_ground_truth_to_its_scorer(tmp_path, reference_dir):
+def test_sweep_variable_on_mme_passes_the_ground_truth_to_its_scorer(tmp_path):
     """A yes/no sweep (MME, a grid of the method itself) scores each point with what its scorer needs (MME_GT)."""
     questions = [json.loads(line) for line in (EVAL_DATA / "mme/mme_hallucination.jsonl").read_text().splitlines()[:2]]
     for index, question in enumerate(questions):
