@@ -12,7 +12,7 @@ Usage::
 (``max_new_tokens``, ``temperature``, ...), the ``preset`` or the ``method`` itself; every other flag is the runner's
 (``eval.caption`` or ``eval.vqa``) and holds for every point. Each point is a normal, resumable run named
 ``<experiment-name>__<name>=<value>_...`` under ``--save-path``, whose ``_results.json`` records the point's values
-with the source ``sweep``; it is scored with its benchmark's scorer (``--score-args "..."`` passes what that scorer
+with the source ``sweep``; it is scored with its benchmark's scorer (``--score-args="..."`` passes what that scorer
 needs beyond the answers file, e.g. MME's ``--gt_dir``, a judge's ``--base_url``). Then ``<experiment-name>_sweep.json``
 and ``_sweep.md`` (one row per point: the varied values and the benchmark's metrics, the baseline first) and a
 figure ``<experiment-name>_sweep.png`` (CHAIR: precision against recall with the Pareto front; other benchmarks: the
@@ -196,7 +196,7 @@ def check_scoring(points: list[Point], score_args: list[str]) -> None:
         try:
             scorer.check_arguments(score_args)
         except InputError as e:
-            raise InputError(f"{e}; give what it needs with --score-args \"...\" (nothing was started)") from e
+            raise InputError(f"{e}; give what it needs with --score-args=\"...\" (nothing was started)") from e
 
 
 def run_point(point: Point, models: dict[Any, Any]) -> None:
