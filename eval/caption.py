@@ -14,9 +14,12 @@ from __future__ import annotations
 
 from eval.cli import run_main, runner_main
 
+DEFAULT_METHOD = "sparc"
+"""The method run when ``--method`` is not given (also what ``eval.sweep caption`` assumes)."""
+
 
 def main(argv: list[str] | None = None) -> int:
-    return runner_main("eval.caption", "python -m eval.caption", __doc__, "sparc", argv)
+    return runner_main("eval.caption", "python -m eval.caption", __doc__, DEFAULT_METHOD, argv)
 
 
 if __name__ == "__main__":

@@ -53,7 +53,7 @@ from eval.amber import EXACT_ONLY_NOTE  # noqa: F401 - where callers of earlier 
 from eval.benchmarks import CAPTION, BenchmarkSpec, get_benchmark, list_benchmarks
 from eval.benchmarks.resolve import SWEEP_SOURCE
 from eval.files import InputError, RunPaths, write_text_atomic
-from eval.scoring import Repeats, Scorer, get_scorer, known_scorers
+from eval.scoring import Repeats, Scorer, get_scorer, known_scorers, markdown_table
 from llava.model.families import parse_synthetic_name, recognise_family_name
 
 BASELINE = "baseline"
@@ -427,12 +427,6 @@ class Footnotes:
 
     def render(self) -> str:
         return "".join(f"[{n}] {text}\n" for text, n in self.texts.items())
-
-
-def markdown_table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def aggregate(values: list[float | None]) -> str:

@@ -41,6 +41,19 @@ Published = Mapping[str, "float | tuple[float, float] | None"]
 """Published numbers of one row by metric key: a value, or (mean, std) over seeds."""
 
 
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A Markdown table of text cells (the report's and the sweeps' tables).
+
+    >>> print(markdown_table(["a", "b"], [["1", "2"]]))
+    | a | b |
+    |---|---|
+    | 1 | 2 |
+    """
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
 @dataclass(frozen=True)
 class Column:
     """One metric shown in a table: its key in a run's values, its header and the factor it is shown with."""

@@ -32,7 +32,6 @@ import difflib
 import importlib
 import io
 import itertools
-import json
 import re
 import shlex
 import sys
@@ -42,7 +41,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from eval.benchmarks.resolve import SWEEP_SOURCE
-from eval.files import InputError, write_json_atomic, write_text_atomic
+from eval.files import InputError, read_json, write_json_atomic, write_text_atomic
 
 RUNNERS = {"caption": "eval.caption", "vqa": "eval.vqa"}
 BASELINE = "baseline"
@@ -120,15 +119,15 @@ def without_flags(argv: list[str], names: set[str]) -> list[str]:
     return kept
 
 
-def plan(runner: str, grids: list[Grid], argv: list[str], baseline: bool) -> list[Point]:
-    """Every point of the grids (and the baseline), each resolved and checked as its run will be; ``InputError``
-    listing every point that cannot run, before anything runs."""
+def plan(runner: str, grids: list[Grid], argv: list[str], baseline: bool) -> tuple[str, list[Point]]:
+    """The sweep's experiment name and every point of the grids (and the baseline), each resolved and checked as its
+    run will be; ``InputError`` listing every point that cannot run, before anything runs."""
     from eval.cli import parse_args, run_spec
     from eval.methods import get_method
     from llava.settings import PROTOCOL_FIELDS
 
     module = importlib.import_module(runner)
-    prog, default_method = f"python -m {runner}", {"eval.caption": "sparc", "eval.vqa": "avisc"}[runner]
+    prog, default_method = f"python -m {runner}", module.DEFAULT_METHOD
     names = [g.name for g in grids]
     twice = sorted({name for name in names if names.count(name) > 1})
     if twice:
@@ -184,7 +183,7 @@ def plan(runner: str, grids: list[Grid], argv: list[str], baseline: bool) -> lis
         lines = [f"{', '.join(labels) if len(labels) < len(points) else 'every point'}: {message}"
                  for message, labels in problems.items()]
         raise InputError("points that cannot run (nothing was started):\n  " + "\n  ".join(lines))
-    return points
+    return experiment, points
 
 
 def check_scoring(points: list[Point], score_args: list[str]) -> None:
@@ -237,7 +236,11 @@ def score_point(point: Point, score_args: list[str]) -> None:
         if not metrics.is_file():
             point.status, point.reason = "not scored", f"the {scorer_name} scorer wrote no metrics (exit {code})"
             return
-    data = json.loads(metrics.read_text(encoding="utf-8"))
+    try:
+        data = read_json(metrics)
+    except InputError as e:
+        point.status, point.reason = "not scored", str(e)
+        return
     runs = scorer.runs(data)
     point.metrics_file = str(metrics)
     point.metrics = {k: v for run in runs[:1] for k, v in run.values.items() if not isinstance(v, (dict, list))}
@@ -260,8 +263,20 @@ def fmt(value: Any, scale: float = 1.0) -> str:
     return "-" if value is None else f"{scale * float(value):.2f}"
 
 
-def write_tables(points: list[Point], grids: list[Grid], folder: Path, experiment: str) -> tuple[Path, Path]:
+@dataclass(frozen=True)
+class SweepTables:
+    """What :func:`write_tables` wrote: the json's content and the Markdown text, and their files."""
+
+    data: dict[str, Any]
+    markdown: str
+    json_file: Path
+    markdown_file: Path
+
+
+def write_tables(points: list[Point], grids: list[Grid], folder: Path, experiment: str) -> SweepTables:
     """``<experiment>_sweep.json`` and ``_sweep.md``: one row per point (the baseline first)."""
+    from eval.scoring import markdown_table
+
     columns = columns_of(points)
     header = [g.name for g in grids] + [c.header for c in columns] + ["status"]
     rows = []
@@ -275,10 +290,9 @@ def write_tables(points: list[Point], grids: list[Grid], folder: Path, experimen
     methods = ", ".join(dict.fromkeys(p.spec.run.method for p in points if not p.baseline))
     limit = points[0].spec.data.limit
     title = f"Sweep {experiment}: {benchmark.title}, {methods}" + (f" (trial run: --limit {limit})" if limit else "")
-    lines = [f"### {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    markdown = f"### {title}\n\n{markdown_table(header, rows)}\n"
     md = folder / f"{experiment}_sweep.md"
-    write_text_atomic(md, "\n".join(lines) + "\n")
+    write_text_atomic(md, markdown)
     data = {
         "sweep": experiment, "benchmark": benchmark.name, "scorer": benchmark.scorer,
         "table": {"title": title, "header": header, "rows": rows},
@@ -290,7 +304,7 @@ def write_tables(points: list[Point], grids: list[Grid], folder: Path, experimen
     }
     out = folder / f"{experiment}_sweep.json"
     write_json_atomic(out, data)
-    return out, md
+    return SweepTables(data, markdown, out, md)
 
 
 def build_parser(kind: str) -> argparse.ArgumentParser:
@@ -329,11 +343,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise InputError("no --grid NAME=V1,V2,...: nothing to sweep")
     grids = [Grid.parse(text) for text in args.grid]
     baseline = not args.no_baseline and "method" not in {g.name for g in grids}
-    points = plan(RUNNERS[kind], grids, runner_argv, baseline)
+    experiment, points = plan(RUNNERS[kind], grids, runner_argv, baseline)
     score_args = shlex.split(args.score_args)
     check_scoring(points, score_args)
     folder = points[0].spec.output.save_path
-    experiment = points[-1].name.split("__")[0]
     print(f"sweep {experiment}: {len(points)} runs ({' x '.join(f'{len(g.values)} {g.name}' for g in grids)}"
           f"{' + baseline' if baseline else ''}), all checked", file=sys.stderr)
     if args.check_only:
@@ -346,12 +359,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         score_point(point, score_args)
         if point.reason:
             print(f"  {point.status}: {point.reason}", file=sys.stderr)
-    table, md = write_tables(points, grids, folder, experiment)
+    tables = write_tables(points, grids, folder, experiment)
     from eval.figures.sweep import draw_sweep
 
-    figure = draw_sweep(json.loads(table.read_text(encoding="utf-8")), folder / f"{experiment}_sweep.png")
-    print(md.read_text(encoding="utf-8"))
-    print(f"sweep written: {table}, {md}, {figure} ({(time.time() - started) / 60:.1f} min)")
+    figure = draw_sweep(tables.data, folder / f"{experiment}_sweep.png")
+    print(tables.markdown)
+    print(f"sweep written: {tables.json_file}, {tables.markdown_file}, {figure} "
+          f"({(time.time() - started) / 60:.1f} min)")
     failed = [p for p in points if p.status not in ("scored", "answered")]
     return 1 if failed else 0
 

@@ -16,9 +16,12 @@ from __future__ import annotations
 
 from eval.cli import run_main, runner_main
 
+DEFAULT_METHOD = "avisc"
+"""The method run when ``--method`` is not given (also what ``eval.sweep vqa`` assumes)."""
+
 
 def main(argv: list[str] | None = None) -> int:
-    return runner_main("eval.vqa", "python -m eval.vqa", __doc__, "avisc", argv)
+    return runner_main("eval.vqa", "python -m eval.vqa", __doc__, DEFAULT_METHOD, argv)
 
 
 if __name__ == "__main__":
