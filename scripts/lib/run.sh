@@ -206,8 +206,8 @@ sweep() {
         --save-path "$SAVE_PATH" --experiment-name "$experiment" || SWEEP_STATUS=$?
       return ;;
   esac
-  local check
-  for check in --check-only ""; do  # every method's points checked before the first one runs
+  local pass command
+  for pass in check run; do  # every method's points checked before the first one runs
     first=1
     for method in $METHODS; do
       if [ "$method" = baseline ]; then continue; fi
@@ -215,12 +215,12 @@ sweep() {
       if [ $first = 0 ] || [[ " $METHODS " != *" baseline "* ]]; then args=(--no-baseline); fi
       first=0
       run_args "$method"
-      if [ -n "$check" ]; then
-        python -m eval.sweep "$runner" "${grids[@]}" "${args[@]}" --score-args="$score_args" "${RUN_ARGS[@]}" "$@" \
-          --save-path "$SAVE_PATH" --experiment-name "${method}_$experiment" --check-only || exit 2
+      command=(python -m eval.sweep "$runner" "${grids[@]}" "${args[@]}" --score-args="$score_args" "${RUN_ARGS[@]}"
+               "$@" --save-path "$SAVE_PATH" --experiment-name "${method}_$experiment")
+      if [ $pass = check ]; then
+        "${command[@]}" --check-only || exit 2
       else
-        child python -m eval.sweep "$runner" "${grids[@]}" "${args[@]}" --score-args="$score_args" "${RUN_ARGS[@]}" \
-          "$@" --save-path "$SAVE_PATH" --experiment-name "${method}_$experiment" || SWEEP_STATUS=$?
+        child "${command[@]}" || SWEEP_STATUS=$?
       fi
     done
   done
