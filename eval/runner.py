@@ -372,8 +372,9 @@ class Runner:
     # -- main loop --------------------------------------------------------------------------------------------
     def run(self) -> RunReport:
         start = time.time()
-        done = self.answered()
-        self.report_changed_inputs()
+        written = self.written()  # read once: what still answers its sample, and what changed
+        done = self.answered(written)
+        self.report_changed_inputs(written)
         self.report.answered_before = len(done)
         self.dist.barrier("the start of generation")  # everyone has read the same state before anyone appends
         pending = [s for s in self.samples if s.key not in done]
@@ -411,16 +412,17 @@ class Runner:
             done.update(read_log(shard, self.key_of))
         return done
 
-    def answered(self) -> dict[str, dict[str, Any]]:
-        """The answers already written that still answer their sample: a sample of this run whose question, fields
-        or image (its bytes) changed since it was answered is answered again; answers of samples outside this run
-        are kept as they are."""
-        return {key: record for key, record in self.written().items()
+    def answered(self, written: dict[str, dict[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
+        """The answers already written (``written``: :meth:`written`, read here when not given) that still answer
+        their sample: a sample of this run whose question, fields or image (its bytes) changed since it was answered
+        is answered again; answers of samples outside this run are kept as they are."""
+        written = self.written() if written is None else written
+        return {key: record for key, record in written.items()
                 if key not in self.fingerprints or record.get(INPUT_FIELD) == self.fingerprints[key]}
 
-    def report_changed_inputs(self) -> None:
-        """One warning naming the samples of this run whose inputs changed since they were answered."""
-        written = self.written()
+    def report_changed_inputs(self, written: dict[str, dict[str, Any]]) -> None:
+        """One warning naming the samples of this run whose inputs changed since they were answered (``written``:
+        :meth:`written`)."""
         changed = [key for key, fingerprint in self.fingerprints.items()
                    if key in written and written[key].get(INPUT_FIELD) != fingerprint]
         if changed and self.dist.rank == 0:
