@@ -61,15 +61,16 @@ def place_labels(ax: Any, figure: Any, points: list[tuple[float, float]], labels
         boxes.append(artist.get_window_extent(renderer))
 
 
-def _values(points: list[dict[str, Any]], key: str, scale: float) -> list[float | None]:
-    return [None if p["metrics"].get(key) is None else scale * float(p["metrics"][key]) for p in points]
+def _values(points: list[dict[str, Any]], column: Any) -> list[float | None]:
+    """Each point's value of a scorer's :class:`~eval.scoring.Column`, as tables show it (None where missing)."""
+    return [column.shown(p["metrics"].get(column.key)) for p in points]
 
 
 def draw_plane(ax: Any, figure: Any, data: dict[str, Any], plane: tuple[Any, Any]) -> None:
     """Precision-like (y) against recall-like (x), labelled points, Pareto front, baseline."""
     x_col, y_col = plane
     points = [p for p in data["points"] if not p["baseline"]]
-    xs, ys = _values(points, x_col.key, x_col.scale), _values(points, y_col.key, y_col.scale)
+    xs, ys = _values(points, x_col), _values(points, y_col)
     shown = [i for i in range(len(points)) if xs[i] is not None and ys[i] is not None]
     sx, sy = [xs[i] for i in shown], [ys[i] for i in shown]
     ax.scatter(sx, sy, s=42, color=fig.ACCENT, edgecolor=fig.INK, linewidth=0.6, zorder=3)
@@ -79,7 +80,7 @@ def draw_plane(ax: Any, figure: Any, data: dict[str, Any], plane: tuple[Any, Any
     labels = [" ".join(f"{k}={v}" for k, v in points[i]["values"].items()) for i in shown]
     marks: list[tuple[float, float]] = list(zip(sx, sy))
     for base in (p for p in data["points"] if p["baseline"]):
-        bx, by = _values([base], x_col.key, x_col.scale)[0], _values([base], y_col.key, y_col.scale)[0]
+        bx, by = _values([base], x_col)[0], _values([base], y_col)[0]
         if bx is not None and by is not None:
             ax.scatter([bx], [by], marker="*", s=160, color="#ffb000", edgecolor=fig.INK, linewidth=0.6, zorder=4,
                        label="baseline")
@@ -129,12 +130,12 @@ def draw_curves(ax: Any, data: dict[str, Any], column: Any) -> None:
         for value in x_values:
             match = next((p for p in points if p["values"][x_name] == value
                           and all(p["values"][n] == v for n, v in chosen.items())), None)
-            ys.append(None if match is None else _values([match], column.key, column.scale)[0])
+            ys.append(None if match is None else _values([match], column)[0])
         label = " ".join(f"{n}={v}" for n, v in chosen.items()) or None
         ax.plot(positions, [np.nan if y is None else y for y in ys], marker="o", color=color, linewidth=1.6,
                 label=label)
     for base in (p for p in data["points"] if p["baseline"]):
-        value = _values([base], column.key, column.scale)[0]
+        value = _values([base], column)[0]
         if value is not None:
             ax.axhline(value, color=fig.MUTED, linestyle="--", linewidth=1.2, label="baseline")
     ax.set_xticks(positions)
@@ -161,7 +162,7 @@ def draw_heatmap(ax: Any, figure: Any, data: dict[str, Any], column: Any) -> Non
     points = [p for p in data["points"] if not p["baseline"]]
     grid = np.full((len(rows), len(cols)), np.nan)
     for p in points:
-        value = _values([p], column.key, column.scale)[0]
+        value = _values([p], column)[0]
         if value is not None:
             grid[rows.index(p["values"][row_name]), cols.index(p["values"][col_name])] = value
     ax.grid(False)
@@ -183,7 +184,7 @@ def draw_heatmap(ax: Any, figure: Any, data: dict[str, Any], column: Any) -> Non
     bar.ax.tick_params(labelsize=8)
     bar.set_label(column.header, fontsize=9)
     base = next((p for p in data["points"] if p["baseline"]), None)
-    value = None if base is None else _values([base], column.key, column.scale)[0]
+    value = None if base is None else _values([base], column)[0]
     if value is not None:
         ax.set_title(f"baseline: {value:.2f}", fontsize=9, color=fig.MUTED, loc="right")
 
